@@ -1,0 +1,52 @@
+"""The interface every hypervisor backend implements.
+
+A backend answers read-only questions (``inspect``), gives a guest channel, and offers the
+hypervisor-layer actions that plan steps name (see ``vmshare.steps.ACTIONS``). Actions are
+idempotent, and return an optional note for the user.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from vmshare.facts import VmFacts
+from vmshare.guest.channel import GuestChannel
+from vmshare.spec import VmSpec
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+    default_connection: ClassVar[str]
+    device_protocols: ClassVar[tuple[str, ...]]  # preferred first
+
+    def __init__(self, connection: str | None = None) -> None:
+        self.connection = connection or self.default_connection
+
+    @abstractmethod
+    def inspect(self, vm: str) -> VmFacts:
+        """What the hypervisor knows about ``vm``; guest facts are filled in by the caller."""
+
+    @abstractmethod
+    def guest_channel(self, vm: VmSpec) -> GuestChannel:
+        """The channel to run commands inside the guest, as the VM's settings ask."""
+
+    @abstractmethod
+    def attach_filesystem(
+        self, vm: str, tag: str, source: str, driver: str, readonly: bool, live: bool, config: bool
+    ) -> str | None: ...
+
+    @abstractmethod
+    def detach_filesystem(self, vm: str, tag: str, live: bool, config: bool) -> str | None: ...
+
+    @abstractmethod
+    def add_shared_memory(self, vm: str) -> str | None: ...
+
+    @abstractmethod
+    def restart(self, vm: str) -> str | None: ...
+
+    @abstractmethod
+    def start(self, vm: str) -> str | None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

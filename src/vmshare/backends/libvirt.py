@@ -1,0 +1,203 @@
+"""QEMU/KVM through libvirt: virtiofs and 9p filesystem devices; guest access by the agent."""
+
+from __future__ import annotations
+
+import time
+
+import libvirt
+
+from vmshare.backends import libvirt_xml
+from vmshare.backends.base import Backend
+from vmshare.errors import BackendUnavailable, NotFoundError, VmshareError
+from vmshare.facts import FsDevice, VmFacts
+from vmshare.guest.agent import AgentChannel
+from vmshare.guest.channel import GuestChannel
+from vmshare.guest.ssh import SshChannel
+from vmshare.spec import VmSpec
+
+# libvirt prints every error to stderr by default; vmshare reports errors itself.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+SHUTDOWN_TIMEOUT = 60.0
+AGENT_TIMEOUT = 180.0
+
+
+def _message(exc: libvirt.libvirtError) -> str:
+    return str(exc.get_error_message() or exc)
+
+
+class LibvirtBackend(Backend):
+    name = "libvirt"
+    default_connection = "qemu:///system"
+    device_protocols = ("virtiofs", "9p")
+
+    def __init__(self, connection: str | None = None) -> None:
+        super().__init__(connection)
+        self._conn: libvirt.virConnect | None = None
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        if self._conn is None:
+            try:
+                self._conn = libvirt.open(self.connection)
+            except libvirt.libvirtError as exc:
+                raise BackendUnavailable(
+                    f"cannot connect to libvirt at {self.connection}: {_message(exc)}",
+                    hint=f"is libvirtd running? try `virsh -c {self.connection} list`",
+                ) from None
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def domain(self, vm: str) -> libvirt.virDomain:
+        try:
+            return self.conn.lookupByName(vm)
+        except libvirt.libvirtError:
+            pass
+        try:
+            return self.conn.lookupByUUIDString(vm)
+        except libvirt.libvirtError:
+            raise NotFoundError(
+                f"VM {vm!r} not found on {self.connection}",
+                hint=f"list VMs with `virsh -c {self.connection} list --all`",
+            ) from None
+
+    # --------------------------------------------------------------------- facts
+
+    def inspect(self, vm: str) -> VmFacts:
+        facts = VmFacts(name=vm, backend=self.name, connection=self.connection)
+        try:
+            dom = self.domain(vm)
+        except NotFoundError:
+            return facts
+        config_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        running = bool(dom.isActive())
+        live_xml = dom.XMLDesc(0) if running else None
+        facts.exists = True
+        facts.uuid = dom.UUIDString()
+        facts.running = running
+        facts.acpi = libvirt_xml.has_acpi(live_xml or config_xml)
+        facts.shared_memory_config = libvirt_xml.has_shared_memory(config_xml)
+        facts.shared_memory_live = bool(live_xml) and libvirt_xml.has_shared_memory(live_xml or "")
+        facts.config_devices = {t: d for t, (d, _) in libvirt_xml.filesystems(config_xml).items()}
+        if live_xml:
+            facts.live_devices = {t: d for t, (d, _) in libvirt_xml.filesystems(live_xml).items()}
+        return facts
+
+    def guest_channel(self, vm: VmSpec) -> GuestChannel:
+        if vm.guest.channel == "ssh":
+            return SshChannel(vm.guest)
+        agent = AgentChannel(lambda: self.domain(vm.name), vm.name)
+        if vm.guest.channel == "auto" and vm.guest.ssh_host and not agent.ping():
+            return SshChannel(vm.guest)
+        return agent
+
+    # ------------------------------------------------------------------- actions
+
+    def attach_filesystem(
+        self, vm: str, tag: str, source: str, driver: str, readonly: bool, live: bool, config: bool
+    ) -> str | None:
+        device = FsDevice(tag=tag, source=source, driver=driver, readonly=readonly)  # type: ignore[arg-type]
+        flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0) | (
+            libvirt.VIR_DOMAIN_AFFECT_CONFIG if config else 0
+        )
+        if not flags:
+            return None
+        try:
+            self.domain(vm).attachDeviceFlags(libvirt_xml.filesystem_xml(device), flags)
+        except libvirt.libvirtError as exc:
+            raise VmshareError(
+                f"libvirt refused the {driver} device for {source}: {_message(exc)}",
+                hint="check the domain with `virsh dumpxml`; nothing was left attached",
+            ) from None
+        return None
+
+    def detach_filesystem(self, vm: str, tag: str, live: bool, config: bool) -> str | None:
+        dom = self.domain(vm)
+        note = None
+        if config:
+            found = libvirt_xml.filesystems(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).get(tag)
+            if found:
+                self._detach(dom, found[1], libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        if live and dom.isActive():
+            found = libvirt_xml.filesystems(dom.XMLDesc(0)).get(tag)
+            if found and found[0].driver == "virtiofs":
+                self._detach(dom, found[1], libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                self._wait_gone(dom, tag)
+            elif found:
+                note = f"the 9p device {tag} leaves the running VM {vm!r} at its next restart"
+        return note
+
+    def _detach(self, dom: libvirt.virDomain, xml: str, flags: int) -> None:
+        try:
+            dom.detachDeviceFlags(xml, flags)
+        except libvirt.libvirtError as exc:
+            raise VmshareError(
+                f"libvirt could not detach the share device: {_message(exc)}",
+                hint="unmount it in the guest first; `virsh dumpxml` shows the device",
+            ) from None
+
+    def _wait_gone(self, dom: libvirt.virDomain, tag: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while tag in libvirt_xml.filesystems(dom.XMLDesc(0)):
+            if time.monotonic() > deadline:
+                raise VmshareError(
+                    f"the guest did not release device {tag} within {timeout:g} s",
+                    hint="the guest must answer ACPI hot-unplug; restart the VM to finish",
+                )
+            time.sleep(0.2)
+
+    def add_shared_memory(self, vm: str) -> str | None:
+        dom = self.domain(vm)
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        if libvirt_xml.has_shared_memory(xml):
+            return None
+        try:
+            self.conn.defineXML(libvirt_xml.with_shared_memory(xml))
+        except libvirt.libvirtError as exc:
+            raise VmshareError(
+                f"libvirt refused shared memory backing for {vm!r}: {_message(exc)}",
+                hint="virtiofs needs <memoryBacking><access mode='shared'/>; try --protocol 9p",
+            ) from None
+        return f"VM {vm!r} now has shared memory backing (needed by virtiofs); it stays in place"
+
+    def start(self, vm: str) -> str | None:
+        dom = self.domain(vm)
+        if not dom.isActive():
+            try:
+                dom.create()
+            except libvirt.libvirtError as exc:
+                raise VmshareError(
+                    f"VM {vm!r} did not start: {_message(exc)}", hint="see `virsh start`"
+                ) from None
+        AgentChannel(lambda: self.domain(vm), vm).wait_ready(AGENT_TIMEOUT)
+        return None
+
+    def restart(self, vm: str) -> str | None:
+        """Graceful shutdown (agent, then ACPI), forced off after SHUTDOWN_TIMEOUT, then start."""
+        dom = self.domain(vm)
+        forced = False
+        if dom.isActive():
+            for flag in (
+                libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT,
+                libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN,
+            ):
+                try:
+                    dom.shutdownFlags(flag)
+                    break
+                except libvirt.libvirtError:
+                    continue
+            deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+            while dom.isActive() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if dom.isActive():
+                dom.destroy()
+                forced = True
+        self.start(vm)
+        return f"VM {vm!r} was powered off after {SHUTDOWN_TIMEOUT:g} s" if forced else None
+
+
+BACKEND = LibvirtBackend

@@ -1,0 +1,73 @@
+"""libvirt domain XML: the one place vmshare renders or reads it (ElementTree, never strings)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from vmshare.facts import Driver, FsDevice
+
+ET.register_namespace("qemu", "http://libvirt.org/schemas/domain/qemu/1.0")
+
+
+def filesystem_xml(device: FsDevice) -> str:
+    """A ``<filesystem>`` device element for virtiofs or 9p."""
+    accessmode = "passthrough" if device.driver == "virtiofs" else "mapped"
+    fs = ET.Element("filesystem", {"type": "mount", "accessmode": accessmode})
+    if device.driver == "virtiofs":
+        ET.SubElement(fs, "driver", {"type": "virtiofs"})
+    ET.SubElement(fs, "source", {"dir": device.source})
+    ET.SubElement(fs, "target", {"dir": device.tag})
+    if device.readonly:
+        ET.SubElement(fs, "readonly")
+    return ET.tostring(fs, encoding="unicode")
+
+
+def filesystems(domain_xml: str) -> dict[str, tuple[FsDevice, str]]:
+    """Filesystem devices of a domain by tag, each with its own XML (as detach wants it)."""
+    root = ET.fromstring(domain_xml)
+    found: dict[str, tuple[FsDevice, str]] = {}
+    for fs in root.findall("./devices/filesystem"):
+        target = fs.find("target")
+        source = fs.find("source")
+        if target is None or source is None or fs.get("type", "mount") != "mount":
+            continue
+        driver = fs.find("driver")
+        kind: Driver = (
+            "virtiofs" if driver is not None and driver.get("type") == "virtiofs" else "9p"
+        )
+        device = FsDevice(
+            tag=target.get("dir", ""),
+            source=source.get("dir", ""),
+            driver=kind,
+            readonly=fs.find("readonly") is not None,
+        )
+        found[device.tag] = (device, ET.tostring(fs, encoding="unicode"))
+    return found
+
+
+def has_shared_memory(domain_xml: str) -> bool:
+    root = ET.fromstring(domain_xml)
+    access = root.find("./memoryBacking/access")
+    return access is not None and access.get("mode") == "shared"
+
+
+def has_acpi(domain_xml: str) -> bool:
+    return ET.fromstring(domain_xml).find("./features/acpi") is not None
+
+
+def with_shared_memory(domain_xml: str) -> str:
+    """The domain with memfd shared memory backing, as virtiofs needs; other settings kept."""
+    root = ET.fromstring(domain_xml)
+    backing = root.find("memoryBacking")
+    if backing is None:
+        backing = ET.Element("memoryBacking")
+        memory = root.find("currentMemory") or root.find("memory")
+        index = list(root).index(memory) + 1 if memory is not None else len(root)
+        root.insert(index, backing)
+    if backing.find("source") is None:
+        ET.SubElement(backing, "source", {"type": "memfd"})
+    access = backing.find("access")
+    if access is None:
+        access = ET.SubElement(backing, "access")
+    access.set("mode", "shared")
+    return ET.tostring(root, encoding="unicode")

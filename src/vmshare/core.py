@@ -1,0 +1,148 @@
+"""The commands behind the CLI: each takes models and returns data; none prints.
+
+A ``Session`` holds the backends and guest channels one command uses, and is the executor's
+runtime: it maps a step's layer to the object that carries out its action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmshare.apply import Journal, Outcome, Progress, execute
+from vmshare.backends import load_backend
+from vmshare.backends.base import Backend
+from vmshare.errors import GuestError, NotFoundError, UsageError
+from vmshare.facts import Facts, GuestFacts, VmFacts, gather
+from vmshare.guest.linux import LinuxGuest
+from vmshare.hostops import HostOps
+from vmshare.plan import Plan, removal_plan, resolve
+from vmshare.spec import Spec, VmSpec
+from vmshare.state import ShareRecord, StateStore
+
+
+class Session:
+    def __init__(self, vms: dict[str, VmSpec]) -> None:
+        self.vms = vms
+        self.host = HostOps()
+        self._backends: dict[tuple[str, str | None], Backend] = {}
+        self._guests: dict[str, LinuxGuest] = {}
+
+    def backend(self, vm: str) -> Backend:
+        spec = self.vms[vm]
+        key = (spec.backend, spec.connection)
+        if key not in self._backends:
+            self._backends[key] = load_backend(spec.backend, spec.connection)
+        return self._backends[key]
+
+    def guest(self, vm: str) -> LinuxGuest:
+        if vm not in self._guests:
+            channel = self.backend(vm).guest_channel(self.vms[vm])
+            self._guests[vm] = LinuxGuest(channel, vm)
+        return self._guests[vm]
+
+    def layer(self, layer: str, vm: str) -> Any:
+        if layer == "host":
+            return self.host
+        if layer == "hypervisor":
+            return self.backend(vm)
+        return self.guest(vm)
+
+    def probe_vm(self, vm: str, targets: list[str]) -> VmFacts:
+        facts = self.backend(vm).inspect(vm)
+        if facts.running:
+            try:
+                facts.guest = self.guest(vm).inspect(targets)
+            except GuestError as exc:
+                facts.guest = GuestFacts(reachable=False, error=exc.message)
+        return facts
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            backend.close()
+
+
+def _vms_of(spec: Spec) -> dict[str, VmSpec]:
+    return {share.vm: spec.vm_for(share.vm) for share in spec.share}
+
+
+@dataclass
+class Result:
+    plan: Plan
+    facts: Facts | None = None
+    outcome: Outcome | None = None
+    dry_run: bool = False
+    saved_to: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_shares(
+    spec: Spec, origin: str, store: StateStore, *, allow_restart: bool = False, prune: bool = False
+) -> Result:
+    """The plan for ``spec``, changing nothing."""
+    session = Session(_vms_of(spec))
+    try:
+        facts = gather(spec, session.probe_vm)
+        plan = resolve(
+            spec, facts, store.load(), origin=origin, allow_restart=allow_restart, prune=prune
+        )
+        return Result(plan=plan, facts=facts, dry_run=True)
+    finally:
+        session.close()
+
+
+def apply_shares(
+    spec: Spec,
+    origin: str,
+    store: StateStore,
+    *,
+    allow_restart: bool = False,
+    prune: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """Make the systems match ``spec``; on failure undo this run's steps."""
+    if dry_run:
+        return plan_shares(spec, origin, store, allow_restart=allow_restart, prune=prune)
+    with store.locked():
+        state = store.load()
+        session = Session(_vms_of(spec))
+        try:
+            facts = gather(spec, session.probe_vm)
+            plan = resolve(
+                spec, facts, state, origin=origin, allow_restart=allow_restart, prune=prune
+            )
+            if plan.blockers:
+                raise UsageError(plan.blockers[0], hint="`vmshare plan` shows every step and why")
+            outcome = execute(plan, session, Journal(store, state, plan), progress)
+            return Result(plan=plan, facts=facts, outcome=outcome)
+        finally:
+            session.close()
+
+
+def remove_share(
+    ref: str, store: StateStore, *, dry_run: bool = False, progress: Progress | None = None
+) -> Result:
+    """Undo every layer vmshare set up for one share; the user's files are not touched."""
+    with store.locked():
+        state = store.load()
+        record = state.find(ref)
+        if record is None:
+            raise NotFoundError(
+                f"vmshare has no share {ref!r}",
+                hint="`vmshare list` shows the shares vmshare made (as VM:GUEST_PATH or name)",
+            )
+        plan = removal_plan([record])
+        if dry_run:
+            return Result(plan=plan, dry_run=True)
+        session = Session({record.vm: record.vm_spec})
+        try:
+            outcome = execute(plan, session, Journal(store, state, plan), progress)
+        finally:
+            session.close()
+        return Result(plan=plan, outcome=outcome)
+
+
+def list_shares(store: StateStore, vm: str | None = None) -> list[ShareRecord]:
+    records = store.load().shares.values()
+    return sorted((r for r in records if vm is None or r.vm == vm), key=lambda r: r.key)

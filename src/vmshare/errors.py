@@ -1,0 +1,100 @@
+"""The one error tree of vmshare.
+
+Every failure the user can meet is a ``VmshareError``: a one-line message, a hint saying what to
+do, and the process exit code. Only ``cli.py`` catches them and prints.
+
+    VmshareError                    exit 1  (FAILURE)
+    ├── UsageError                  exit 2  (USAGE): bad arguments
+    │   └── SpecError               exit 2: a spec file or shorthand that does not validate
+    ├── NotFoundError               exit 1: a VM, share or host path that does not exist
+    ├── BackendUnavailable          exit 1: SDK missing or hypervisor not reachable
+    ├── HostCommandError            exit 1: a host command failed
+    ├── GuestError                  exit 1: the guest channel or a guest command failed
+    ├── LockTimeout                 exit 1: another vmshare run holds the lock
+    ├── StateError                  exit 1: the state file is unreadable or from a newer vmshare
+    └── ApplyFailed                 exit 3  (ROLLED_BACK): a step failed, completed steps undone
+        └── RollbackIncomplete      exit 4  (ROLLBACK_INCOMPLETE): some undo failed too
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Stable process exit codes (documented in docs/cli.md)."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    ROLLED_BACK = 3
+    ROLLBACK_INCOMPLETE = 4
+    INTERRUPTED = 130
+
+
+class VmshareError(Exception):
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(VmshareError):
+    exit_code = ExitCode.USAGE
+
+
+class SpecError(UsageError):
+    pass
+
+
+class NotFoundError(VmshareError):
+    pass
+
+
+class BackendUnavailable(VmshareError):
+    pass
+
+
+class HostCommandError(VmshareError):
+    pass
+
+
+class GuestError(VmshareError):
+    pass
+
+
+class LockTimeout(VmshareError):
+    pass
+
+
+class StateError(VmshareError):
+    pass
+
+
+class ApplyFailed(VmshareError):
+    """A step failed; every completed step was undone in reverse order."""
+
+    exit_code = ExitCode.ROLLED_BACK
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        failed_step: str = "",
+        undone: list[str] | None = None,
+        undo_failures: list[str] | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.failed_step = failed_step
+        self.undone = undone or []
+        self.undo_failures = undo_failures or []
+
+
+class RollbackIncomplete(ApplyFailed):
+    exit_code = ExitCode.ROLLBACK_INCOMPLETE

@@ -1,0 +1,150 @@
+"""Linux guest side of a share: mount point, mount, probe, and the fstab entry.
+
+Untrusted strings (paths) never become shell text: scripts are constants and receive values as
+positional parameters (``"$1"``), which the shell never parses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Sequence
+
+from vmshare.errors import GuestError
+from vmshare.facts import GuestFacts, GuestMount
+from vmshare.guest import fstab
+from vmshare.guest.channel import GuestChannel, GuestResult
+
+_SEPARATOR = "@@vmshare-section@@"
+_INSPECT = (
+    'cat /proc/self/mounts; echo "$0"; cat /etc/fstab 2>/dev/null; echo "$0"; '
+    'for p in "$@"; do [ -d "$p" ] && printf "%s\\n" "$p"; done; true'
+)
+_READ_FSTAB = "cat /etc/fstab 2>/dev/null || true"
+# Replace /etc/fstab atomically, only if it is still the file we read ($1 = its sha256).
+_WRITE_FSTAB = """set -e
+f=/etc/fstab
+cur=$( (cat "$f" 2>/dev/null || true) | sha256sum | cut -d' ' -f1)
+[ "$cur" = "$1" ] || { echo "/etc/fstab changed while vmshare was editing it" >&2; exit 75; }
+tmp="$f.vmshare-tmp.$$"
+trap 'rm -f "$tmp"' EXIT
+cat > "$tmp"
+chmod 644 "$tmp"
+if [ -f "$f" ]; then cp -p "$f" "$f.vmshare-bak"; fi
+sync
+mv -f "$tmp" "$f"
+trap - EXIT
+sync
+"""
+_RMDIR_EMPTY = '[ -d "$1" ] || exit 0; rmdir "$1" 2>/dev/null || exit 3'
+_PROBE_WRITE = """set -e
+f="$1/.vmshare-probe.$2"
+printf '%s' "$2" > "$f"
+got=$(cat "$f")
+rm -f "$f"
+[ "$got" = "$2" ]
+"""
+_PROBE_READ = 'ls -A "$1" > /dev/null'
+
+
+class LinuxGuest:
+    def __init__(self, channel: GuestChannel, vm: str) -> None:
+        self.channel = channel
+        self.vm = vm
+
+    def _run(self, argv: Sequence[str], what: str, input: bytes | None = None) -> GuestResult:
+        result = self.channel.run(argv, input=input)
+        if result.exit_code != 0:
+            raise GuestError(
+                f"{what} in VM {self.vm!r} failed: {result.error_line}",
+                hint="see the guest's message; vmshare undid what it had done",
+            )
+        return result
+
+    def _sh(self, script: str, *args: str, what: str, input: bytes | None = None) -> GuestResult:
+        return self._run(["sh", "-c", script, "vmshare", *args], what, input)
+
+    # ----------------------------------------------------------------- read-only probes
+
+    def inspect(self, targets: Sequence[str]) -> GuestFacts:
+        result = self._run(["sh", "-c", _INSPECT, _SEPARATOR, *targets], "reading mounts")
+        parts = result.stdout.decode("utf-8", "surrogateescape").split(_SEPARATOR + "\n")
+        mounts_text, fstab_text, dirs_text = [*parts, "", "", ""][:3]
+        mounts = {
+            m.target: GuestMount(
+                source=m.source, target=m.target, fstype=m.fstype, options=list(m.options)
+            )
+            for m in fstab.parse_table(mounts_text)
+        }
+        return GuestFacts(
+            reachable=True,
+            channel=self.channel.name,
+            mounts=mounts,
+            fstab_entries=fstab.block_entries(fstab_text),
+            existing_dirs=[d for d in dirs_text.splitlines() if d],
+        )
+
+    def mounted(self, target: str) -> GuestMount | None:
+        return self.inspect([]).mounts.get(target)
+
+    # ------------------------------------------------------------------------ actions
+
+    def mkdir(self, path: str) -> None:
+        self._run(["mkdir", "-p", path], f"creating {path}")
+
+    def rmdir_empty(self, path: str) -> str | None:
+        result = self.channel.run(["sh", "-c", _RMDIR_EMPTY, "vmshare", path])
+        if result.exit_code == 3:
+            return f"left {path} in the guest: it is not empty"
+        if result.exit_code != 0:
+            raise GuestError(f"removing {path} in the guest failed: {result.error_line}")
+        return None
+
+    def mount(self, source: str, target: str, fstype: str, options: list[str]) -> None:
+        current = self.mounted(target)
+        if current is not None and current.source == source and current.fstype == fstype:
+            return
+        self._run(
+            ["mount", "-t", fstype, "-o", ",".join(options), source, target], f"mounting {target}"
+        )
+
+    def unmount(self, target: str) -> None:
+        if self.mounted(target) is None:
+            return
+        result = self.channel.run(["umount", target])
+        if result.exit_code != 0:
+            raise GuestError(
+                f"cannot unmount {target} in VM {self.vm!r}: {result.error_line}",
+                hint="close programs using it in the guest (fuser -m), then run the command again",
+            )
+
+    def probe(self, target: str, writable: bool) -> None:
+        if writable:
+            self._sh(
+                _PROBE_WRITE, target, secrets.token_hex(8), what=f"write/read probe of {target}"
+            )
+        else:
+            self._sh(_PROBE_READ, target, what=f"read probe of {target}")
+
+    def _edit_fstab(self, change: str, edit: Callable[[str], str]) -> None:
+        current = self._sh(_READ_FSTAB, what="reading /etc/fstab").stdout
+        text = current.decode("utf-8", "surrogateescape")
+        new = edit(text)
+        if new == text:
+            return
+        digest = hashlib.sha256(current).hexdigest()
+        self._sh(_WRITE_FSTAB, digest, what=change, input=new.encode("utf-8", "surrogateescape"))
+
+    def fstab_add(
+        self, entry_id: str, source: str, target: str, fstype: str, options: list[str]
+    ) -> None:
+        line = fstab.render_entry(fstab.MountEntry(source, target, fstype, tuple(options)))
+        self._edit_fstab(
+            f"adding {target} to /etc/fstab", lambda text: fstab.with_entry(text, entry_id, line)
+        )
+
+    def fstab_remove(self, entry_id: str) -> None:
+        self._edit_fstab(
+            "removing a vmshare entry from /etc/fstab",
+            lambda text: fstab.without_entry(text, entry_id),
+        )

@@ -1,0 +1,51 @@
+"""Guest commands over ssh: the argv is quoted once, for the remote POSIX shell, by shlex.join."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from vmshare import hostexec
+from vmshare.errors import GuestError, HostCommandError
+from vmshare.guest.channel import GuestResult
+from vmshare.spec import GuestAccess
+
+
+def remote_command(argv: Sequence[str]) -> str:
+    """The single string ssh hands to the remote shell; it must split back into ``argv``."""
+    if any("\x00" in arg for arg in argv):
+        raise GuestError("a guest command argument contains NUL", hint="remove it")
+    return shlex.join(argv)
+
+
+def ssh_argv(access: GuestAccess, argv: Sequence[str]) -> list[str]:
+    if not access.ssh_host:
+        raise GuestError("ssh channel needs ssh_host", hint="set [vm.NAME.guest] ssh_host")
+    command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(access.ssh_port)]
+    if access.ssh_key:
+        command += ["-i", access.ssh_key]
+    return [*command, "-l", access.ssh_user, "--", access.ssh_host, remote_command(argv)]
+
+
+class SshChannel:
+    name = "ssh"
+
+    def __init__(self, access: GuestAccess) -> None:
+        self.access = access
+
+    def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 60
+    ) -> GuestResult:
+        try:
+            result = hostexec.run(
+                ssh_argv(self.access, argv), input=input, check=False, timeout=timeout
+            )
+        except HostCommandError as exc:
+            raise GuestError(f"ssh to the guest failed: {exc.message}", hint=exc.hint) from None
+        if result.returncode == 255:
+            raise GuestError(
+                f"ssh to {self.access.ssh_host} failed: "
+                f"{result.stderr.decode('utf-8', 'replace').strip()[:200]}",
+                hint="check ssh_host/ssh_user/ssh_key and that the key is authorised in the guest",
+            )
+        return GuestResult(result.returncode, result.stdout, result.stderr)

@@ -1,0 +1,51 @@
+"""Share protocols: how a host directory reaches the guest, and how the guest mounts it.
+
+Each protocol module defines one ``DeviceProtocol`` (hypervisor device + guest mount). Network
+protocols (nfs, smb) add a host exporter and live beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from vmshare.errors import UsageError
+
+# virtio-fs tags are at most 36 bytes and 9p mount tags at most 31 in older guests: stay below both.
+TAG_PREFIX = "vmshare-"
+TAG_LENGTH = 24
+
+
+def mount_tag(share_key: str) -> str:
+    """A deterministic device tag for a share (``VM:TARGET``), safe in XML, fstab and argv."""
+    digest = hashlib.sha256(share_key.encode("utf-8")).hexdigest()
+    return TAG_PREFIX + digest[: TAG_LENGTH - len(TAG_PREFIX)]
+
+
+@dataclass(frozen=True)
+class DeviceProtocol:
+    name: str
+    fstype: str
+    base_options: tuple[str, ...]
+    hotplug: bool  # can the hypervisor add the device to a running VM
+    needs_shared_memory: bool
+    readonly_at_device: bool  # does the hypervisor itself refuse writes for readonly shares
+    semantics: str  # what the user should know about the share's POSIX behaviour
+
+    def mount_options(self, *, readonly: bool, extra: list[str]) -> list[str]:
+        mode = "ro" if readonly else "rw"
+        options = [mode, *self.base_options]
+        options += [o for o in extra if o not in options and o not in ("ro", "rw")]
+        return options
+
+
+def device_protocol(name: str) -> DeviceProtocol:
+    from vmshare.protocols.ninep import NINEP
+    from vmshare.protocols.virtiofs import VIRTIOFS
+
+    known = {p.name: p for p in (VIRTIOFS, NINEP)}
+    if name not in known:
+        raise UsageError(
+            f"protocol {name!r} is not a device protocol", hint=f"use one of: {', '.join(known)}"
+        )
+    return known[name]

@@ -1,0 +1,16 @@
+"""9p (virtio-9p): QEMU serves the directory itself; slower, but enforces read-only."""
+
+from vmshare.protocols import DeviceProtocol
+
+NINEP = DeviceProtocol(
+    name="9p",
+    fstype="9p",
+    base_options=("trans=virtio", "version=9p2000.L", "msize=512000"),
+    hotplug=False,  # libvirt cannot hot-plug 9p filesystems
+    needs_shared_memory=False,
+    readonly_at_device=True,
+    semantics=(
+        "near-POSIX with security_model=mapped-xattr: sub-second timestamps are lost and "
+        "setuid survives a write by another user"
+    ),
+)

@@ -1,0 +1,358 @@
+"""What the user asked for: Spec models and their loaders. Validation only; nothing is touched.
+
+A spec file (``vmshare.toml``)::
+
+    version = 1
+
+    [vm.devvm]
+    backend = "libvirt"
+    connection = "qemu:///system"
+
+    [[share]]
+    source = "~/src"          # ~ and ${ENV} are expanded; relative paths start at this file
+    vm = "devvm"
+    target = "/mnt/src"
+    protocol = "auto"
+    readonly = false
+
+The ``SRC VM:DST`` shorthand of ``vmshare add`` resolves to the same models.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vmshare.errors import SpecError
+
+BackendName = Literal["libvirt", "vmware", "vmware-desktop", "virtualbox", "hyperv"]
+ProtocolName = Literal["auto", "virtiofs", "9p", "nfs", "smb", "native"]
+SPEC_VERSION: Literal[1] = 1
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VM_NAME = re.compile(r"^[^\x00-\x1f\x7f/:]{1,200}$")
+_MOUNT_OPTION = re.compile(r"^[A-Za-z0-9_.=:/+@-]+$")
+
+
+def _no_control(value: str, what: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError(
+            f"{what} contains a control character (newline, tab, NUL...); "
+            "rename it: such names break fstab and export files"
+        )
+    return value
+
+
+def expand(value: str, environ: dict[str, str] | None = None) -> str:
+    """Expand ``${NAME}`` (strictly: an unset variable is an error) and a leading ``~``."""
+    env = os.environ if environ is None else environ
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ValueError(f"environment variable ${{{name}}} is not set")
+        return env[name]
+
+    return os.path.expanduser(_ENV_REF.sub(sub, value))
+
+
+class Owner(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    uid: int = Field(ge=0, le=2**32 - 2)
+    gid: int = Field(ge=0, le=2**32 - 2)
+
+    @classmethod
+    def parse(cls, text: str) -> Owner:
+        match = re.fullmatch(r"(\d+):(\d+)", text.strip())
+        if not match:
+            raise ValueError(f"owner must be UID:GID in numbers, got {text!r}")
+        return cls(uid=int(match.group(1)), gid=int(match.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.uid}:{self.gid}"
+
+
+class GuestAccess(BaseModel):
+    """How vmshare reaches inside the guest."""
+
+    model_config = ConfigDict(extra="forbid")
+    channel: Literal["auto", "agent", "ssh"] = "auto"
+    os: Literal["linux"] = "linux"
+    ssh_host: str | None = None
+    ssh_user: str = "root"
+    ssh_port: int = Field(default=22, ge=1, le=65535)
+    ssh_key: str | None = None
+
+    @field_validator("ssh_host", "ssh_user", "ssh_key")
+    @classmethod
+    def _plain(cls, value: str | None) -> str | None:
+        if value is not None:
+            _no_control(value, "ssh setting")
+            if value.startswith("-"):
+                raise ValueError("ssh settings may not start with '-'")
+        return value
+
+
+class VmSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    backend: BackendName = "libvirt"
+    connection: str | None = None
+    guest: GuestAccess = GuestAccess()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _VM_NAME.match(value):
+            raise ValueError(f"invalid VM name {value!r}: no '/', ':' or control characters")
+        return value
+
+    @field_validator("connection")
+    @classmethod
+    def _connection(cls, value: str | None) -> str | None:
+        return None if value is None else _no_control(expand(value), "connection")
+
+
+class ShareSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Path
+    vm: str
+    target: str
+    name: str | None = None
+    protocol: ProtocolName = "auto"
+    readonly: bool = False
+    owner: Owner | None = None
+    mount_options: list[str] = []
+    persist: bool = True
+    create: bool = False
+
+    @field_validator("owner", mode="before")
+    @classmethod
+    def _owner(cls, value: Any) -> Any:
+        return Owner.parse(value) if isinstance(value, str) else value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: Path) -> Path:
+        _no_control(str(value), "source path")
+        if not value.is_absolute():
+            raise ValueError("source must be an absolute path once resolved")
+        return Path(os.path.normpath(value))
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        _no_control(value, "guest path")
+        if not value.startswith("/"):
+            raise ValueError(f"guest path must be absolute (start with '/'), got {value!r}")
+        path = PurePosixPath(value)
+        if ".." in path.parts:
+            raise ValueError("guest path may not contain '..'")
+        if str(path) == "/":
+            raise ValueError("refusing to mount over the guest's root directory")
+        return str(path)
+
+    @field_validator("mount_options")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        options: list[str] = []
+        for item in value:
+            for option in item.split(","):
+                if not option:
+                    continue
+                if not _MOUNT_OPTION.match(option):
+                    raise ValueError(
+                        f"mount option {option!r} has characters fstab cannot hold "
+                        "(use letters, digits and _ . = : / + @ -)"
+                    )
+                options.append(option)
+        return options
+
+    @field_validator("name")
+    @classmethod
+    def _share_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", value):
+            raise ValueError("share name: letters, digits, '_', '.', '-' (at most 63)")
+        return value
+
+    @property
+    def key(self) -> str:
+        """The identity of a share: one mount point in one VM."""
+        return f"{self.vm}:{self.target}"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.key
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: Literal[1] = SPEC_VERSION
+    vm: dict[str, VmSpec] = {}
+    share: list[ShareSpec] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vm_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("vm"), dict):
+            data = dict(data)
+            data["vm"] = {
+                key: ({"name": key, **value} if isinstance(value, dict) else value)
+                for key, value in data["vm"].items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        seen: dict[str, int] = {}
+        names: set[str] = set()
+        for index, share in enumerate(self.share):
+            if share.key in seen:
+                raise ValueError(
+                    f"share[{index}] mounts {share.key} again (already share[{seen[share.key]}])"
+                )
+            seen[share.key] = index
+            if share.name:
+                if share.name in names:
+                    raise ValueError(f"share name {share.name!r} is used twice")
+                names.add(share.name)
+        return self
+
+    def vm_for(self, name: str) -> VmSpec:
+        """The VM's settings; a VM the spec does not describe gets the defaults."""
+        return self.vm.get(name) or VmSpec(name=name)
+
+
+# ---------------------------------------------------------------------------------- loaders
+
+
+def _locate_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line number of a validation error's location in the TOML text."""
+    lines = text.splitlines()
+    start = 0
+    if len(loc) >= 2 and loc[0] == "share" and isinstance(loc[1], int):
+        headers = [i for i, line in enumerate(lines) if line.strip().startswith("[[share]]")]
+        if loc[1] >= len(headers):
+            return None
+        start = headers[loc[1]]
+        key = next((part for part in loc[2:] if isinstance(part, str)), None)
+    elif len(loc) >= 2 and loc[0] == "vm":
+        pattern = re.compile(rf"^\s*\[vm\.\"?{re.escape(str(loc[1]))}\"?\]")
+        start = next((i for i, line in enumerate(lines) if pattern.match(line)), 0)
+        key = next((part for part in loc[2:] if isinstance(part, str)), None)
+    else:
+        key = next((part for part in loc if isinstance(part, str)), None)
+    if key is None:
+        return start + 1
+    key_pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+    for i in range(start, len(lines)):
+        if i > start and lines[i].lstrip().startswith("[") and loc and loc[0] == "share":
+            break
+        if key_pattern.match(lines[i]):
+            return i + 1
+    return start + 1 if start else None
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "spec"
+
+
+def _spec_error(exc: ValidationError, origin: str, text: str | None = None) -> SpecError:
+    err = exc.errors()[0]
+    loc = tuple(err.get("loc", ()))
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    where = _format_loc(loc)
+    line = _locate_line(text, loc) if text is not None else None
+    at = f"{origin}:{line}" if line else origin
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return SpecError(
+        f"{at}: {where}: {message}{more}",
+        hint="fix the value and check with `vmshare plan -f FILE`; `vmshare schema` lists all keys",
+    )
+
+
+def _resolve_sources(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Expand ``~``/``${ENV}`` in sources and anchor relative ones at ``base``."""
+    shares = raw.get("share", [])
+    if not isinstance(shares, list):
+        return raw
+    for index, share in enumerate(shares):
+        if isinstance(share, dict) and isinstance(share.get("source"), str):
+            try:
+                expanded = expand(share["source"])
+            except ValueError as exc:
+                raise SpecError(
+                    f"share[{index}].source: {exc}", hint="export the variable or edit the path"
+                ) from None
+            path = Path(expanded)
+            share["source"] = str(path if path.is_absolute() else base / path)
+    return raw
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate a spec file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            f"spec file not found: {path}",
+            hint="create it, or use `vmshare add SRC VM:DST --save FILE`",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc}", hint="check the file") from None
+    return parse_spec(text, origin=str(path), base=Path(path).resolve().parent)
+
+
+def parse_spec(text: str, *, origin: str = "<spec>", base: Path | None = None) -> Spec:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{origin}: not valid TOML: {exc}", hint="fix the TOML syntax") from None
+    raw = _resolve_sources(raw, base or Path.cwd())
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise _spec_error(exc, origin, text) from None
+
+
+def parse_vm_target(text: str) -> tuple[str, str]:
+    """Split ``VM:DST``; the VM name is everything before the first ':'."""
+    vm, sep, target = text.partition(":")
+    if not sep or not vm or not target:
+        raise SpecError(f"expected VM:GUEST_PATH, got {text!r}", hint="for example: devvm:/mnt/src")
+    return vm, target
+
+
+def shorthand(
+    source: str,
+    vm_target: str,
+    *,
+    base: Path | None = None,
+    vm: VmSpec | None = None,
+    **options: Any,
+) -> tuple[ShareSpec, VmSpec]:
+    """``SRC VM:DST`` plus CLI options -> the same models a spec file gives."""
+    vm_name, target = parse_vm_target(vm_target)
+    raw = _resolve_sources({"share": [{"source": source}]}, base or Path.cwd())
+    fields = {key: value for key, value in options.items() if value is not None}
+    try:
+        share = ShareSpec.model_validate(
+            {"source": raw["share"][0]["source"], "vm": vm_name, "target": target, **fields}
+        )
+        vm_spec = vm or VmSpec(name=vm_name)
+    except ValidationError as exc:
+        raise _spec_error(exc, "arguments") from None
+    return share, vm_spec
+
+
+def json_schema() -> dict[str, Any]:
+    return Spec.model_json_schema()

@@ -1,0 +1,129 @@
+"""What vmshare created: a versioned JSON journal under the platform state dir.
+
+Every completed step is journalled (with its undo) as soon as it succeeds, so ``remove`` and a
+crashed run's recovery undo exactly what was done. Writes are atomic; a file lock serialises
+concurrent vmshare runs. Older files are brought up to date by ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import filelock
+import platformdirs
+from pydantic import BaseModel, ValidationError
+
+from vmshare.errors import LockTimeout, StateError
+from vmshare.fsutil import atomic_write
+from vmshare.spec import VmSpec
+from vmshare.steps import Step
+
+STATE_VERSION = 1
+
+# version N -> function turning a version-N document into version N+1
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class ShareRecord(BaseModel):
+    key: str
+    name: str | None = None
+    vm: str
+    vm_spec: VmSpec  # backend, resolved connection and guest access, as used
+    source: str
+    target: str
+    protocol: str
+    tag: str
+    readonly: bool
+    requested: dict[str, Any]  # the share's settings as asked, to spot drift
+    origin: str  # "cli" or the absolute path of the spec file that created it
+    created: str
+    steps: list[Step] = []  # completed, in order
+
+    @property
+    def label(self) -> str:
+        return self.name or self.key
+
+
+class State(BaseModel):
+    version: int = STATE_VERSION
+    shares: dict[str, ShareRecord] = {}
+
+    def find(self, ref: str) -> ShareRecord | None:
+        """A share by key (``VM:TARGET``) or by name."""
+        if ref in self.shares:
+            return self.shares[ref]
+        return next((r for r in self.shares.values() if r.name == ref), None)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_state_dir() -> Path:
+    override = os.environ.get("VMSHARE_STATE_DIR")
+    return Path(override) if override else Path(platformdirs.user_state_dir("vmshare"))
+
+
+def migrate(document: dict[str, Any]) -> dict[str, Any]:
+    version = document.get("version")
+    if not isinstance(version, int):
+        raise StateError("state file has no version", hint="restore it from state.json.vmshare-bak")
+    if version > STATE_VERSION:
+        raise StateError(
+            f"state file is version {version}; this vmshare understands up to {STATE_VERSION}",
+            hint="upgrade vmshare",
+        )
+    while version < STATE_VERSION:
+        if version not in MIGRATIONS:
+            raise StateError(f"no migration from state version {version}", hint="upgrade vmshare")
+        document = MIGRATIONS[version](document)
+        version = document["version"]
+    return document
+
+
+class StateStore:
+    def __init__(self, directory: Path | None = None, lock_timeout: float = 60) -> None:
+        self.directory = directory or default_state_dir()
+        self.path = self.directory / "state.json"
+        self.lock_timeout = lock_timeout
+
+    def load(self) -> State:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return State()
+        try:
+            return State.model_validate(migrate(json.loads(raw)))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise StateError(
+                f"state file {self.path} is damaged: {str(exc).splitlines()[0]}",
+                hint=f"restore {self.path.name}.vmshare-bak from the same folder",
+            ) from None
+
+    def save(self, state: State) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = json.dumps(state.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        atomic_write(self.path, data.encode(), mode=0o600, keep_backup=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock that serialises every vmshare run that changes something."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = filelock.FileLock(str(self.directory / "lock"), timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise LockTimeout(
+                f"another vmshare run still holds {lock.lock_file} after {self.lock_timeout:g} s",
+                hint="wait for it to finish; if none is running, the lock frees itself",
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()

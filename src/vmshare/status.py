@@ -1,0 +1,108 @@
+"""Live health of the shares vmshare made: host folder, device, mount, fstab, read/write probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from vmshare.core import Session
+from vmshare.errors import VmshareError
+from vmshare.facts import VmFacts
+from vmshare.state import ShareRecord, StateStore
+
+Check = Literal["ok", "missing", "failed", "n/a", "unknown"]
+LAYERS = ("host", "device", "mount", "fstab", "probe")
+
+
+class ShareHealth(BaseModel):
+    key: str
+    label: str
+    vm: str
+    target: str
+    source: str
+    protocol: str
+    readonly: bool
+    checks: dict[str, Check]
+    problems: list[str] = []
+
+    @property
+    def healthy(self) -> bool:
+        return all(value in ("ok", "n/a") for value in self.checks.values())
+
+
+def _check_record(
+    record: ShareRecord, facts: VmFacts | None, session: Session, error: str | None
+) -> ShareHealth:
+    checks: dict[str, Check] = dict.fromkeys(LAYERS, "unknown")
+    problems: list[str] = []
+    source = Path(record.source)
+    checks["host"] = "ok" if source.is_dir() else "missing"
+    if checks["host"] != "ok":
+        problems.append(f"host folder {record.source} is missing")
+    if facts is None:
+        problems.append(error or "VM not reachable")
+    elif not facts.exists:
+        checks["device"] = "missing"
+        problems.append(f"VM {record.vm!r} no longer exists")
+    else:
+        in_config = record.tag in facts.config_devices
+        in_vm = not facts.running or record.tag in facts.live_devices
+        checks["device"] = "ok" if in_config and in_vm else "missing"
+        if not in_config:
+            problems.append("device missing from the VM config")
+        if not in_vm:
+            problems.append("device missing from the running VM")
+        if not facts.running:
+            problems.append("VM is not running")
+        elif not facts.guest.reachable:
+            problems.append(facts.guest.error or "guest not reachable")
+        else:
+            mounted = facts.guest.mounts.get(record.target)
+            checks["mount"] = "ok" if mounted and mounted.source == record.tag else "missing"
+            if checks["mount"] != "ok":
+                problems.append(f"{record.target} is not mounted in the guest")
+            if record.requested.get("persist", True):
+                checks["fstab"] = "ok" if record.tag in facts.guest.fstab_entries else "missing"
+            else:
+                checks["fstab"] = "n/a"
+            if checks["mount"] == "ok":
+                try:
+                    session.guest(record.vm).probe(record.target, writable=not record.readonly)
+                    checks["probe"] = "ok"
+                except VmshareError as exc:
+                    checks["probe"] = "failed"
+                    problems.append(exc.message)
+    return ShareHealth(
+        key=record.key,
+        label=record.label,
+        vm=record.vm,
+        target=record.target,
+        source=record.source,
+        protocol=record.protocol,
+        readonly=record.readonly,
+        checks=checks,
+        problems=problems,
+    )
+
+
+def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
+    records = [r for r in store.load().shares.values() if vm is None or r.vm == vm]
+    by_vm: dict[str, list[ShareRecord]] = {}
+    for record in sorted(records, key=lambda r: r.key):
+        by_vm.setdefault(record.vm, []).append(record)
+    health: list[ShareHealth] = []
+    for vm_name, vm_records in by_vm.items():
+        session = Session({vm_name: vm_records[0].vm_spec})
+        facts: VmFacts | None = None
+        error = None
+        try:
+            facts = session.probe_vm(vm_name, [r.target for r in vm_records])
+        except VmshareError as exc:
+            error = exc.message
+        try:
+            health += [_check_record(r, facts, session, error) for r in vm_records]
+        finally:
+            session.close()
+    return health

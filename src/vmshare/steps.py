@@ -1,0 +1,39 @@
+"""A Step: one change to one layer, with the Step that undoes it.
+
+Steps are plain data (JSON in plans, ``--json`` output and the state journal). The executor runs a
+step by calling ``action`` on the object for its layer, with ``args`` as keyword arguments; the
+actions each layer offers are listed here so a plan or a journal can never name anything else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+Layer = Literal["host", "hypervisor", "guest"]
+
+ACTIONS: dict[str, frozenset[str]] = {
+    "host": frozenset({"mkdir", "rmdir_empty"}),
+    "hypervisor": frozenset(
+        {"attach_filesystem", "detach_filesystem", "add_shared_memory", "restart", "start"}
+    ),
+    "guest": frozenset(
+        {"mkdir", "rmdir_empty", "mount", "unmount", "probe", "fstab_add", "fstab_remove"}
+    ),
+}
+
+
+class Step(BaseModel):
+    share: str  # the share key (VM:TARGET) this step belongs to
+    layer: Layer
+    action: str
+    vm: str
+    args: dict[str, Any] = {}
+    summary: str
+    reason: str | None = None
+    undo: Step | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.action not in ACTIONS[self.layer]:
+            raise ValueError(f"unknown {self.layer} action {self.action!r}")
