@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -377,14 +376,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             render.print_error(err, exc)
         sys.exit(int(exc.exit_code))
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # the command line itself did not parse
+        exc.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.USAGE))
     except Exception as exc:  # a bug: say so in one line, trace only on request
         if os.environ.get("VMSHARE_DEBUG"):

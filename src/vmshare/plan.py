@@ -79,7 +79,7 @@ def choose_protocol(share: ShareSpec, backend: str) -> tuple[DeviceProtocol, Cho
             )
         else:
             name = offered[0]
-            reason = "fastest (about 10x 9p for metadata) with full POSIX semantics"
+            reason = "the fastest device share (about 10x 9p for metadata)"
     elif requested in offered:
         name, reason = requested, "asked for"
     else:
@@ -209,7 +209,7 @@ def _share_steps(
             step(
                 "hypervisor",
                 "attach_filesystem",
-                f"attach {protocol.name} device {tag} ({where})",
+                f"attach {protocol.name} device {tag} for {source} ({where})",
                 tag=tag,
                 source=source,
                 driver=protocol.name,

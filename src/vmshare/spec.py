@@ -109,7 +109,7 @@ class VmSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _VM_NAME.match(value):
+        if not _VM_NAME.fullmatch(value):
             raise ValueError(f"invalid VM name {value!r}: no '/', ':' or control characters")
         return value
 
@@ -166,7 +166,7 @@ class ShareSpec(BaseModel):
             for option in item.split(","):
                 if not option:
                     continue
-                if not _MOUNT_OPTION.match(option):
+                if not _MOUNT_OPTION.fullmatch(option):
                     raise ValueError(
                         f"mount option {option!r} has characters fstab cannot hold "
                         "(use letters, digits and _ . = : / + @ -)"

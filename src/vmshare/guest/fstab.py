@@ -90,7 +90,7 @@ def _join(before: list[str], entries: dict[str, str], after: list[str]) -> str:
 
 def with_entry(text: str, entry_id: str, line: str) -> str:
     """``text`` with the vmshare entry ``entry_id`` set to ``line`` (added or replaced)."""
-    if not _ENTRY_ID.match(entry_id) or "\n" in line or line.startswith("#"):
+    if not _ENTRY_ID.fullmatch(entry_id) or "\n" in line or line.startswith("#"):
         raise ValueError("invalid fstab entry")
     before, _, after = _split(text)
     entries = block_entries(text)

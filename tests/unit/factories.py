@@ -1,0 +1,67 @@
+"""Facts as the libvirt backend and the guest probe report them, built by hand for plan tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vmshare.facts import Facts, FsDevice, GuestFacts, GuestMount, PathFact, VmFacts
+from vmshare.protocols import mount_tag
+from vmshare.spec import Spec, parse_spec
+
+
+def spec_of(*shares: str, base: Path = Path("/")) -> Spec:
+    """Spec from 'SRC VM:DST [key=value ...]' lines."""
+    text = ""
+    for line in shares:
+        source, vm_target, *options = line.split()
+        vm, _, target = vm_target.partition(":")
+        text += f'[[share]]\nsource = "{source}"\nvm = "{vm}"\ntarget = "{target}"\n'
+        text += "".join(f"{o.split('=')[0]} = {o.split('=')[1]}\n" for o in options)
+    return parse_spec(text, base=base)
+
+
+def fresh_vm(name: str = "testvm", **kw: object) -> VmFacts:
+    values: dict[str, object] = dict(
+        name=name,
+        backend="libvirt",
+        connection="qemu:///system",
+        exists=True,
+        uuid="00000000-0000-0000-0000-000000000001",
+        running=True,
+        acpi=True,
+        shared_memory_config=True,
+        shared_memory_live=True,
+        guest=GuestFacts(reachable=True, channel="qemu-guest-agent", existing_dirs=[]),
+    )
+    values.update(kw)
+    return VmFacts.model_validate(values)
+
+
+def facts_for(spec: Spec, vm: VmFacts, *, sources_exist: bool = True) -> Facts:
+    return Facts(
+        host_paths={
+            str(s.source): PathFact(exists=sources_exist, is_dir=sources_exist) for s in spec.share
+        },
+        vms={vm.name: vm},
+    )
+
+
+def applied_vm(spec: Spec, protocol: str = "virtiofs", **kw: object) -> VmFacts:
+    """Facts of a VM on which every share of ``spec`` is fully in place."""
+    devices, mounts, entries = {}, {}, {}
+    for share in spec.share:
+        tag = mount_tag(share.key)
+        devices[tag] = FsDevice(
+            tag=tag, source=str(share.source), driver=protocol, readonly=share.readonly
+        )
+        mounts[share.target] = GuestMount(
+            source=tag, target=share.target, fstype=protocol, options=["rw"]
+        )
+        entries[tag] = f"{tag} {share.target} {protocol} rw,nofail 0 0"
+    guest = GuestFacts(
+        reachable=True,
+        mounts=mounts,
+        fstab_entries=entries,
+        existing_dirs=[s.target for s in spec.share],
+    )
+    return fresh_vm(config_devices=devices, live_devices=dict(devices), guest=guest, **kw)

@@ -1,0 +1,101 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vmshare.cli import main
+
+SDKS = ("libvirt", "libvirt_qemu", "pyVmomi", "virtualbox", "winrm")
+
+
+def vmshare(capsys, *args):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["add", "--help"], ["schema"]])
+def test_light_commands_import_no_sdk(argv, tmp_path):
+    code = (
+        "import sys\n"
+        "from vmshare.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"loaded = [m for m in {SDKS!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {"VMSHARE_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+
+
+def test_help_lists_commands_and_exit_codes(capsys):
+    code, out, _ = vmshare(capsys, "--help")
+    assert code == 0
+    for command in ("add", "remove", "apply", "plan", "list", "status", "doctor", "schema"):
+        assert command in out
+    assert "rolled back" in out
+
+
+def test_version(capsys):
+    code, out, _ = vmshare(capsys, "--version")
+    assert code == 0 and out.startswith("vmshare ")
+
+
+def test_list_empty_and_json(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMSHARE_STATE_DIR", str(tmp_path))
+    assert vmshare(capsys, "list")[1].startswith("No shares")
+    code, out, _ = vmshare(capsys, "list", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"] and doc["command"] == "list" and doc["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "fragment"),
+    [
+        (["add", "/tmp", "vm:relative"], 2, "must be absolute"),
+        (["add", "/tmp", "novmtarget"], 2, "expected VM:GUEST_PATH"),
+        (["add", "/tmp/a\nb", "vm:/mnt/x"], 2, "control character"),
+        (["add", "/tmp", "vm:/mnt/x", "--owner", "bob"], 2, "UID:GID"),
+        (["add", "/tmp", "vm:/mnt/x", "--backend", "nope"], 2, "backend"),
+        (["add", "/tmp", "vm:/mnt/x", "--backend", "vmware"], 1, "not available"),
+        (["add", "/tmp", "vm:/mnt/x", "-o", "a b"], 2, "mount option"),
+        (["plan", "-f", "/nonexistent/vmshare.toml"], 2, "not found"),
+        (["remove", "vm:/mnt/nothing"], 1, "no share"),
+        (["nosuchcommand"], 2, "No such command"),
+    ],
+)
+def test_bad_input_is_one_clear_error_with_a_hint(
+    capsys, tmp_path, monkeypatch, args, exit_code, fragment
+):
+    monkeypatch.setenv("VMSHARE_STATE_DIR", str(tmp_path))
+    code, out, err = vmshare(capsys, *args)
+    assert code == exit_code
+    assert fragment in err
+    assert "Traceback" not in err + out
+    if exit_code != 2 or "No such" not in fragment:
+        assert "hint:" in err or "Try" in err
+    assert not list(tmp_path.glob("state.json"))  # nothing recorded
+
+
+def test_errors_as_json(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMSHARE_STATE_DIR", str(tmp_path))
+    code, out, _ = vmshare(capsys, "remove", "vm:/mnt/x", "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["ok"] is False
+    assert doc["data"]["error"]["exit_code"] == 1 and doc["data"]["error"]["hint"]
+
+
+def test_spec_error_points_at_the_line(capsys, tmp_path):
+    spec = tmp_path / "vmshare.toml"
+    spec.write_text('[[share]]\nsource = "/tmp"\nvm = "v"\ntarget = "nope"\n')
+    code, _, err = vmshare(capsys, "plan", "-f", str(spec))
+    assert code == 2 and f"{spec}:4: share[0].target" in err
+
+
+def test_schema_is_json_schema(capsys):
+    code, out, _ = vmshare(capsys, "schema")
+    assert code == 0 and "share" in json.loads(out)["properties"]
