@@ -51,12 +51,13 @@ class Journal:
             _pop_until(record.steps, step)
             if not any(s.undo is not None for s in record.steps):
                 del self.state.shares[step.share]
-        else:
+        elif record is not None or step.share in self.plan.records:
             if record is None:
                 record = self.plan.records[step.share].model_copy(deep=True)
                 record.steps = []
                 self.state.shares[step.share] = record
             record.steps.append(step)
+        # else: a step that only completes a removal (the restart after a 9p detach)
         self.store.save(self.state)
         return unwound
 

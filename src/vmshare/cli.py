@@ -214,6 +214,7 @@ def add(
 @app.command()
 def remove(
     share: Annotated[str, typer.Argument(metavar="VM:DST|NAME", help="The share to remove.")],
+    restart: RestartOpt = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -223,7 +224,9 @@ def remove(
     """
     from vmshare import core
 
-    result = core.remove_share(share, _store(), dry_run=dry_run, progress=_progress(json_out))
+    result = core.remove_share(
+        share, _store(), allow_restart=restart, dry_run=dry_run, progress=_progress(json_out)
+    )
     _show_result("remove", result, json_out)
 
 

@@ -121,7 +121,12 @@ def apply_shares(
 
 
 def remove_share(
-    ref: str, store: StateStore, *, dry_run: bool = False, progress: Progress | None = None
+    ref: str,
+    store: StateStore,
+    *,
+    allow_restart: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
 ) -> Result:
     """Undo every layer vmshare set up for one share; the user's files are not touched."""
     with store.locked():
@@ -132,7 +137,7 @@ def remove_share(
                 f"vmshare has no share {ref!r}",
                 hint="`vmshare list` shows the shares vmshare made (as VM:GUEST_PATH or name)",
             )
-        plan = removal_plan([record])
+        plan = removal_plan([record], allow_restart=allow_restart)
         if dry_run:
             return Result(plan=plan, dry_run=True)
         session = Session({record.vm: record.vm_spec})

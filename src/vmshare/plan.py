@@ -423,12 +423,30 @@ def _record_template(
     )
 
 
-def removal_plan(records: list[ShareRecord]) -> Plan:
-    """Undo exactly what the journal says vmshare did for these shares."""
+def removal_plan(records: list[ShareRecord], *, allow_restart: bool = False) -> Plan:
+    """Undo exactly what the journal says vmshare did for these shares.
+
+    A device that cannot be hot-unplugged (9p) leaves the running VM only when it restarts:
+    with ``allow_restart`` the plan ends with that restart.
+    """
     plan = Plan()
     for record in records:
         plan.steps.extend(removal_steps(record))
         plan.removes.append(record.key)
+    if allow_restart:
+        for record in records:
+            if not device_protocol(record.protocol).hotplug:
+                plan.steps.append(
+                    Step(
+                        share=record.key,
+                        layer="hypervisor",
+                        action="restart",
+                        vm=record.vm,
+                        summary=f"restart VM {record.vm} if it runs",
+                        reason=f"{record.protocol} devices leave a running VM only at a restart",
+                    )
+                )
+                break
     return plan
 
 

@@ -129,3 +129,13 @@ def test_journal_refuses_unknown_actions():
 
     with pytest.raises(ValueError, match="unknown"):
         Step(share="a", layer="guest", action="__class__", vm="v", summary="x")
+
+
+def test_restart_that_completes_a_9p_removal_is_not_journalled(store):
+    spec = spec_of("/srv/x testvm:/mnt/x readonly=true")
+    run(plan_for(spec, fresh_vm(), allow_restart=True), Recorder(), store)
+    record = store.load().shares["testvm:/mnt/x"]
+    runtime = Recorder()
+    run(removal_plan([record], allow_restart=True), runtime, store)
+    assert runtime.calls[-1] == "hypervisor.restart"
+    assert store.load().shares == {}

@@ -177,25 +177,28 @@ class LibvirtBackend(Backend):
         return None
 
     def restart(self, vm: str) -> str | None:
-        """Graceful shutdown (agent, then ACPI), forced off after SHUTDOWN_TIMEOUT, then start."""
+        """Graceful shutdown (agent, then ACPI), forced off after SHUTDOWN_TIMEOUT, then start.
+
+        A VM that is off stays off: its config already holds the change.
+        """
         dom = self.domain(vm)
-        forced = False
-        if dom.isActive():
-            for flag in (
-                libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT,
-                libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN,
-            ):
-                try:
-                    dom.shutdownFlags(flag)
-                    break
-                except libvirt.libvirtError:
-                    continue
-            deadline = time.monotonic() + SHUTDOWN_TIMEOUT
-            while dom.isActive() and time.monotonic() < deadline:
-                time.sleep(0.5)
-            if dom.isActive():
-                dom.destroy()
-                forced = True
+        if not dom.isActive():
+            return f"VM {vm!r} is off; the change applies when it next starts"
+        for flag in (
+            libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT,
+            libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN,
+        ):
+            try:
+                dom.shutdownFlags(flag)
+                break
+            except libvirt.libvirtError:
+                continue
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+        while dom.isActive() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        forced = bool(dom.isActive())
+        if forced:
+            dom.destroy()
         self.start(vm)
         return f"VM {vm!r} was powered off after {SHUTDOWN_TIMEOUT:g} s" if forced else None
 

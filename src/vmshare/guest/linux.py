@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Sequence
 
 from vmshare.errors import GuestError
@@ -15,6 +16,7 @@ from vmshare.facts import GuestFacts, GuestMount
 from vmshare.guest import fstab
 from vmshare.guest.channel import GuestChannel, GuestResult
 
+MOUNT_RETRY_SECONDS = 10.0
 _SEPARATOR = "@@vmshare-section@@"
 _INSPECT = (
     'cat /proc/self/mounts; echo "$0"; cat /etc/fstab 2>/dev/null; echo "$0"; '
@@ -104,9 +106,20 @@ class LinuxGuest:
         current = self.mounted(target)
         if current is not None and current.source == source and current.fstype == fstype:
             return
-        self._run(
-            ["mount", "-t", fstype, "-o", ",".join(options), source, target], f"mounting {target}"
-        )
+        argv = ["mount", "-t", fstype, "-o", ",".join(options), source, target]
+        # A device hot-plugged a moment ago may not be probed by the guest yet (EINVAL for
+        # about half a second under emulation): retry briefly before calling it a failure.
+        deadline = time.monotonic() + MOUNT_RETRY_SECONDS
+        while True:
+            result = self.channel.run(argv)
+            if result.exit_code == 0:
+                return
+            if time.monotonic() > deadline:
+                raise GuestError(
+                    f"mounting {target} in VM {self.vm!r} failed: {result.error_line}",
+                    hint=f"check that the guest kernel supports {fstype}; vmshare undid its steps",
+                )
+            time.sleep(0.25)
 
     def unmount(self, target: str) -> None:
         if self.mounted(target) is None:

@@ -1,0 +1,136 @@
+"""Integration fixtures: one real QEMU guest under libvirt for the whole session.
+
+Nothing here skips: if libvirtd or the guest cannot start, every integration test errors, so a
+CI run without the test bed fails loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+import pytest
+from tests.testbed.domain import agent_exec, boot_domain, destroy_domain, reboot_guest
+from tests.testbed.guest_image import build_image
+from tests.testbed.libvirtd import ensure_libvirtd
+
+URI = "qemu:///system"
+VM = "vmshare-it"
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Guest:
+    dom: libvirt.virDomain
+    name: str
+    boot_seconds: float
+
+    def run(self, *argv: str, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        return agent_exec(self.dom, list(argv), stdin=stdin)
+
+    def sh(self, script: str, *args: str) -> tuple[int, bytes, bytes]:
+        return self.run("sh", "-c", script, "sh", *args)
+
+    def read(self, path: str) -> bytes:
+        code, out, err = self.run("cat", path)
+        assert code == 0, err
+        return out
+
+    def fstab(self) -> str:
+        return self.sh("cat /etc/fstab 2>/dev/null || true")[1].decode()
+
+    def mounts(self) -> dict[str, tuple[str, str, str]]:
+        """mount point -> (source, fstype, options), decoded from /proc/mounts."""
+        from vmshare.guest.fstab import parse_table
+
+        text = self.read("/proc/self/mounts").decode()
+        return {m.target: (m.source, m.fstype, ",".join(m.options)) for m in parse_table(text)}
+
+    def filesystems(self, live: bool = True) -> dict[str, str]:
+        """tag -> source dir of the domain's filesystem devices (live or persistent config)."""
+        flags = 0 if live else libvirt.VIR_DOMAIN_XML_INACTIVE
+        root = ET.fromstring(self.dom.XMLDesc(flags))
+        return {
+            fs.find("target").get("dir"): fs.find("source").get("dir")
+            for fs in root.findall("./devices/filesystem")
+        }
+
+    def reboot(self) -> float:
+        return reboot_guest(self.dom)
+
+
+@pytest.fixture(scope="session")
+def guest() -> Iterator[Guest]:
+    ensure_libvirtd(URI)
+    image = build_image()
+    dom, seconds = boot_domain(URI, VM, Path("/var/tmp/vmshare-testbed") / VM, image)
+    print(f"\ntest guest {VM} booted to agent in {seconds:.1f} s")
+    yield Guest(dom, VM, seconds)
+    destroy_domain(URI, VM)
+
+
+@dataclass
+class Vmshare:
+    state_dir: Path
+
+    def __call__(self, *args: str, check: bool | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "VMSHARE_STATE_DIR": str(self.state_dir)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "vmshare.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        if check:
+            assert proc.returncode == 0, f"vmshare {args} -> {proc.returncode}\n{proc.stderr}"
+        return proc
+
+    def json(self, *args: str) -> dict:
+        proc = self(*args, "--json")
+        assert proc.stdout, proc.stderr
+        return json.loads(proc.stdout)
+
+    def shares(self) -> list[dict]:
+        return self.json("list")["data"]
+
+
+@pytest.fixture
+def vmshare(tmp_path: Path, guest: Guest) -> Iterator[Vmshare]:
+    """The real CLI with a private state dir; shares a test leaves behind are removed after it."""
+    runner = Vmshare(tmp_path / "state")
+    yield runner
+    for share in runner.shares():
+        runner("remove", share["key"], "--restart")
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Checksum of every entry below root (content, link target, mode), to prove nothing changed."""
+    digest = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            digest[rel] = "link:" + os.readlink(path)
+        elif path.is_dir():
+            digest[rel] = f"dir:{path.stat().st_mode:o}"
+        else:
+            data = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest[rel] = f"file:{path.stat().st_mode:o}:{data}"
+    return digest
+
+
+def make_tree(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "hello.txt").write_text("hello from the host\n")
+    (root / "sub" / "deeper" / "data.bin").write_bytes(bytes(range(256)) * 64)
+    (root / "link").symlink_to("hello.txt")
+    return root
