@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Guest, Vmshare, make_tree, tree_digest
 
+from conftest import Guest, Vmshare, make_tree, tree_digest
 from vmshare.protocols import mount_tag
 
 pytestmark = pytest.mark.integration
@@ -187,6 +187,7 @@ def test_apply_is_idempotent_and_prune_removes_what_the_file_dropped(
     vmshare("apply", "-f", str(spec), "--prune", check=True)
     assert "/mnt/b" not in guest.mounts() and "/mnt/a" in guest.mounts()
     assert [s["target"] for s in vmshare.shares()] == ["/mnt/a"]
+    assert guest.read("/mnt/a/hello.txt") == (a / "hello.txt").read_bytes()
     assert (b / "hello.txt").read_text() == "hello from the host\n"
 
 
