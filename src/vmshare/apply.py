@@ -18,7 +18,7 @@ from vmshare.plan import Plan
 from vmshare.state import State, StateStore
 from vmshare.steps import ACTIONS, Step
 
-Progress = Callable[[str, Step], None]  # (event, step): event is "start", "done", "undo"
+Progress = Callable[[str, Step], None]  # (event, step): "start", "done", "failed", "undo"
 
 
 class Runtime(Protocol):
@@ -118,6 +118,7 @@ def execute(
             note = run_step(runtime, step)
         except (Exception, KeyboardInterrupt) as exc:
             cause = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else _describe(exc)
+            report("failed", step)
             raise _rollback(runtime, journal, applied, step, cause, report) from None
         unwound = journal.completed(step)
         outcome.done.append(step)

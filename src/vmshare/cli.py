@@ -77,15 +77,23 @@ def _store() -> Any:
 
 
 def _progress(json_out: bool) -> Any:
-    """Step-by-step progress on stderr (silent with --json)."""
+    """Step-by-step progress on stderr: a spinner on the running step (on a terminal), one line
+    per finished or undone step. Silent with --json."""
     if json_out:
         return None
+    status = err.status("") if err.is_terminal else None
 
     def report(event: str, step: Step) -> None:
-        if event == "start":
-            err.print(Text.assemble(("… ", "dim"), step.summary))
-        elif event == "done":
+        if event == "start" and status is not None:
+            status.update(Text(step.summary))
+            status.start()
+            return
+        if status is not None:
+            status.stop()
+        if event == "done":
             err.print(Text.assemble(("✓ ", "green"), step.summary))
+        elif event == "failed":
+            err.print(Text.assemble(("✗ ", "red"), step.summary))
         elif event == "undo":
             err.print(Text.assemble(("↶ undo ", "yellow"), step.summary))
 
