@@ -120,7 +120,13 @@ def _show_result(command: str, result: Result, json_out: bool) -> None:
         for item in render.plan_view(result.plan.model_copy(update={"steps": []}))[:-1]:
             out.print(item)
         assert result.outcome is not None
-        out.print(Text(f"Done: {len(result.outcome.done)} step(s) applied.", style="green"))
+        count = len(result.outcome.done)
+        summary = (
+            f"Removed: {count} step(s) undone; host files untouched."
+            if command == "remove"
+            else f"Done: {count} step(s) applied."
+        )
+        out.print(Text(summary, style="green"))
     for note in (result.outcome.notes if result.outcome else []) + result.notes:
         out.print(Text.assemble(("note: ", "bold"), note))
 
