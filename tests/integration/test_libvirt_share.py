@@ -207,3 +207,28 @@ def test_two_adds_at_the_same_moment_both_land(guest: Guest, vmshare: Vmshare, t
     mounts = guest.mounts()
     assert "/mnt/c0" in mounts and "/mnt/c1" in mounts
     assert len(vmshare.shares()) == 2
+
+
+def test_vm_without_shared_memory_gets_it_with_restart(vmshare: Vmshare, tmp_path):
+    from tests.testbed.domain import agent_exec, boot_domain, destroy_domain
+
+    from conftest import URI
+
+    name = "vmshare-it-noshm"
+    dom, _ = boot_domain(URI, name, Path("/var/tmp/vmshare-testbed") / name, shared_memory=False)
+    try:
+        src = make_tree(tmp_path / "shm")
+        blocked = vmshare("add", str(src), f"{name}:/mnt/shm")
+        assert blocked.returncode == 2 and "--restart" in blocked.stderr
+        plan = vmshare.json("add", str(src), f"{name}:/mnt/shm", "--restart", "--dry-run")
+        actions = [s["action"] for s in plan["data"]["plan"]["steps"]]
+        assert actions[:3] == ["add_shared_memory", "attach_filesystem", "restart"]
+        done = vmshare.json("add", str(src), f"{name}:/mnt/shm", "--restart")
+        assert done["ok"], done
+        assert any("shared memory" in note for note in done["data"]["notes"])
+        assert "<access mode='shared'/>" in dom.XMLDesc(2).replace('"', "'")
+        code, out, _ = agent_exec(dom, ["cat", "/mnt/shm/hello.txt"])
+        assert code == 0 and out == b"hello from the host\n"
+        vmshare("remove", f"{name}:/mnt/shm", check=True)
+    finally:
+        destroy_domain(URI, name)
