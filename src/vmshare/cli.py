@@ -307,9 +307,9 @@ def list_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """List the shares vmshare made (from its state; contacts no hypervisor)."""
-    from vmshare import core, render
+    from vmshare import render  # no vmshare.core: listing needs only the state file
 
-    records = core.list_shares(_store(), vm)
+    records = _store().load().listed(vm)
     if json_out:
         data = [r.model_dump(mode="json", exclude={"steps"}) for r in records]
         out.print_json(render.envelope("list", data))

@@ -18,7 +18,7 @@ from vmshare.guest.linux import LinuxGuest
 from vmshare.hostops import HostOps
 from vmshare.plan import Plan, removal_plan, resolve
 from vmshare.spec import Spec, VmSpec
-from vmshare.state import ShareRecord, StateStore
+from vmshare.state import StateStore
 
 
 class Session:
@@ -147,7 +147,3 @@ def remove_share(
             session.close()
         return Result(plan=plan, outcome=outcome)
 
-
-def list_shares(store: StateStore, vm: str | None = None) -> list[ShareRecord]:
-    records = store.load().shares.values()
-    return sorted((r for r in records if vm is None or r.vm == vm), key=lambda r: r.key)

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import filelock
 import platformdirs
 from pydantic import BaseModel, ValidationError
 
@@ -53,6 +52,11 @@ class ShareRecord(BaseModel):
 class State(BaseModel):
     version: int = STATE_VERSION
     shares: dict[str, ShareRecord] = {}
+
+    def listed(self, vm: str | None = None) -> list[ShareRecord]:
+        """The shares (of one VM, or all), sorted by key."""
+        records = (r for r in self.shares.values() if vm is None or r.vm == vm)
+        return sorted(records, key=lambda r: r.key)
 
     def find(self, ref: str) -> ShareRecord | None:
         """A share by key (``VM:TARGET``) or by name."""
@@ -114,6 +118,8 @@ class StateStore:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the lock that serialises every vmshare run that changes something."""
+        import filelock  # only commands that change something pay for it
+
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = filelock.FileLock(str(self.directory / "lock"), timeout=self.lock_timeout)
         try:

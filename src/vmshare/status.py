@@ -88,9 +88,8 @@ def _check_record(
 
 
 def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
-    records = [r for r in store.load().shares.values() if vm is None or r.vm == vm]
     by_vm: dict[str, list[ShareRecord]] = {}
-    for record in sorted(records, key=lambda r: r.key):
+    for record in store.load().listed(vm):
         by_vm.setdefault(record.vm, []).append(record)
     health: list[ShareHealth] = []
     for vm_name, vm_records in by_vm.items():
