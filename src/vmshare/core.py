@@ -146,4 +146,3 @@ def remove_share(
         finally:
             session.close()
         return Result(plan=plan, outcome=outcome)
-

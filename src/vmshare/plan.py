@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from vmshare.errors import NotFoundError, UsageError
+from vmshare.errors import GuestError, NotFoundError, UsageError
 from vmshare.facts import Facts, FsDevice, VmFacts
 from vmshare.protocols import DeviceProtocol, device_protocol, mount_tag
 from vmshare.spec import ShareSpec, Spec, VmSpec
@@ -130,169 +130,169 @@ class _Builder:
         return self.host + self.hypervisor + self.guest
 
 
-def _share_steps(
-    share: ShareSpec, vm: VmFacts, protocol: DeviceProtocol, source_exists: bool, out: _Builder
-) -> None:
-    key, tag, source = share.key, mount_tag(share.key), str(share.source)
+class _ShareSteps:
+    """The steps one share needs on one VM, given what already exists, layer by layer."""
+
+    def __init__(self, share: ShareSpec, vm: VmFacts, protocol: DeviceProtocol) -> None:
+        self.share, self.vm, self.protocol = share, vm, protocol
+        self.tag = mount_tag(share.key)
+        self.source = str(share.source)
 
     def step(
+        self,
         layer: Literal["host", "hypervisor", "guest"],
         action: str,
         summary: str,
         undo: Step | None = None,
         reason: str | None = None,
-        **kw: object,
+        **args: object,
     ) -> Step:
         return Step(
-            share=key,
+            share=self.share.key,
             layer=layer,
             action=action,
-            vm=share.vm,
-            args=dict(kw),
+            vm=self.share.vm,
+            args=args,
             summary=summary,
             reason=reason,
             undo=undo,
         )
 
-    if not source_exists:
-        out.host.append(
-            step(
-                "host",
-                "mkdir",
-                f"create host folder {source}",
-                path=source,
-                undo=step(
-                    "host", "rmdir_empty", f"remove host folder {source} if empty", path=source
-                ),
+    def host(self, source_exists: bool, out: _Builder) -> None:
+        if not source_exists:
+            path = self.source
+            undo = self.step(
+                "host", "rmdir_empty", f"remove host folder {path} if empty", path=path
             )
-        )
+            out.host.append(
+                self.step("host", "mkdir", f"create host folder {path}", undo, path=path)
+            )
 
-    # hypervisor layer
-    device = FsDevice(tag=tag, source=source, driver=protocol.name, readonly=share.readonly)  # type: ignore[arg-type]
-    for existing in (vm.config_devices.get(tag), vm.live_devices.get(tag)):
-        if existing is not None and existing != device:
-            raise UsageError(
-                f"VM {share.vm!r} already has device {tag} for {share.target} with other settings "
-                f"({existing.driver} from {existing.source})",
-                hint=f"run `vmshare remove {key}` first",
-            )
-    if protocol.needs_shared_memory and not vm.shared_memory_config:
-        out.hypervisor.append(
-            step(
-                "hypervisor",
-                "add_shared_memory",
-                "add shared memory backing to the VM config",
-                reason="virtiofs needs the guest's memory shared with virtiofsd",
-            )
+    def hypervisor(self, out: _Builder) -> None:
+        vm, protocol, tag = self.vm, self.protocol, self.tag
+        device = FsDevice(
+            tag=tag, source=self.source, driver=protocol.name, readonly=self.share.readonly
         )
-    if vm.running and protocol.needs_shared_memory and not vm.shared_memory_live:
-        out.restart_reasons.append("shared memory backing takes effect only when QEMU restarts")
-    need_config = tag not in vm.config_devices
-    need_live = vm.running and tag not in vm.live_devices
-    hotplug = (
-        protocol.hotplug and vm.acpi and (vm.shared_memory_live or not protocol.needs_shared_memory)
-    )
-    if need_live and not hotplug:
-        if not protocol.hotplug:
-            why = f"{protocol.name} devices cannot be hot-plugged"
-        elif not vm.acpi:
-            why = "the VM has no ACPI, so PCI hot-plug is off"
-        else:
-            why = "virtiofs needs shared memory in the running VM"
-        out.restart_reasons.append(why)
-    live_now = need_live and hotplug
-    if need_config or live_now:
-        where = " and ".join(
-            w for w, on in (("running VM", live_now), ("config", need_config)) if on
-        )
-        out.hypervisor.append(
-            step(
-                "hypervisor",
-                "attach_filesystem",
-                f"attach {protocol.name} device {tag} for {source} ({where})",
-                tag=tag,
-                source=source,
-                driver=protocol.name,
-                readonly=share.readonly,
-                live=live_now,
-                config=need_config,
-                undo=step(
+        for existing in (vm.config_devices.get(tag), vm.live_devices.get(tag)):
+            if existing is not None and existing != device:
+                raise UsageError(
+                    f"VM {self.share.vm!r} already has device {tag} for {self.share.target} with "
+                    f"other settings ({existing.driver} from {existing.source})",
+                    hint=f"run `vmshare remove {self.share.key}` first",
+                )
+        if protocol.needs_shared_memory and not vm.shared_memory_config:
+            out.hypervisor.append(
+                self.step(
                     "hypervisor",
-                    "detach_filesystem",
-                    f"detach device {tag}",
-                    tag=tag,
-                    live=True,
-                    config=True,
-                ),
-            )
-        )
-
-    # guest layer
-    options = protocol.mount_options(readonly=share.readonly, extra=share.mount_options)
-    mounted = vm.guest.mounts.get(share.target)
-    guest_steps: list[Step] = []
-    if mounted is not None and (mounted.source != tag or mounted.fstype != protocol.fstype):
-        raise UsageError(
-            f"{share.target} in VM {share.vm!r} is already a mount point "
-            f"({mounted.fstype} from {mounted.source})",
-            hint="choose another guest path, or unmount it in the guest",
-        )
-    if mounted is None:
-        if share.target not in vm.guest.existing_dirs:
-            guest_steps.append(
-                step(
-                    "guest",
-                    "mkdir",
-                    f"create mount point {share.target}",
-                    path=share.target,
-                    undo=step(
-                        "guest",
-                        "rmdir_empty",
-                        f"remove mount point {share.target} if empty",
-                        path=share.target,
-                    ),
+                    "add_shared_memory",
+                    "add shared memory backing to the VM config",
+                    reason="virtiofs needs the guest's memory shared with virtiofsd",
                 )
             )
-        guest_steps.append(
-            step(
-                "guest",
-                "mount",
-                f"mount {tag} on {share.target} ({','.join(options)})",
-                source=tag,
-                target=share.target,
-                fstype=protocol.fstype,
-                options=options,
-                undo=step("guest", "unmount", f"unmount {share.target}", target=share.target),
-            )
+        if vm.running and protocol.needs_shared_memory and not vm.shared_memory_live:
+            out.restart_reasons.append("shared memory backing takes effect only when QEMU restarts")
+        need_config = tag not in vm.config_devices
+        need_live = vm.running and tag not in vm.live_devices
+        hotplug = (
+            protocol.hotplug
+            and vm.acpi
+            and (vm.shared_memory_live or not protocol.needs_shared_memory)
         )
-    if share.persist and tag not in vm.guest.fstab_entries:
-        guest_steps.append(
-            step(
-                "guest",
-                "fstab_add",
-                f"persist {share.target} in /etc/fstab (nofail)",
-                entry_id=tag,
-                source=tag,
-                target=share.target,
-                fstype=protocol.fstype,
-                options=[*options, "nofail"],
-                undo=step(
-                    "guest", "fstab_remove", f"remove {share.target} from /etc/fstab", entry_id=tag
-                ),
+        if need_live and not hotplug:
+            if not protocol.hotplug:
+                out.restart_reasons.append(f"{protocol.name} devices cannot be hot-plugged")
+            elif not vm.acpi:
+                out.restart_reasons.append("the VM has no ACPI, so PCI hot-plug is off")
+        live_now = need_live and hotplug
+        if need_config or live_now:
+            where = " and ".join(
+                w for w, on in (("running VM", live_now), ("config", need_config)) if on
             )
-        )
-    if guest_steps or out.hypervisor:
-        what = "write/read" if not share.readonly else "read"
-        guest_steps.append(
-            step(
-                "guest",
-                "probe",
-                f"{what} probe of {share.target}",
-                target=share.target,
-                writable=not share.readonly,
+            undo = self.step(
+                "hypervisor",
+                "detach_filesystem",
+                f"detach device {tag}",
+                tag=tag,
+                live=True,
+                config=True,
             )
-        )
-    out.guest.extend(guest_steps)
+            out.hypervisor.append(
+                self.step(
+                    "hypervisor",
+                    "attach_filesystem",
+                    f"attach {protocol.name} device {tag} for {self.source} ({where})",
+                    undo,
+                    tag=tag,
+                    source=self.source,
+                    driver=protocol.name,
+                    readonly=self.share.readonly,
+                    live=live_now,
+                    config=need_config,
+                )
+            )
+
+    def guest(self, out: _Builder) -> None:
+        share, tag, fstype = self.share, self.tag, self.protocol.fstype
+        target = share.target
+        options = self.protocol.mount_options(readonly=share.readonly, extra=share.mount_options)
+        mounted = self.vm.guest.mounts.get(target)
+        if mounted is not None and (mounted.source != tag or mounted.fstype != fstype):
+            raise UsageError(
+                f"{target} in VM {share.vm!r} is already a mount point "
+                f"({mounted.fstype} from {mounted.source})",
+                hint="choose another guest path, or unmount it in the guest",
+            )
+        steps: list[Step] = []
+        if mounted is None:
+            if target not in self.vm.guest.existing_dirs:
+                undo = self.step(
+                    "guest", "rmdir_empty", f"remove mount point {target} if empty", path=target
+                )
+                steps.append(
+                    self.step("guest", "mkdir", f"create mount point {target}", undo, path=target)
+                )
+            undo = self.step("guest", "unmount", f"unmount {target}", target=target)
+            steps.append(
+                self.step(
+                    "guest",
+                    "mount",
+                    f"mount {tag} on {target} ({','.join(options)})",
+                    undo,
+                    source=tag,
+                    target=target,
+                    fstype=fstype,
+                    options=options,
+                )
+            )
+        if share.persist and tag not in self.vm.guest.fstab_entries:
+            undo = self.step(
+                "guest", "fstab_remove", f"remove {target} from /etc/fstab", entry_id=tag
+            )
+            steps.append(
+                self.step(
+                    "guest",
+                    "fstab_add",
+                    f"persist {target} in /etc/fstab (nofail)",
+                    undo,
+                    entry_id=tag,
+                    source=tag,
+                    target=target,
+                    fstype=fstype,
+                    options=[*options, "nofail"],
+                )
+            )
+        if steps or out.hypervisor:
+            what = "read" if share.readonly else "write/read"
+            steps.append(
+                self.step(
+                    "guest",
+                    "probe",
+                    f"{what} probe of {target}",
+                    target=target,
+                    writable=not share.readonly,
+                )
+            )
+        out.guest.extend(steps)
 
 
 def resolve(
@@ -332,52 +332,34 @@ def resolve(
             plan.removes.append(record.key)
             plan.notes.append(f"{share.label}: settings changed, so it is removed and made again")
             vm = vm.without_share(record.tag, record.target)
-            record = None
         if vm.running and not vm.guest.reachable:
             raise_guest_unreachable(share.vm, vm)
-        _share_steps(share, vm, protocol, host.exists, out)
+        steps = _ShareSteps(share, vm, protocol)
+        steps.host(host.exists, out)
+        steps.hypervisor(out)
+        steps.guest(out)
         plan.records.setdefault(
             share.key, _record_template(share, vm_spec, vm, choice, origin, state)
         )
     for vm_name, out in builders.items():
-        vm = facts.vms[vm_name]
         plan.steps.extend(out.host + out.hypervisor)
-        first = next((s for s in out.steps()), None)
-        if first is not None and not vm.running:
+        power = _power_change(vm_name, facts.vms[vm_name], out)
+        if power is not None:
+            action, summary, reason, blocker = power
             if allow_restart:
+                first = out.steps()[0].share
                 plan.steps.append(
                     Step(
-                        share=first.share,
+                        share=first,
                         layer="hypervisor",
-                        action="start",
+                        action=action,
                         vm=vm_name,
-                        summary=f"start VM {vm_name}",
-                        reason="the guest mount needs it running",
+                        summary=summary,
+                        reason=reason,
                     )
                 )
             else:
-                plan.blockers.append(
-                    f"VM {vm_name!r} is not running and the share is mounted inside the guest: "
-                    "start it, or pass --restart to let vmshare start it"
-                )
-        elif first is not None and out.restart_reasons:
-            reasons = "; ".join(dict.fromkeys(out.restart_reasons))
-            if allow_restart:
-                plan.steps.append(
-                    Step(
-                        share=first.share,
-                        layer="hypervisor",
-                        action="restart",
-                        vm=vm_name,
-                        summary=f"restart VM {vm_name} (graceful shutdown, then start)",
-                        reason=reasons,
-                    )
-                )
-            else:
-                plan.blockers.append(
-                    f"VM {vm_name!r} must restart: {reasons}; pass --restart to let vmshare do it "
-                    "(graceful shutdown first), or use a protocol that needs no restart"
-                )
+                plan.blockers.append(blocker)
         plan.steps.extend(out.guest)
     if prune:
         listed = {share.key for share in spec.share}
@@ -389,9 +371,27 @@ def resolve(
     return plan
 
 
-def raise_guest_unreachable(vm_name: str, vm: VmFacts) -> None:
-    from vmshare.errors import GuestError
+def _power_change(vm_name: str, vm: VmFacts, out: _Builder) -> tuple[str, str, str, str] | None:
+    """(action, summary, reason, blocker) when the VM must start or restart for its steps."""
+    if not out.steps():
+        return None
+    if not vm.running:
+        reason = "the share is mounted inside the guest, which needs the VM running"
+        blocker = (
+            f"VM {vm_name!r} is not running: start it, or pass --restart to let vmshare start it"
+        )
+        return "start", f"start VM {vm_name}", reason, blocker
+    if out.restart_reasons:
+        reason = "; ".join(dict.fromkeys(out.restart_reasons))
+        blocker = (
+            f"VM {vm_name!r} must restart: {reason}; pass --restart to let vmshare do it "
+            "(graceful shutdown first), or use a protocol that needs no restart"
+        )
+        return "restart", f"restart VM {vm_name} (graceful shutdown, then start)", reason, blocker
+    return None
 
+
+def raise_guest_unreachable(vm_name: str, vm: VmFacts) -> None:
     raise GuestError(
         f"cannot reach inside VM {vm_name!r}: {vm.guest.error or 'no guest channel answered'}",
         hint=(

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from vmshare.errors import UsageError
+from vmshare.facts import Driver
 
 # virtio-fs tags are at most 36 bytes and 9p mount tags at most 31 in older guests: stay below both.
 TAG_PREFIX = "vmshare-"
@@ -24,7 +25,7 @@ def mount_tag(share_key: str) -> str:
 
 @dataclass(frozen=True)
 class DeviceProtocol:
-    name: str
+    name: Driver
     fstype: str
     base_options: tuple[str, ...]
     hotplug: bool  # can the hypervisor add the device to a running VM
