@@ -16,17 +16,33 @@ from vmshare.errors import GuestError, NotFoundError, UsageError
 from vmshare.facts import Facts, GuestFacts, VmFacts, gather
 from vmshare.guest.linux import LinuxGuest
 from vmshare.hostops import HostOps
+from vmshare.netsteps import HostServers
 from vmshare.plan import Plan, removal_plan, resolve
-from vmshare.spec import Spec, VmSpec
+from vmshare.secrets import SecretStore
+from vmshare.spec import HostSettings, Spec, VmSpec, load_host_settings
 from vmshare.state import StateStore
 
 
 class Session:
-    def __init__(self, vms: dict[str, VmSpec]) -> None:
+    def __init__(
+        self, vms: dict[str, VmSpec], store: StateStore, settings: HostSettings | None = None
+    ) -> None:
         self.vms = vms
-        self.host = HostOps()
+        self.secrets = SecretStore(store.directory)
+        self.host = HostOps(self.secrets)
+        self.settings = settings or HostSettings()
+        self._servers: HostServers | None = None
         self._backends: dict[tuple[str, str | None], Backend] = {}
         self._guests: dict[str, LinuxGuest] = {}
+
+    @property
+    def servers(self) -> HostServers:
+        if self._servers is None:
+            self._servers = HostServers.from_settings(self.settings)
+        return self._servers
+
+    def exports(self, protocol: str) -> dict[str, str]:
+        return self.servers.entries(protocol)
 
     def backend(self, vm: str) -> Backend:
         spec = self.vms[vm]
@@ -38,7 +54,7 @@ class Session:
     def guest(self, vm: str) -> LinuxGuest:
         if vm not in self._guests:
             channel = self.backend(vm).guest_channel(self.vms[vm])
-            self._guests[vm] = LinuxGuest(channel, vm)
+            self._guests[vm] = LinuxGuest(channel, vm, self.secrets)
         return self._guests[vm]
 
     def layer(self, layer: str, vm: str) -> Any:
@@ -80,11 +96,17 @@ def plan_shares(
     spec: Spec, origin: str, store: StateStore, *, allow_restart: bool = False, prune: bool = False
 ) -> Result:
     """The plan for ``spec``, changing nothing."""
-    session = Session(_vms_of(spec))
+    session = Session(_vms_of(spec), store, load_host_settings(spec))
     try:
-        facts = gather(spec, session.probe_vm)
+        facts = gather(spec, session.probe_vm, session.exports)
         plan = resolve(
-            spec, facts, store.load(), origin=origin, allow_restart=allow_restart, prune=prune
+            spec,
+            facts,
+            store.load(),
+            origin=origin,
+            allow_restart=allow_restart,
+            prune=prune,
+            servers=session.servers,
         )
         return Result(plan=plan, facts=facts, dry_run=True)
     finally:
@@ -106,11 +128,17 @@ def apply_shares(
         return plan_shares(spec, origin, store, allow_restart=allow_restart, prune=prune)
     with store.locked():
         state = store.load()
-        session = Session(_vms_of(spec))
+        session = Session(_vms_of(spec), store, load_host_settings(spec))
         try:
-            facts = gather(spec, session.probe_vm)
+            facts = gather(spec, session.probe_vm, session.exports)
             plan = resolve(
-                spec, facts, state, origin=origin, allow_restart=allow_restart, prune=prune
+                spec,
+                facts,
+                state,
+                origin=origin,
+                allow_restart=allow_restart,
+                prune=prune,
+                servers=session.servers,
             )
             if plan.blockers:
                 raise UsageError(plan.blockers[0], hint="`vmshare plan` shows every step and why")
@@ -140,7 +168,7 @@ def remove_share(
         plan = removal_plan([record], allow_restart=allow_restart)
         if dry_run:
             return Result(plan=plan, dry_run=True)
-        session = Session({record.vm: record.vm_spec})
+        session = Session({record.vm: record.vm_spec}, store)
         try:
             outcome = execute(plan, session, Journal(store, state, plan), progress)
         finally:

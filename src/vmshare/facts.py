@@ -5,6 +5,9 @@ Nothing here changes anything. Backends fill ``VmFacts``; the guest probe fills 
 
 from __future__ import annotations
 
+import contextlib
+import grp
+import pwd
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -39,6 +42,7 @@ class GuestFacts(BaseModel):
     mounts: dict[str, GuestMount] = {}  # by mount point; the last mount over a point wins
     fstab_entries: dict[str, str] = {}  # vmshare entry id -> fstab line
     existing_dirs: list[str] = []
+    gateway: str | None = None  # the guest's default route: how it reaches the host
 
 
 class VmFacts(BaseModel):
@@ -53,6 +57,8 @@ class VmFacts(BaseModel):
     shared_memory_live: bool = False
     config_devices: dict[str, FsDevice] = {}
     live_devices: dict[str, FsDevice] = {}
+    addresses: list[str] = []  # the guest's own addresses, as its agent reports them
+    user_networking: bool = False  # QEMU user (slirp) networking: seen by the host as 127.0.0.1
     guest: GuestFacts = GuestFacts()
 
     def without_share(self, tag: str, target: str) -> VmFacts:
@@ -75,28 +81,53 @@ class VmFacts(BaseModel):
 class PathFact(BaseModel):
     exists: bool
     is_dir: bool
+    uid: int = 0
+    gid: int = 0
 
 
 class Facts(BaseModel):
     host_paths: dict[str, PathFact] = {}
     vms: dict[str, VmFacts] = {}
+    exports: dict[str, dict[str, str]] = {}  # "nfs"/"smb" -> vmshare entry id -> entry text
+    user_names: dict[int, str] = {}  # host uid -> user name (Samba's force user takes names)
+    group_names: dict[int, str] = {}
 
 
 def probe_path(path: Path) -> PathFact:
-    return PathFact(exists=path.exists(), is_dir=path.is_dir())
+    try:
+        info = path.stat()
+    except OSError:
+        return PathFact(exists=False, is_dir=False)
+    return PathFact(exists=True, is_dir=path.is_dir(), uid=info.st_uid, gid=info.st_gid)
+
+
+def _names(facts: Facts, spec: Spec) -> None:
+    owners = [(p.uid, p.gid) for p in facts.host_paths.values() if p.exists]
+    owners += [(s.owner.uid, s.owner.gid) for s in spec.share if s.owner is not None]
+    for uid, gid in owners:
+        with contextlib.suppress(KeyError):
+            facts.user_names[uid] = pwd.getpwuid(uid).pw_name
+        with contextlib.suppress(KeyError):
+            facts.group_names[gid] = grp.getgrgid(gid).gr_name
 
 
 VmProbe = Callable[[str, list[str]], VmFacts]
+ExportProbe = Callable[[str], dict[str, str]]
 
 
-def gather(spec: Spec, probe_vm: VmProbe) -> Facts:
-    """Collect facts for every host path and VM the spec names.
+def gather(spec: Spec, probe_vm: VmProbe, probe_exports: ExportProbe | None = None) -> Facts:
+    """Collect facts for every host path, export and VM the spec names.
 
-    ``probe_vm(vm_name, guest_targets)`` asks the VM's backend (and its guest) what exists.
+    ``probe_vm(vm_name, guest_targets)`` asks the VM's backend (and its guest) what exists;
+    ``probe_exports(protocol)`` reads vmshare's entries in the host's nfs or smb server.
     """
     facts = Facts()
     for share in spec.share:
         facts.host_paths[str(share.source)] = probe_path(share.source)
+    _names(facts, spec)
+    if probe_exports is not None:
+        for protocol in sorted({s.protocol for s in spec.share} & {"nfs", "smb"}):
+            facts.exports[protocol] = probe_exports(protocol)
     targets: dict[str, list[str]] = {}
     for share in spec.share:
         targets.setdefault(share.vm, []).append(share.target)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -35,3 +37,26 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, keep_backup: boo
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def locked_folder(path: Path) -> Iterator[None]:
+    """An exclusive lock on the folder holding ``path``, for read-modify-write of a shared file.
+
+    Locking the folder (not the file) survives the file being replaced by rename, and leaves no
+    lock file behind in places like /etc.
+    """
+    fd = os.open(Path(path).parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_text(path: Path) -> str:
+    """The file's text, or "" when it does not exist yet."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""

@@ -7,18 +7,21 @@ applied spec yields no steps. Nothing here touches a system.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel
 
+from vmshare.devicesteps import DeviceShareSteps
 from vmshare.errors import GuestError, NotFoundError, UsageError
-from vmshare.facts import Facts, FsDevice, VmFacts
-from vmshare.protocols import DeviceProtocol, device_protocol, mount_tag
+from vmshare.facts import Facts, VmFacts
+from vmshare.netsteps import USER_NET_WARNING, HostServers, NetworkShareSteps, addresses
+from vmshare.protocols import device_protocol, mount_tag, nfs, smb
+from vmshare.sharesteps import VmSteps
 from vmshare.spec import ShareSpec, Spec, VmSpec
 from vmshare.state import ShareRecord, State, now
 from vmshare.steps import Step
 
 DEVICE_PROTOCOLS: dict[str, tuple[str, ...]] = {"libvirt": ("virtiofs", "9p")}
+NETWORK_PROTOCOLS = ("nfs", "smb")
 NATIVE_PROTOCOL: dict[str, str] = {"libvirt": "virtiofs"}
 
 
@@ -49,59 +52,52 @@ class Plan(BaseModel):
         return grouped
 
 
-def choose_protocol(share: ShareSpec, backend: str) -> tuple[DeviceProtocol, Choice]:
+def choose_protocol(share: ShareSpec, backend: str) -> Choice:
     """Pick the share protocol for ``share`` on ``backend`` and say why."""
-    offered = DEVICE_PROTOCOLS.get(backend, ())
-    requested = (
-        NATIVE_PROTOCOL.get(backend, share.protocol)
-        if share.protocol == "native"
-        else share.protocol
-    )
-    if requested in ("nfs", "smb"):
+    devices = DEVICE_PROTOCOLS.get(backend, ())
+    offered = (*devices, *NETWORK_PROTOCOLS)
+    requested = NATIVE_PROTOCOL.get(backend, "") if share.protocol == "native" else share.protocol
+    if requested not in (*offered, "auto"):
         raise UsageError(
-            f"protocol {requested} is not available in this version yet",
-            hint=f"use --protocol {' or '.join(offered) or 'auto'}",
+            f"backend {backend} cannot share with {share.protocol}",
+            hint=f"use one of: auto, {', '.join(offered)}",
         )
-    if share.owner is not None:
+    if share.owner is not None and requested not in NETWORK_PROTOCOLS:
         raise UsageError(
             "--owner needs a protocol that maps ownership (nfs, smb); "
             "virtiofs and 9p show the host's own uids and gids",
-            hint="drop --owner, or chown the host directory",
+            hint="add --protocol nfs (or smb), or drop --owner and chown the host directory",
         )
+    warnings: list[str] = []
     if requested == "auto":
-        if not offered:
-            raise UsageError(f"backend {backend} has no device protocol", hint="choose --protocol")
-        if share.readonly and "9p" in offered:
+        if share.readonly and "9p" in devices:
             name = "9p"
             reason = (
                 "read-only: QEMU's 9p server refuses writes itself, while virtiofsd 7.2 has no "
                 "read-only mode (virtiofs would be read-only only through the guest's mount)"
             )
         else:
-            name = offered[0]
+            name = devices[0] if devices else "nfs"
             reason = "the fastest device share (about 10x 9p for metadata)"
-    elif requested in offered:
-        name, reason = requested, "asked for"
     else:
-        raise UsageError(
-            f"backend {backend} cannot share with {requested}",
-            hint=f"use one of: auto, {', '.join(offered)}",
-        )
-    protocol = device_protocol(name)
-    warnings = []
-    if share.readonly and not protocol.readonly_at_device:
-        warnings.append(
-            f"read-only is enforced only by the guest's mount ({name} has no read-only mode "
-            "here): root in the guest could remount it read-write; use 9p to enforce it"
-        )
-    choice = Choice(
-        share=share.key,
-        protocol=name,
-        reason=reason,
-        semantics=protocol.semantics,
-        warnings=warnings,
+        name, reason = requested, "asked for"
+    if name in NETWORK_PROTOCOLS:
+        semantics = nfs.SEMANTICS if name == "nfs" else smb.SEMANTICS
+        if name == "nfs":
+            reason += f"; {nfs.NEGOTIATION}"
+        if share.readonly:
+            reason += "; read-only is enforced by the server's export"
+    else:
+        protocol = device_protocol(name)
+        semantics = protocol.semantics
+        if share.readonly and not protocol.readonly_at_device:
+            warnings.append(
+                f"read-only is enforced only by the guest's mount ({name} has no read-only mode "
+                "here): root in the guest could remount it read-write; use 9p to enforce it"
+            )
+    return Choice(
+        share=share.key, protocol=name, reason=reason, semantics=semantics, warnings=warnings
     )
-    return protocol, choice
 
 
 def drifted(record: ShareRecord, share: ShareSpec) -> bool:
@@ -117,184 +113,6 @@ def removal_steps(record: ShareRecord) -> list[Step]:
     return [step.undo for step in reversed(record.steps) if step.undo is not None]
 
 
-class _Builder:
-    """Collects the steps of one VM in layer order: host, hypervisor, restart, guest."""
-
-    def __init__(self) -> None:
-        self.host: list[Step] = []
-        self.hypervisor: list[Step] = []
-        self.guest: list[Step] = []
-        self.restart_reasons: list[str] = []
-
-    def steps(self) -> list[Step]:
-        return self.host + self.hypervisor + self.guest
-
-
-class _ShareSteps:
-    """The steps one share needs on one VM, given what already exists, layer by layer."""
-
-    def __init__(self, share: ShareSpec, vm: VmFacts, protocol: DeviceProtocol) -> None:
-        self.share, self.vm, self.protocol = share, vm, protocol
-        self.tag = mount_tag(share.key)
-        self.source = str(share.source)
-
-    def step(
-        self,
-        layer: Literal["host", "hypervisor", "guest"],
-        action: str,
-        summary: str,
-        undo: Step | None = None,
-        reason: str | None = None,
-        **args: object,
-    ) -> Step:
-        return Step(
-            share=self.share.key,
-            layer=layer,
-            action=action,
-            vm=self.share.vm,
-            args=args,
-            summary=summary,
-            reason=reason,
-            undo=undo,
-        )
-
-    def host(self, source_exists: bool, out: _Builder) -> None:
-        if not source_exists:
-            path = self.source
-            undo = self.step(
-                "host", "rmdir_empty", f"remove host folder {path} if empty", path=path
-            )
-            out.host.append(
-                self.step("host", "mkdir", f"create host folder {path}", undo, path=path)
-            )
-
-    def hypervisor(self, out: _Builder) -> None:
-        vm, protocol, tag = self.vm, self.protocol, self.tag
-        device = FsDevice(
-            tag=tag, source=self.source, driver=protocol.name, readonly=self.share.readonly
-        )
-        for existing in (vm.config_devices.get(tag), vm.live_devices.get(tag)):
-            if existing is not None and existing != device:
-                raise UsageError(
-                    f"VM {self.share.vm!r} already has device {tag} for {self.share.target} with "
-                    f"other settings ({existing.driver} from {existing.source})",
-                    hint=f"run `vmshare remove {self.share.key}` first",
-                )
-        if protocol.needs_shared_memory and not vm.shared_memory_config:
-            out.hypervisor.append(
-                self.step(
-                    "hypervisor",
-                    "add_shared_memory",
-                    "add shared memory backing to the VM config",
-                    reason="virtiofs needs the guest's memory shared with virtiofsd",
-                )
-            )
-        if vm.running and protocol.needs_shared_memory and not vm.shared_memory_live:
-            out.restart_reasons.append("shared memory backing takes effect only when QEMU restarts")
-        need_config = tag not in vm.config_devices
-        need_live = vm.running and tag not in vm.live_devices
-        hotplug = (
-            protocol.hotplug
-            and vm.acpi
-            and (vm.shared_memory_live or not protocol.needs_shared_memory)
-        )
-        if need_live and not hotplug:
-            if not protocol.hotplug:
-                out.restart_reasons.append(f"{protocol.name} devices cannot be hot-plugged")
-            elif not vm.acpi:
-                out.restart_reasons.append("the VM has no ACPI, so PCI hot-plug is off")
-        live_now = need_live and hotplug
-        if need_config or live_now:
-            where = " and ".join(
-                w for w, on in (("running VM", live_now), ("config", need_config)) if on
-            )
-            undo = self.step(
-                "hypervisor",
-                "detach_filesystem",
-                f"detach device {tag}",
-                tag=tag,
-                live=True,
-                config=True,
-            )
-            out.hypervisor.append(
-                self.step(
-                    "hypervisor",
-                    "attach_filesystem",
-                    f"attach {protocol.name} device {tag} for {self.source} ({where})",
-                    undo,
-                    tag=tag,
-                    source=self.source,
-                    driver=protocol.name,
-                    readonly=self.share.readonly,
-                    live=live_now,
-                    config=need_config,
-                )
-            )
-
-    def guest(self, out: _Builder) -> None:
-        share, tag, fstype = self.share, self.tag, self.protocol.fstype
-        target = share.target
-        options = self.protocol.mount_options(readonly=share.readonly, extra=share.mount_options)
-        mounted = self.vm.guest.mounts.get(target)
-        if mounted is not None and (mounted.source != tag or mounted.fstype != fstype):
-            raise UsageError(
-                f"{target} in VM {share.vm!r} is already a mount point "
-                f"({mounted.fstype} from {mounted.source})",
-                hint="choose another guest path, or unmount it in the guest",
-            )
-        steps: list[Step] = []
-        if mounted is None:
-            if target not in self.vm.guest.existing_dirs:
-                undo = self.step(
-                    "guest", "rmdir_empty", f"remove mount point {target} if empty", path=target
-                )
-                steps.append(
-                    self.step("guest", "mkdir", f"create mount point {target}", undo, path=target)
-                )
-            undo = self.step("guest", "unmount", f"unmount {target}", target=target)
-            steps.append(
-                self.step(
-                    "guest",
-                    "mount",
-                    f"mount {tag} on {target} ({','.join(options)})",
-                    undo,
-                    source=tag,
-                    target=target,
-                    fstype=fstype,
-                    options=options,
-                )
-            )
-        if share.persist and tag not in self.vm.guest.fstab_entries:
-            undo = self.step(
-                "guest", "fstab_remove", f"remove {target} from /etc/fstab", entry_id=tag
-            )
-            steps.append(
-                self.step(
-                    "guest",
-                    "fstab_add",
-                    f"persist {target} in /etc/fstab (nofail)",
-                    undo,
-                    entry_id=tag,
-                    source=tag,
-                    target=target,
-                    fstype=fstype,
-                    options=[*options, "nofail"],
-                )
-            )
-        if steps or out.hypervisor:
-            what = "read" if share.readonly else "write/read"
-            steps.append(
-                self.step(
-                    "guest",
-                    "probe",
-                    f"{what} probe of {target}",
-                    target=target,
-                    writable=not share.readonly,
-                )
-            )
-        out.guest.extend(steps)
-
-
 def resolve(
     spec: Spec,
     facts: Facts,
@@ -303,10 +121,11 @@ def resolve(
     origin: str,
     allow_restart: bool = False,
     prune: bool = False,
+    servers: HostServers | None = None,
 ) -> Plan:
     """What must change so that the systems match ``spec``."""
     plan = Plan()
-    builders: dict[str, _Builder] = {}
+    builders: dict[str, VmSteps] = {}
     for share in spec.share:
         vm_spec = spec.vm_for(share.vm)
         vm = facts.vms[share.vm]
@@ -323,9 +142,9 @@ def resolve(
                 f"VM {share.vm!r} not found on {vm.connection}",
                 hint=f"check the name with `virsh -c {vm.connection} list --all`",
             )
-        protocol, choice = choose_protocol(share, vm_spec.backend)
+        choice = choose_protocol(share, vm_spec.backend)
         plan.choices.append(choice)
-        out = builders.setdefault(share.vm, _Builder())
+        out = builders.setdefault(share.vm, VmSteps())
         record = state.shares.get(share.key)
         if record is not None and drifted(record, share):
             plan.steps.extend(removal_steps(record))
@@ -334,10 +153,20 @@ def resolve(
             vm = vm.without_share(record.tag, record.target)
         if vm.running and not vm.guest.reachable:
             raise_guest_unreachable(share.vm, vm)
-        steps = _ShareSteps(share, vm, protocol)
-        steps.host(host.exists, out)
-        steps.hypervisor(out)
-        steps.guest(out)
+        if choice.protocol in NETWORK_PROTOCOLS:
+            if servers is None:
+                raise UsageError("network shares need the host's file server settings")
+            where = addresses(vm_spec, vm)
+            if where.client == "127.0.0.1":
+                choice.warnings.append(USER_NET_WARNING)
+            network = NetworkShareSteps(share, vm, facts, servers, where)
+            network.host_folder(host.exists, out)
+            network.nfs(out) if choice.protocol == "nfs" else network.smb(out)
+        else:
+            device = DeviceShareSteps(share, vm, device_protocol(choice.protocol))
+            device.host_folder(host.exists, out)
+            device.hypervisor(out)
+            device.guest(out)
         plan.records.setdefault(
             share.key, _record_template(share, vm_spec, vm, choice, origin, state)
         )
@@ -371,7 +200,7 @@ def resolve(
     return plan
 
 
-def _power_change(vm_name: str, vm: VmFacts, out: _Builder) -> tuple[str, str, str, str] | None:
+def _power_change(vm_name: str, vm: VmFacts, out: VmSteps) -> tuple[str, str, str, str] | None:
     """(action, summary, reason, blocker) when the VM must start or restart for its steps."""
     if not out.steps():
         return None
@@ -435,7 +264,9 @@ def removal_plan(records: list[ShareRecord], *, allow_restart: bool = False) -> 
         plan.removes.append(record.key)
     if allow_restart:
         for record in records:
-            if not device_protocol(record.protocol).hotplug:
+            if record.protocol in DEVICE_PROTOCOLS.get(record.vm_spec.backend, ()) and not (
+                device_protocol(record.protocol).hotplug
+            ):
                 plan.steps.append(
                     Step(
                         share=record.key,

@@ -20,6 +20,7 @@ The ``SRC VM:DST`` shorthand of ``vmshare add`` resolves to the same models.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -99,12 +100,42 @@ class GuestAccess(BaseModel):
         return value
 
 
+def _address(value: str | None, *, network: bool) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = ipaddress.ip_network(value) if network else ipaddress.ip_address(value)
+    except ValueError:
+        kind = "an IP address or network (CIDR)" if network else "an IP address"
+        raise ValueError(f"{value!r} is not {kind}") from None
+    if isinstance(parsed, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        if parsed.prefixlen == 0:
+            raise ValueError("refusing to export to every address (prefix /0)")
+        if parsed.num_addresses == 1:
+            return str(parsed.network_address)
+    return str(parsed)
+
+
 class VmSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     backend: BackendName = "libvirt"
     connection: str | None = None
     guest: GuestAccess = GuestAccess()
+    # network shares: the address the host's file server sees the VM connect from (default:
+    # discovered), and the address the guest dials to reach the host (default: its gateway)
+    client_address: str | None = None
+    host_address: str | None = None
+
+    @field_validator("client_address")
+    @classmethod
+    def _client(cls, value: str | None) -> str | None:
+        return _address(value, network=True)
+
+    @field_validator("host_address")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return _address(value, network=False)
 
     @field_validator("name")
     @classmethod
@@ -191,9 +222,43 @@ class ShareSpec(BaseModel):
         return self.name or self.key
 
 
+class NfsHost(BaseModel):
+    """The host's NFS server."""
+
+    model_config = ConfigDict(extra="forbid")
+    exporter: Literal["auto", "kernel", "ganesha", "macos"] = "auto"
+    port: int | None = Field(default=None, ge=1, le=65535)  # guest mounts with port= when set
+    exports_file: str | None = None  # default per exporter
+    ganesha_pidfile: str = "/run/ganesha/ganesha.pid"
+    pseudo_root: str = "/vmshare"  # ganesha: NFSv4 pseudo path prefix of vmshare's exports
+    mount_options: list[str] = ["hard", "proto=tcp", "rsize=1048576", "wsize=1048576", "actimeo=1"]
+
+
+class SmbHost(BaseModel):
+    """The host's SMB server."""
+
+    model_config = ConfigDict(extra="forbid")
+    exporter: Literal["auto", "samba", "windows"] = "auto"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    smb_conf: str = "/etc/samba/smb.conf"
+    include_file: str = "/etc/samba/vmshare.conf"
+    account: str = Field(default="vmshare", pattern=r"^[a-z_][a-z0-9_-]{0,30}$")
+    encrypt: bool = True
+    mount_options: list[str] = ["vers=3.1.1", "mfsymlinks"]
+
+
+class HostSettings(BaseModel):
+    """Machine-level settings: host.toml, or a [host] table in a spec file."""
+
+    model_config = ConfigDict(extra="forbid")
+    nfs: NfsHost = NfsHost()
+    smb: SmbHost = SmbHost()
+
+
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: Literal[1] = SPEC_VERSION
+    host: HostSettings | None = None
     vm: dict[str, VmSpec] = {}
     share: list[ShareSpec] = []
 
@@ -352,6 +417,32 @@ def shorthand(
     except ValidationError as exc:
         raise _spec_error(exc, "arguments") from None
     return share, vm_spec
+
+
+def host_settings_path() -> Path:
+    override = os.environ.get("VMSHARE_HOST_CONFIG")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("vmshare")) / "host.toml"
+
+
+def load_host_settings(spec: Spec | None = None) -> HostSettings:
+    """host.toml (``VMSHARE_HOST_CONFIG`` overrides its path), or the spec's own [host] table."""
+    if spec is not None and spec.host is not None:
+        return spec.host
+    path = host_settings_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return HostSettings()
+    try:
+        return HostSettings.model_validate(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}", hint="fix the TOML syntax") from None
+    except ValidationError as exc:
+        raise _spec_error(exc, str(path), text) from None
 
 
 def json_schema() -> dict[str, Any]:

@@ -10,10 +10,13 @@ from pydantic import BaseModel
 from vmshare.core import Session
 from vmshare.errors import VmshareError
 from vmshare.facts import VmFacts
+from vmshare.protocols.nfs import EXPORTERS
+from vmshare.protocols.smb import SambaExporter
+from vmshare.spec import NfsHost, SmbHost
 from vmshare.state import ShareRecord, StateStore
 
 Check = Literal["ok", "missing", "failed", "n/a", "unknown"]
-LAYERS = ("host", "device", "mount", "fstab", "probe")
+LAYERS = ("host", "export", "device", "mount", "fstab", "probe")
 
 
 class ShareHealth(BaseModel):
@@ -41,26 +44,33 @@ def _check_record(
     checks["host"] = "ok" if source.is_dir() else "missing"
     if checks["host"] != "ok":
         problems.append(f"host folder {record.source} is missing")
+    checks["export"] = _export_check(record, problems)
+    network = checks["export"] != "n/a"
     if facts is None:
         problems.append(error or "VM not reachable")
     elif not facts.exists:
         checks["device"] = "missing"
         problems.append(f"VM {record.vm!r} no longer exists")
     else:
-        in_config = record.tag in facts.config_devices
-        in_vm = not facts.running or record.tag in facts.live_devices
-        checks["device"] = "ok" if in_config and in_vm else "missing"
-        if not in_config:
-            problems.append("device missing from the VM config")
-        if not in_vm:
-            problems.append("device missing from the running VM")
+        if network:
+            checks["device"] = "n/a"
+        else:
+            in_config = record.tag in facts.config_devices
+            in_vm = not facts.running or record.tag in facts.live_devices
+            checks["device"] = "ok" if in_config and in_vm else "missing"
+            if not in_config:
+                problems.append("device missing from the VM config")
+            if not in_vm:
+                problems.append("device missing from the running VM")
         if not facts.running:
             problems.append("VM is not running")
         elif not facts.guest.reachable:
             problems.append(facts.guest.error or "guest not reachable")
         else:
             mounted = facts.guest.mounts.get(record.target)
-            checks["mount"] = "ok" if mounted and mounted.source == record.tag else "missing"
+            mount_step = next((s for s in record.steps if s.action == "mount"), None)
+            source = mount_step.args["source"] if mount_step else record.tag
+            checks["mount"] = "ok" if mounted and mounted.source == source else "missing"
             if checks["mount"] != "ok":
                 problems.append(f"{record.target} is not mounted in the guest")
             if record.requested.get("persist", True):
@@ -87,13 +97,32 @@ def _check_record(
     )
 
 
+def _export_check(record: ShareRecord, problems: list[str]) -> Check:
+    """Is the share's entry still in the host's NFS or SMB server config?"""
+    step = next((s for s in record.steps if s.action in ("nfs_export", "smb_share")), None)
+    if step is None:
+        return "n/a"
+    try:
+        if step.action == "nfs_export":
+            entries = EXPORTERS[step.args["exporter"]](NfsHost(**step.args["settings"])).entries()
+        else:
+            entries = SambaExporter(SmbHost(**step.args["settings"])).entries()
+    except OSError as exc:
+        problems.append(f"cannot read the server config: {exc}")
+        return "unknown"
+    if record.tag in entries:
+        return "ok"
+    problems.append("the export is gone from the server's config")
+    return "missing"
+
+
 def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
     by_vm: dict[str, list[ShareRecord]] = {}
     for record in store.load().listed(vm):
         by_vm.setdefault(record.vm, []).append(record)
     health: list[ShareHealth] = []
     for vm_name, vm_records in by_vm.items():
-        session = Session({vm_name: vm_records[0].vm_spec})
+        session = Session({vm_name: vm_records[0].vm_spec}, store)
         facts: VmFacts | None = None
         error = None
         try:

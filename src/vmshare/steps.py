@@ -14,12 +14,32 @@ from pydantic import BaseModel
 Layer = Literal["host", "hypervisor", "guest"]
 
 ACTIONS: dict[str, frozenset[str]] = {
-    "host": frozenset({"mkdir", "rmdir_empty"}),
+    "host": frozenset(
+        {
+            "mkdir",
+            "rmdir_empty",
+            "nfs_export",
+            "nfs_unexport",
+            "smb_account",
+            "smb_share",
+            "smb_unshare",
+        }
+    ),
     "hypervisor": frozenset(
         {"attach_filesystem", "detach_filesystem", "add_shared_memory", "restart", "start"}
     ),
     "guest": frozenset(
-        {"mkdir", "rmdir_empty", "mount", "unmount", "probe", "fstab_add", "fstab_remove"}
+        {
+            "mkdir",
+            "rmdir_empty",
+            "mount",
+            "unmount",
+            "probe",
+            "fstab_add",
+            "fstab_remove",
+            "write_credentials",
+            "remove_file",
+        }
     ),
 }
 

@@ -28,7 +28,12 @@ DEFAULT_CACHE = Path("/var/cache/vmshare-testbed")
 INIT_SCRIPT = Path(__file__).with_name("guest_init.sh")
 BUSYBOX = Path("/usr/bin/busybox")
 QEMU_GA = Path("/usr/sbin/qemu-ga")
-PACKAGES = ("busybox-static", "qemu-guest-agent")
+# The real mount helpers: busybox mount cannot mount nfs4 (it passes no addr=) by itself.
+MOUNT_HELPERS = (Path("/sbin/mount.nfs"), Path("/sbin/mount.cifs"))
+HELPER_LINKS = {"sbin/mount.nfs4": "mount.nfs", "sbin/mount.smb3": "mount.cifs"}
+# Run-time data of the helpers' libraries (libtirpc reads netconfig), copied from the host.
+HOST_ETC_FILES = ("netconfig", "services", "protocols")
+PACKAGES = ("busybox-static", "qemu-guest-agent", "nfs-common", "cifs-utils")
 
 # Loaded in this order by the guest's /init (modprobe pulls in their dependencies).
 REQUIRED_MODULES = (
@@ -137,6 +142,7 @@ def recipe(kver: str) -> dict[str, object]:
         "builder": Path(__file__).read_text(),
         "kernel": kver,
         "packages": {name: _dpkg_version(name) for name in packages},
+        "host_etc": {name: _file_digest(Path("/etc", name)) for name in HOST_ETC_FILES},
     }
 
 
@@ -182,19 +188,28 @@ def _make_tree(tree: Path, kver: str) -> None:
     (tree / "var/run").symlink_to("/run")
     _install_busybox(tree)
     _install_executable(tree / "sbin/shutdown", SHUTDOWN_SCRIPT.encode())
-    _install_with_libs(tree, QEMU_GA)
+    for program in (QEMU_GA, *MOUNT_HELPERS):
+        _install_with_libs(tree, program)
+    for link, target in HELPER_LINKS.items():
+        (tree / link).unlink(missing_ok=True)
+        (tree / link).symlink_to(target)
+    (tree / "var/lib/nfs/sm").mkdir(parents=True)
     loadable = _install_modules(tree, kver)
     for name, wanted in (("modules", REQUIRED_MODULES), ("modules.optional", OPTIONAL_MODULES)):
         chosen = [m for m in wanted if m in loadable]
         (tree / "lib/testbed" / name).write_text("".join(f"{m}\n" for m in chosen))
     for name, text in ETC_FILES.items():
         (tree / "etc" / name).write_text(text)
+    for name in HOST_ETC_FILES:
+        if Path("/etc", name).is_file():
+            shutil.copyfile(Path("/etc", name), tree / "etc" / name)
     (tree / "etc/mtab").symlink_to("/proc/self/mounts")
     _install_executable(tree / "init", INIT_SCRIPT.read_bytes())
 
 
 def _install_executable(dest: Path, data: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)  # never write through a busybox applet link
     dest.write_bytes(data)
     dest.chmod(0o755)
 
@@ -305,6 +320,10 @@ def _dpkg_version(package: str) -> str:
         ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True
     )
     return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -3,6 +3,7 @@ import subprocess
 
 import pytest
 
+from vmshare import ownedblock
 from vmshare.guest import fstab
 
 HOSTILE = [
@@ -62,7 +63,7 @@ def test_block_add_replace_remove_keeps_every_other_byte():
     }
     replaced = fstab.with_entry(two, "vmshare-1", "t1 /mnt/1 virtiofs ro,nofail 0 0")
     assert fstab.block_entries(replaced)["vmshare-1"].endswith("ro,nofail 0 0")
-    assert replaced.count(fstab.BEGIN) == 1
+    assert replaced.count(ownedblock.BEGIN) == 1
     back = fstab.without_entry(fstab.without_entry(replaced, "vmshare-2"), "vmshare-1")
     assert back == original
     assert fstab.without_entry(original, "absent") == original

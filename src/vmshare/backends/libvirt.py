@@ -83,9 +83,26 @@ class LibvirtBackend(Backend):
         facts.shared_memory_config = libvirt_xml.has_shared_memory(config_xml)
         facts.shared_memory_live = bool(live_xml) and libvirt_xml.has_shared_memory(live_xml or "")
         facts.config_devices = {t: d for t, (d, _) in libvirt_xml.filesystems(config_xml).items()}
+        facts.user_networking = libvirt_xml.has_user_networking(live_xml or config_xml)
         if live_xml:
             facts.live_devices = {t: d for t, (d, _) in libvirt_xml.filesystems(live_xml).items()}
+            facts.addresses = self._agent_addresses(dom)
         return facts
+
+    @staticmethod
+    def _agent_addresses(dom: libvirt.virDomain) -> list[str]:
+        """The guest's addresses from its agent's interface list (none if it does not answer)."""
+        try:
+            interfaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT)
+        except libvirt.libvirtError:
+            return []
+        return [
+            address["addr"]
+            for name, info in sorted(interfaces.items())
+            if name != "lo"
+            for address in info.get("addrs") or []
+            if not str(address["addr"]).startswith(("127.", "::1", "fe80:"))
+        ]
 
     def guest_channel(self, vm: VmSpec) -> GuestChannel:
         if vm.guest.channel == "ssh":

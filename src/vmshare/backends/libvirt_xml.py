@@ -51,6 +51,10 @@ def has_shared_memory(domain_xml: str) -> bool:
     return access is not None and access.get("mode") == "shared"
 
 
+def has_user_networking(domain_xml: str) -> bool:
+    return ET.fromstring(domain_xml).find("./devices/interface[@type='user']") is not None
+
+
 def has_acpi(domain_xml: str) -> bool:
     return ET.fromstring(domain_xml).find("./features/acpi") is not None
 

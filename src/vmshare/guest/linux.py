@@ -7,6 +7,7 @@ positional parameters (``"$1"``), which the shell never parses.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -15,12 +16,14 @@ from vmshare.errors import GuestError
 from vmshare.facts import GuestFacts, GuestMount
 from vmshare.guest import fstab
 from vmshare.guest.channel import GuestChannel, GuestResult
+from vmshare.secrets import SecretStore
 
 MOUNT_RETRY_SECONDS = 10.0
 _SEPARATOR = "@@vmshare-section@@"
 _INSPECT = (
     'cat /proc/self/mounts; echo "$0"; cat /etc/fstab 2>/dev/null; echo "$0"; '
-    'for p in "$@"; do [ -d "$p" ] && printf "%s\\n" "$p"; done; true'
+    'for p in "$@"; do [ -d "$p" ] && printf "%s\\n" "$p"; done; echo "$0"; '
+    "cat /proc/net/route 2>/dev/null; true"
 )
 _READ_FSTAB = "cat /etc/fstab 2>/dev/null || true"
 # Replace /etc/fstab atomically, only if it is still the file we read ($1 = its sha256).
@@ -38,6 +41,13 @@ mv -f "$tmp" "$f"
 trap - EXIT
 sync
 """
+# Write stdin to $1 with mode 0600 from the start (umask), atomically.
+_WRITE_PRIVATE = """set -e
+umask 077
+mkdir -p "$(dirname "$1")"
+cat > "$1.vmshare-tmp"
+mv -f "$1.vmshare-tmp" "$1"
+"""
 _RMDIR_EMPTY = '[ -d "$1" ] || exit 0; rmdir "$1" 2>/dev/null || exit 3'
 _PROBE_WRITE = """set -e
 f="$1/.vmshare-probe.$2"
@@ -49,10 +59,20 @@ rm -f "$f"
 _PROBE_READ = 'ls -A "$1" > /dev/null'
 
 
+def default_gateway(route_table: str) -> str | None:
+    """The IPv4 default gateway from /proc/net/route (little-endian hex fields)."""
+    for line in route_table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == "00000000" and fields[2] != "00000000":
+            return str(ipaddress.IPv4Address(bytes.fromhex(fields[2])[::-1]))
+    return None
+
+
 class LinuxGuest:
-    def __init__(self, channel: GuestChannel, vm: str) -> None:
+    def __init__(self, channel: GuestChannel, vm: str, secrets: SecretStore | None = None) -> None:
         self.channel = channel
         self.vm = vm
+        self.secrets = secrets
 
     def _run(self, argv: Sequence[str], what: str, input: bytes | None = None) -> GuestResult:
         result = self.channel.run(argv, input=input)
@@ -71,7 +91,7 @@ class LinuxGuest:
     def inspect(self, targets: Sequence[str]) -> GuestFacts:
         result = self._run(["sh", "-c", _INSPECT, _SEPARATOR, *targets], "reading mounts")
         parts = result.stdout.decode("utf-8", "surrogateescape").split(_SEPARATOR + "\n")
-        mounts_text, fstab_text, dirs_text = [*parts, "", "", ""][:3]
+        mounts_text, fstab_text, dirs_text, route_text = [*parts, "", "", "", ""][:4]
         mounts = {
             m.target: GuestMount(
                 source=m.source, target=m.target, fstype=m.fstype, options=list(m.options)
@@ -84,6 +104,7 @@ class LinuxGuest:
             mounts=mounts,
             fstab_entries=fstab.block_entries(fstab_text),
             existing_dirs=[d for d in dirs_text.splitlines() if d],
+            gateway=default_gateway(route_text),
         )
 
     def mounted(self, target: str) -> GuestMount | None:
@@ -104,7 +125,7 @@ class LinuxGuest:
 
     def mount(self, source: str, target: str, fstype: str, options: list[str]) -> None:
         current = self.mounted(target)
-        if current is not None and current.source == source and current.fstype == fstype:
+        if current is not None and current.source == source:
             return
         argv = ["mount", "-t", fstype, "-o", ",".join(options), source, target]
         # A device hot-plugged a moment ago may not be probed by the guest yet (EINVAL for
@@ -155,6 +176,18 @@ class LinuxGuest:
         self._edit_fstab(
             f"adding {target} to /etc/fstab", lambda text: fstab.with_entry(text, entry_id, line)
         )
+
+    def write_credentials(self, path: str, account: str, secret_name: str) -> None:
+        """A 0600 credentials file for mount.cifs; the password travels on stdin only."""
+        from vmshare.protocols.smb import credentials_text
+
+        if self.secrets is None:
+            raise GuestError("no secret store for guest credentials")
+        data = credentials_text(account, self.secrets.get_or_create(secret_name))
+        self._sh(_WRITE_PRIVATE, path, what=f"writing {path}", input=data)
+
+    def remove_file(self, path: str) -> None:
+        self._run(["rm", "-f", path], f"removing {path}")
 
     def fstab_remove(self, entry_id: str) -> None:
         self._edit_fstab(

@@ -34,10 +34,12 @@ class DeviceProtocol:
     semantics: str  # what the user should know about the share's POSIX behaviour
 
     def mount_options(self, *, readonly: bool, extra: list[str]) -> list[str]:
-        mode = "ro" if readonly else "rw"
-        options = [mode, *self.base_options]
-        options += [o for o in extra if o not in options and o not in ("ro", "rw")]
-        return options
+        return with_extras(["ro" if readonly else "rw", *self.base_options], extra)
+
+
+def with_extras(options: list[str], extra: list[str]) -> list[str]:
+    """Protocol options followed by the user's, without repeats; the user's ro/rw never wins."""
+    return [*options, *(o for o in extra if o not in options and o not in ("ro", "rw"))]
 
 
 def device_protocol(name: str) -> DeviceProtocol:

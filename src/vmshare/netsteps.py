@@ -1,0 +1,183 @@
+"""The steps of a network share (nfs, smb): host export to the VM's address only, guest mount."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmshare.errors import UsageError
+from vmshare.facts import Facts, VmFacts
+from vmshare.protocols import nfs, smb, with_extras
+from vmshare.sharesteps import StepMaker, VmSteps
+from vmshare.spec import HostSettings, ShareSpec, VmSpec
+
+USER_NET_WARNING = (
+    "QEMU user networking: the guest reaches the host from 127.0.0.1, so the export is open to "
+    "every local process on this host too; give the VM a bridged or NAT network to narrow it"
+)
+
+
+@dataclass(frozen=True)
+class HostServers:
+    """The host's file servers as the settings pick them (auto-detection happens once, here)."""
+
+    settings: HostSettings
+    nfs: nfs.NfsExporter
+    smb: smb.SambaExporter
+
+    @classmethod
+    def from_settings(cls, settings: HostSettings) -> HostServers:
+        return cls(settings, nfs.exporter_for(settings.nfs), smb.SambaExporter(settings.smb))
+
+    def entries(self, protocol: str) -> dict[str, str]:
+        return (self.nfs if protocol == "nfs" else self.smb).entries()
+
+
+@dataclass(frozen=True)
+class Addresses:
+    client: str  # what the host's server sees the VM connect from
+    host: str  # what the guest dials
+    reason: str
+
+
+def addresses(vm_spec: VmSpec, vm: VmFacts) -> Addresses:
+    """Where the export is granted and where the guest connects, each overridable in the spec."""
+    if vm_spec.client_address:
+        client, why = vm_spec.client_address, "client_address from the spec"
+    elif vm.user_networking:
+        client, why = "127.0.0.1", "QEMU user networking: guest connections come from 127.0.0.1"
+    elif vm.addresses:
+        client, why = vm.addresses[0], "the VM's address from its guest agent"
+    else:
+        raise UsageError(
+            f"cannot find the address of VM {vm_spec.name!r} (it must run, with its guest agent)",
+            hint=f"start the VM, or set [vm.{vm_spec.name}] client_address in the spec",
+        )
+    host = vm_spec.host_address or vm.guest.gateway
+    if not host:
+        raise UsageError(
+            f"cannot find how VM {vm_spec.name!r} reaches the host (no default route)",
+            hint=f"set [vm.{vm_spec.name}] host_address in the spec",
+        )
+    return Addresses(client, host, f"exported to {client} only ({why}); the guest dials {host}")
+
+
+class NetworkShareSteps(StepMaker):
+    def __init__(
+        self, share: ShareSpec, vm: VmFacts, facts: Facts, servers: HostServers, where: Addresses
+    ) -> None:
+        super().__init__(share, vm)
+        self.facts, self.servers, self.where = facts, servers, where
+        path = facts.host_paths[self.source]
+        owner = share.owner
+        self.uid = owner.uid if owner else path.uid
+        self.gid = owner.gid if owner else path.gid
+
+    def _exported(self, protocol: str, body: str) -> bool:
+        return self.facts.exports.get(protocol, {}).get(self.tag) == body
+
+    def nfs(self, out: VmSteps) -> None:
+        exporter = self.servers.nfs
+        export = nfs.NfsExport(
+            entry_id=self.tag,
+            path=self.source,
+            client=self.where.client,
+            readonly=self.share.readonly,
+            anonuid=self.uid,
+            anongid=self.gid,
+        )
+        settings = self.servers.settings.nfs.model_dump(mode="json")
+        if not self._exported("nfs", exporter.render(export)):
+            undo = self.step(
+                "host",
+                "nfs_unexport",
+                f"remove the NFS export of {self.source}",
+                exporter=exporter.name,
+                settings=settings,
+                entry_id=self.tag,
+            )
+            out.host.append(
+                self.step(
+                    "host",
+                    "nfs_export",
+                    f"export {self.source} over NFS ({exporter.name}) to "
+                    f"{self.where.client} ({'ro' if self.share.readonly else 'rw'}, "
+                    f"files as {self.uid}:{self.gid})",
+                    undo,
+                    self.where.reason,
+                    exporter=exporter.name,
+                    settings=settings,
+                    export=export.as_args(),
+                )
+            )
+        source, fstype, options = nfs.guest_mount(export, exporter, self.where.host)
+        options = with_extras(options, self.share.mount_options)
+        self.guest_mount(source, fstype, options, ["_netdev", "nofail"], [], out)
+
+    def smb(self, out: VmSteps) -> None:
+        settings = self.servers.settings.smb
+        user = self.facts.user_names.get(self.uid)
+        group = self.facts.group_names.get(self.gid)
+        if user is None or group is None:
+            raise UsageError(
+                f"uid {self.uid} or gid {self.gid} has no name on this host; Samba's "
+                "force user/group need names",
+                hint="pass --owner with ids that exist on the host",
+            )
+        share = smb.SmbShare(
+            entry_id=self.tag,
+            path=self.source,
+            client=self.where.client,
+            readonly=self.share.readonly,
+            account=settings.account,
+            force_user=user,
+            force_group=group,
+            encrypt=settings.encrypt,
+        )
+        data = settings.model_dump(mode="json")
+        if not self._exported("smb", smb.render_section(share)):
+            out.host.append(
+                self.step(
+                    "host",
+                    "smb_account",
+                    f"make sure the Samba account {settings.account} exists "
+                    "(password generated and kept in the state dir)",
+                    settings=data,
+                )
+            )
+            undo = self.step(
+                "host",
+                "smb_unshare",
+                f"remove the Samba share of {self.source}",
+                settings=data,
+                entry_id=self.tag,
+            )
+            out.host.append(
+                self.step(
+                    "host",
+                    "smb_share",
+                    f"share {self.source} over SMB as {share.share_name} to "
+                    f"{self.where.client} ({'ro' if self.share.readonly else 'rw'}, "
+                    f"account {settings.account}, files as {user}:{group}, "
+                    f"encryption {'required' if settings.encrypt else 'desired'})",
+                    undo,
+                    self.where.reason,
+                    settings=data,
+                    share=share.as_args(),
+                )
+            )
+        source, fstype, options = smb.guest_mount(
+            share, settings, self.where.host, self.uid, self.gid
+        )
+        options = with_extras(options, self.share.mount_options)
+        path = smb.credentials_path(self.tag)
+        undo = self.step("guest", "remove_file", f"remove the credentials file {path}", path=path)
+        credentials = self.step(
+            "guest",
+            "write_credentials",
+            f"write the 0600 credentials file {path}",
+            undo,
+            path=path,
+            account=settings.account,
+            secret_name=smb.secret_name(settings.account),
+        )
+        self.guest_mount(source, fstype, options, ["_netdev", "nofail"], [credentials], out)

@@ -1,0 +1,64 @@
+"""A server config file in which vmshare owns a marked block of entries, one per share.
+
+Every change is a locked read-modify-write, written atomically with the previous version kept;
+if the server then refuses to reload, the previous file is put back and reloaded.
+"""
+
+from __future__ import annotations
+
+import errno
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+from vmshare import ownedblock
+from vmshare.errors import HostCommandError
+from vmshare.fsutil import atomic_write, locked_folder, read_text
+
+ROOT_HINT = "run vmshare as root (sudo) to change the host's file server"
+
+
+class OwnedConfigFile(ABC):
+    @property
+    @abstractmethod
+    def path(self) -> Path: ...
+
+    @abstractmethod
+    def reload(self) -> None:
+        """Make the server read the file again."""
+
+    def entries(self) -> dict[str, str]:
+        return ownedblock.entries(read_text(self.path))
+
+    def edit(self, change: Callable[[str], str], *, reload: bool = True) -> bool:
+        """Apply ``change`` to the file's text; reload the server. False if nothing changed."""
+        try:
+            with locked_folder(self.path):
+                old = read_text(self.path)
+                new = change(old)
+                if new == old:
+                    return False
+                self._write(new)
+                if reload:
+                    try:
+                        self.reload()
+                    except Exception:
+                        self._write(old)  # never leave a config the server refused
+                        self.reload()
+                        raise
+        except PermissionError as exc:
+            raise HostCommandError(f"permission denied: {exc.filename}", hint=ROOT_HINT) from None
+        except FileNotFoundError as exc:
+            raise HostCommandError(
+                f"{self.path.parent} does not exist",
+                hint="is the file server installed? check its settings in host.toml",
+            ) from exc
+        return True
+
+    def _write(self, text: str) -> None:
+        try:
+            atomic_write(self.path, text.encode("utf-8"), keep_backup=self.path.exists())
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise PermissionError(exc.errno, exc.strerror, str(self.path)) from None
+            raise

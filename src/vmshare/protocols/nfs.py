@@ -1,0 +1,249 @@
+"""NFS: the host exports the folder to the VM's address only; the guest mounts it over TCP.
+
+Exporters (one file format each, vmshare's own marked entries, reload without a restart):
+kernel nfsd (/etc/exports.d/vmshare.exports + ``exportfs -ra``), nfs-ganesha (an included file
+of EXPORT blocks + SIGHUP) and macOS (a block in /etc/exports + ``nfsd checkexports``/``update``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vmshare import hostexec, ownedblock
+from vmshare.errors import HostCommandError, UsageError
+from vmshare.fsutil import read_text
+from vmshare.protocols.exportfile import OwnedConfigFile
+from vmshare.spec import NfsHost
+
+SEMANTICS = (
+    "NFSv4 semantics: near-POSIX (an open unlinked file's link count and times on symlinks "
+    "differ); files appear owned by the mapped owner"
+)
+# A share's attributes are cached for 1 s (actimeo=1) so edit-compile loops see changes fast.
+NEGOTIATION = "NFS version negotiated by mount.nfs: 4.2, then 4.1, 4.0, then 3"
+
+
+@dataclass(frozen=True)
+class NfsExport:
+    entry_id: str
+    path: str
+    client: str  # one address, or a network the user asked for; never everyone
+    readonly: bool
+    anonuid: int
+    anongid: int
+
+    def as_args(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def fsid(self) -> str:
+        """A UUID stable per exported path (kernel nfsd's fsid=)."""
+        return str(uuid.UUID(hashlib.sha256(self.path.encode()).hexdigest()[:32]))
+
+    @property
+    def export_number(self) -> int:
+        """ganesha's Export_Id: stable per share, 1000..60999 (0 and 1 are reserved)."""
+        return 1000 + int(hashlib.sha256(self.entry_id.encode()).hexdigest()[:8], 16) % 60000
+
+
+class NfsExporter(OwnedConfigFile):
+    name: ClassVar[str]
+    default_file: ClassVar[str]
+
+    def __init__(self, settings: NfsHost) -> None:
+        self.settings = settings
+
+    @property
+    def path(self) -> Path:
+        return Path(self.settings.exports_file or self.default_file)
+
+    def check_path(self, path: str) -> None:
+        """Refuse a path this format cannot carry safely."""
+
+    def render(self, export: NfsExport) -> str:
+        self.check_path(export.path)
+        return self._render(export)
+
+    def _render(self, export: NfsExport) -> str:
+        raise NotImplementedError
+
+    def remote_path(self, export: NfsExport) -> str:
+        """What the guest mounts after ``host:``."""
+        return export.path
+
+    def export(self, export: NfsExport) -> None:
+        body = self.render(export)
+        self.prepare()
+        self.edit(lambda text: ownedblock.with_entry(text, export.entry_id, body))
+
+    def unexport(self, entry_id: str) -> None:
+        self.edit(lambda text: ownedblock.without_entry(text, entry_id))
+
+    def prepare(self) -> None:
+        """Make sure the server reads vmshare's file at all."""
+
+
+def _octal_escape(path: str) -> str:
+    """exports(5) path: every byte outside a plain set as \\ooo, which exportfs decodes."""
+    plain = re.compile(rb"[A-Za-z0-9/._+,=:@-]")
+    return "".join(
+        chr(b) if plain.fullmatch(bytes([b])) else f"\\{b:03o}" for b in path.encode("utf-8")
+    )
+
+
+class KernelNfsExporter(NfsExporter):
+    name = "kernel"
+    default_file = "/etc/exports.d/vmshare.exports"
+
+    def _render(self, export: NfsExport) -> str:
+        options = [
+            "ro" if export.readonly else "rw",
+            "sync",
+            "no_subtree_check",
+            "all_squash",
+            f"anonuid={export.anonuid}",
+            f"anongid={export.anongid}",
+            f"fsid={export.fsid}",
+            "sec=sys",
+        ]
+        return f"{_octal_escape(export.path)} {export.client}({','.join(options)})"
+
+    def reload(self) -> None:
+        try:
+            hostexec.run(["exportfs", "-ra"], privileged=True)
+        except HostCommandError as exc:
+            if "not found" in exc.message:
+                raise HostCommandError(
+                    "exportfs not found: the kernel NFS server is not installed",
+                    hint="apt install nfs-kernel-server, or set [nfs] exporter in host.toml",
+                ) from None
+            raise
+
+
+class GaneshaExporter(NfsExporter):
+    name = "ganesha"
+    default_file = "/etc/ganesha/vmshare-exports.conf"
+    main_config = "/etc/ganesha/ganesha.conf"
+
+    def check_path(self, path: str) -> None:
+        # ganesha's config strings end at the next double quote; it has no escape for one.
+        if '"' in path or "\\" in path:
+            raise UsageError(
+                f"nfs-ganesha cannot export a path containing '\"' or '\\\\': {path}",
+                hint="rename the folder, or share it with another protocol",
+            )
+
+    def remote_path(self, export: NfsExport) -> str:
+        return f"{self.settings.pseudo_root.rstrip('/')}/{export.entry_id}"
+
+    def _render(self, export: NfsExport) -> str:
+        access = "RO" if export.readonly else "RW"
+        return "\n".join(
+            [
+                "EXPORT {",
+                f"\tExport_Id = {export.export_number};",
+                f'\tPath = "{export.path}";',
+                f'\tPseudo = "{self.remote_path(export)}";',
+                "\tProtocols = 4;",
+                "\tTransports = TCP;",
+                "\tSecType = sys;",
+                "\tAccess_Type = None;",
+                "\tSquash = All_Squash;",
+                f"\tAnonymous_Uid = {export.anonuid};",
+                f"\tAnonymous_Gid = {export.anongid};",
+                f"\tCLIENT {{ Clients = {export.client}; Access_Type = {access}; }}",
+                "\tFSAL { Name = VFS; }",
+                "}",
+            ]
+        )
+
+    def prepare(self) -> None:
+        """Include vmshare's file from ganesha's main config once (unless it already is)."""
+        main = Path(self.main_config)
+        if re.search(rf'^\s*%include\s+"?{re.escape(str(self.path))}"?\s*$', read_text(main), re.M):
+            return
+        include = f'%include "{self.path}"'
+        main_file = _MainConfig(main, self)
+        main_file.edit(lambda text: ownedblock.with_entry(text, "include", include), reload=False)
+
+    def reload(self) -> None:
+        pidfile = Path(self.settings.ganesha_pidfile)
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError, IndexError) as exc:
+            raise HostCommandError(
+                f"cannot signal nfs-ganesha to reload ({pidfile}: {exc})",
+                hint="is ganesha.nfsd running? set [nfs] ganesha_pidfile in host.toml",
+            ) from None
+
+
+class _MainConfig(OwnedConfigFile):
+    def __init__(self, path: Path, server: OwnedConfigFile) -> None:
+        self._path, self.server = path, server
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def reload(self) -> None:
+        self.server.reload()
+
+
+class MacNfsExporter(NfsExporter):
+    name = "macos"
+    default_file = "/etc/exports"
+
+    def _render(self, export: NfsExport) -> str:
+        quoted = '"' + export.path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        flags = ["-ro"] if export.readonly else []
+        flags.append(f"-mapall={export.anonuid}:{export.anongid}")
+        if "/" in export.client:
+            network = export.client.split("/")
+            flags += [f"-network={network[0]}", f"-mask={_netmask(int(network[1]))}"]
+            return " ".join([quoted, *flags])
+        return " ".join([quoted, *flags, export.client])
+
+    def reload(self) -> None:
+        hostexec.run(["nfsd", "checkexports"], privileged=True)
+        hostexec.run(["nfsd", "update"], privileged=True)
+
+
+def _netmask(prefix: int) -> str:
+    bits = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+    return ".".join(str((bits >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+
+
+EXPORTERS: dict[str, type[NfsExporter]] = {
+    cls.name: cls for cls in (KernelNfsExporter, GaneshaExporter, MacNfsExporter)
+}
+
+
+def exporter_for(settings: NfsHost) -> NfsExporter:
+    """The exporter the settings name; ``auto``: macOS on Darwin, else ganesha if it runs,
+    else the kernel server."""
+    name = settings.exporter
+    if name == "auto":
+        if os.uname().sysname == "Darwin":
+            name = "macos"
+        elif Path(settings.ganesha_pidfile).exists():
+            name = "ganesha"
+        else:
+            name = "kernel"
+    return EXPORTERS[name](settings)
+
+
+def guest_mount(export: NfsExport, exporter: NfsExporter, host: str) -> tuple[str, str, list[str]]:
+    """(source, fstype, options) for the guest's mount; options before user extras."""
+    options = ["ro" if export.readonly else "rw", *exporter.settings.mount_options]
+    if exporter.settings.port:
+        options.append(f"port={exporter.settings.port}")
+    server = f"[{host}]" if ":" in host else host
+    return f"{server}:{exporter.remote_path(export)}", "nfs", options

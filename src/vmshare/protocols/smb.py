@@ -1,0 +1,190 @@
+"""SMB: a Samba share section for the VM's address and one dedicated account; the guest mounts
+it with mount.cifs and a 0600 credentials file (the password never goes on a command line).
+
+vmshare's sections live in its own file, included once from smb.conf; the include goes again
+when the last section does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vmshare import hostexec, ownedblock
+from vmshare.errors import HostCommandError, UsageError
+from vmshare.protocols.exportfile import OwnedConfigFile
+from vmshare.secrets import Secret
+from vmshare.spec import SmbHost
+
+SEMANTICS = (
+    "SMB 3.1.1 semantics: chmod/chown are ignored, symlinks work through mfsymlinks, "
+    "no FIFOs; files appear owned by the mount's uid/gid"
+)
+CREDENTIALS_DIR = "/etc/vmshare"
+
+
+@dataclass(frozen=True)
+class SmbShare:
+    entry_id: str
+    path: str
+    client: str
+    readonly: bool
+    account: str
+    force_user: str
+    force_group: str
+    encrypt: bool
+
+    def as_args(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def share_name(self) -> str:
+        return self.entry_id  # a mount tag: letters, digits and '-' only
+
+
+def check_path(path: str) -> None:
+    """Refuse what an smb.conf value cannot carry: '%' is a substitution, edges are trimmed."""
+    if "%" in path or path != path.strip() or path.endswith("\\"):
+        raise UsageError(
+            f"Samba cannot share {path!r}: '%', a trailing backslash or spaces at either end "
+            "would be read as something else",
+            hint="rename the folder, or share it with another protocol",
+        )
+
+
+def _value(text: str) -> str:
+    if any(ch in text for ch in "\n\r\x00"):
+        raise UsageError("an smb.conf value cannot hold a line break", hint="rename it")
+    return text
+
+
+def render_section(share: SmbShare) -> str:
+    check_path(share.path)
+    lines = [
+        f"[{share.share_name}]",
+        f"\tpath = {_value(share.path)}",
+        f"\thosts allow = {_value(share.client)}",
+        "\thosts deny = ALL",
+        f"\tvalid users = {_value(share.account)}",
+        f"\tforce user = {_value(share.force_user)}",
+        f"\tforce group = {_value(share.force_group)}",
+        f"\tread only = {'yes' if share.readonly else 'no'}",
+        f"\tsmb encrypt = {'required' if share.encrypt else 'desired'}",
+        "\tguest ok = no",
+        "\tbrowseable = no",
+    ]
+    return "\n".join(lines)
+
+
+class SambaExporter(OwnedConfigFile):
+    name = "samba"
+
+    def __init__(self, settings: SmbHost) -> None:
+        self.settings = settings
+
+    @property
+    def path(self) -> Path:
+        return Path(self.settings.include_file)
+
+    def reload(self) -> None:
+        hostexec.run(
+            ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "reload-config"], privileged=True
+        )
+
+    def share(self, share: SmbShare) -> None:
+        body = render_section(share)
+        self.edit(lambda text: ownedblock.with_entry(text, share.entry_id, body))
+        self._include(True)
+
+    def unshare(self, entry_id: str) -> None:
+        self.edit(lambda text: ownedblock.without_entry(text, entry_id))
+        if not self.entries():
+            self._include(False)
+            self.path.unlink(missing_ok=True)
+            for backup in (self.path.with_name(self.path.name + ".vmshare-bak"),):
+                backup.unlink(missing_ok=True)
+
+    def _include(self, present: bool) -> None:
+        line = f"include = {_value(str(self.path))}"
+        main = _SmbConf(Path(self.settings.smb_conf), self)
+        if present:
+            main.edit(lambda text: ownedblock.with_entry(text, "include", line))
+        else:
+            main.edit(lambda text: ownedblock.without_entry(text, "include"))
+
+    def ensure_account(self, secret: Secret) -> None:
+        """The dedicated Unix + Samba account, with the password vmshare keeps."""
+        account = self.settings.account
+        if hostexec.run(["id", "-u", account], check=False).returncode != 0:
+            hostexec.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "--user-group",
+                    account,
+                ],
+                privileged=True,
+            )
+        password = secret.reveal().encode()
+        try:
+            hostexec.run(
+                ["smbpasswd", "-c", self.settings.smb_conf, "-s", "-a", account],
+                input=password + b"\n" + password + b"\n",
+                privileged=True,
+            )
+        except HostCommandError as exc:
+            raise HostCommandError(
+                f"cannot set the Samba password of {account}: {exc.message}", hint=exc.hint
+            ) from None
+
+
+class _SmbConf(OwnedConfigFile):
+    def __init__(self, path: Path, samba: SambaExporter) -> None:
+        self._path, self.samba = path, samba
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def reload(self) -> None:
+        self.samba.reload()
+
+
+def credentials_path(entry_id: str) -> str:
+    return f"{CREDENTIALS_DIR}/{entry_id}.cred"
+
+
+def credentials_text(account: str, secret: Secret) -> bytes:
+    return f"username={account}\npassword={secret.reveal()}\n".encode()
+
+
+def guest_mount(
+    share: SmbShare, settings: SmbHost, host: str, uid: int, gid: int
+) -> tuple[str, str, list[str]]:
+    """(source, fstype, options) for mount.cifs; options before user extras."""
+    options = [
+        "ro" if share.readonly else "rw",
+        f"credentials={credentials_path(share.entry_id)}",
+        *settings.mount_options,
+        f"uid={uid}",
+        f"gid={gid}",
+    ]
+    if settings.encrypt:
+        options.append("seal")
+    if settings.port:
+        options.append(f"port={settings.port}")
+    server = f"[{host}]" if ":" in host else host
+    return f"//{server}/{share.share_name}", "cifs", options
+
+
+def secret_name(account: str) -> str:
+    return f"smb-{account}"
+
+
+def share_digest(share: SmbShare) -> str:
+    return hashlib.sha256(render_section(share).encode()).hexdigest()[:12]
