@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from vmshare.secrets import redact
+
 if TYPE_CHECKING:
     from vmshare.doctor import Check
     from vmshare.errors import VmshareError
@@ -36,7 +38,7 @@ def envelope(command: str, data: Any, *, ok: bool = True) -> str:
 
 def error_envelope(command: str, error: VmshareError) -> str:
     data: dict[str, Any] = {
-        "message": error.message,
+        "message": redact(error.message),
         "hint": error.hint,
         "exit_code": int(error.exit_code),
     }
@@ -48,7 +50,7 @@ def error_envelope(command: str, error: VmshareError) -> str:
 
 
 def print_error(console: Console, error: VmshareError) -> None:
-    console.print(Text.assemble(("error: ", "bold red"), error.message))
+    console.print(Text.assemble(("error: ", "bold red"), redact(error.message)))
     if error.hint:
         console.print(Text.assemble(("hint: ", "bold"), error.hint))
 

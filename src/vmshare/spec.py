@@ -229,6 +229,7 @@ class NfsHost(BaseModel):
     exporter: Literal["auto", "kernel", "ganesha", "macos"] = "auto"
     port: int | None = Field(default=None, ge=1, le=65535)  # guest mounts with port= when set
     exports_file: str | None = None  # default per exporter
+    ganesha_config: str = "/etc/ganesha/ganesha.conf"  # must include exports_file (vmshare adds it)
     ganesha_pidfile: str = "/run/ganesha/ganesha.pid"
     pseudo_root: str = "/vmshare"  # ganesha: NFSv4 pseudo path prefix of vmshare's exports
     mount_options: list[str] = ["hard", "proto=tcp", "rsize=1048576", "wsize=1048576", "actimeo=1"]

@@ -69,8 +69,8 @@ def _check_record(
         else:
             mounted = facts.guest.mounts.get(record.target)
             mount_step = next((s for s in record.steps if s.action == "mount"), None)
-            source = mount_step.args["source"] if mount_step else record.tag
-            checks["mount"] = "ok" if mounted and mounted.source == source else "missing"
+            wanted = mount_step.args["source"] if mount_step else record.tag
+            checks["mount"] = "ok" if mounted and mounted.source == wanted else "missing"
             if checks["mount"] != "ok":
                 problems.append(f"{record.target} is not mounted in the guest")
             if record.requested.get("persist", True):

@@ -138,7 +138,8 @@ def test_something_else_mounted_at_the_target_is_refused():
 
 
 @pytest.mark.parametrize(
-    ("option", "fragment"), [('owner="1:1"', "--owner"), ('protocol="native" owner="1:1"', "--owner")]
+    ("option", "fragment"),
+    [('owner="1:1"', "--owner"), ('protocol="native" owner="1:1"', "--owner")],
 )
 def test_unsupported_requests_are_usage_errors(option, fragment):
     with pytest.raises(UsageError, match=fragment):

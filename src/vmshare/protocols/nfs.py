@@ -130,7 +130,6 @@ class KernelNfsExporter(NfsExporter):
 class GaneshaExporter(NfsExporter):
     name = "ganesha"
     default_file = "/etc/ganesha/vmshare-exports.conf"
-    main_config = "/etc/ganesha/ganesha.conf"
 
     def check_path(self, path: str) -> None:
         # ganesha's config strings end at the next double quote; it has no escape for one.
@@ -166,7 +165,7 @@ class GaneshaExporter(NfsExporter):
 
     def prepare(self) -> None:
         """Include vmshare's file from ganesha's main config once (unless it already is)."""
-        main = Path(self.main_config)
+        main = Path(self.settings.ganesha_config)
         if re.search(rf'^\s*%include\s+"?{re.escape(str(self.path))}"?\s*$', read_text(main), re.M):
             return
         include = f'%include "{self.path}"'
