@@ -111,7 +111,8 @@ class NetworkShareSteps(StepMaker):
             )
         source, fstype, options = nfs.guest_mount(export, exporter, self.where.host)
         options = with_extras(options, self.share.mount_options)
-        self.guest_mount(source, fstype, options, ["_netdev", "nofail"], [], out)
+        fallbacks = nfs.version_fallbacks(options)
+        self.guest_mount(source, fstype, options, ["_netdev", "nofail"], [], out, fallbacks)
 
     def smb(self, out: VmSteps) -> None:
         settings = self.servers.settings.smb

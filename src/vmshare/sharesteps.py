@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from vmshare.errors import UsageError
 from vmshare.facts import VmFacts
@@ -70,6 +70,7 @@ class StepMaker:
         fstab_extra: list[str],
         before_mount: list[Step],
         out: VmSteps,
+        fallbacks: list[tuple[str, list[str]]] | None = None,
     ) -> None:
         """Mount point, ``before_mount`` steps, mount, fstab entry and probe, as needed."""
         share, target = self.share, self.share.target
@@ -91,6 +92,7 @@ class StepMaker:
                 )
             steps += before_mount
             undo = self.step("guest", "unmount", f"unmount {target}", target=target)
+            extra: dict[str, Any] = {"fallbacks": fallbacks} if fallbacks else {}
             steps.append(
                 self.step(
                     "guest",
@@ -101,6 +103,7 @@ class StepMaker:
                     target=target,
                     fstype=fstype,
                     options=options,
+                    **extra,
                 )
             )
         if share.persist and self.tag not in self.vm.guest.fstab_entries:
@@ -118,6 +121,7 @@ class StepMaker:
                     target=target,
                     fstype=fstype,
                     options=[*options, *fstab_extra],
+                    **({"follow_mount": True} if fallbacks else {}),  # type: ignore[arg-type]
                 )
             )
         if steps or out.host or out.hypervisor:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import libvirt
@@ -21,6 +21,7 @@ import pytest
 from tests.testbed.domain import agent_exec, boot_domain, destroy_domain, reboot_guest
 from tests.testbed.guest_image import build_image
 from tests.testbed.libvirtd import ensure_libvirtd
+from tests.testbed.servers import Ganesha, Samba
 
 URI = "qemu:///system"
 VM = "vmshare-it"
@@ -37,8 +38,8 @@ class Guest:
     def run(self, *argv: str, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         return agent_exec(self.dom, list(argv), stdin=stdin)
 
-    def sh(self, script: str, *args: str) -> tuple[int, bytes, bytes]:
-        return self.run("sh", "-c", script, "sh", *args)
+    def sh(self, script: str, *args: str, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        return self.run("sh", "-c", script, "sh", *args, stdin=stdin)
 
     def read(self, path: str) -> bytes:
         code, out, err = self.run("cat", path)
@@ -81,9 +82,11 @@ def guest() -> Iterator[Guest]:
 @dataclass
 class Vmshare:
     state_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    transcript: list[str] = field(default_factory=list)  # every output, to grep for secrets
 
     def __call__(self, *args: str, check: bool | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "VMSHARE_STATE_DIR": str(self.state_dir)}
+        env = {**os.environ, "VMSHARE_STATE_DIR": str(self.state_dir), **self.env}
         proc = subprocess.run(
             [sys.executable, "-m", "vmshare.cli", *args],
             capture_output=True,
@@ -91,6 +94,7 @@ class Vmshare:
             env=env,
             timeout=600,
         )
+        self.transcript += [proc.stdout, proc.stderr]
         if check:
             assert proc.returncode == 0, f"vmshare {args} -> {proc.returncode}\n{proc.stderr}"
         return proc
@@ -102,6 +106,34 @@ class Vmshare:
 
     def shares(self) -> list[dict]:
         return self.json("list")["data"]
+
+
+@dataclass
+class FileServers:
+    ganesha: Ganesha
+    samba: Samba
+    host_config: Path
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServers]:
+    """nfs-ganesha and smbd on loopback, and the host.toml that points vmshare at them."""
+    root = tmp_path_factory.mktemp("servers")
+    with Ganesha.start(root / "ganesha") as ganesha, Samba.start(root / "samba") as samba:
+        config = root / "host.toml"
+        config.write_text(
+            "[nfs]\n"
+            'exporter = "ganesha"\n'
+            f"port = {ganesha.port}\n"
+            f'exports_file = "{ganesha.exports_path}"\n'
+            f'ganesha_config = "{ganesha.config_path}"\n'
+            f'ganesha_pidfile = "{ganesha.pidfile}"\n'
+            "[smb]\n"
+            f"port = {samba.port}\n"
+            f'smb_conf = "{samba.config_path}"\n'
+            f'include_file = "{root / "samba" / "vmshare.conf"}"\n'
+        )
+        yield FileServers(ganesha, samba, config)
 
 
 @pytest.fixture

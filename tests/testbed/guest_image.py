@@ -28,7 +28,8 @@ DEFAULT_CACHE = Path("/var/cache/vmshare-testbed")
 INIT_SCRIPT = Path(__file__).with_name("guest_init.sh")
 BUSYBOX = Path("/usr/bin/busybox")
 QEMU_GA = Path("/usr/sbin/qemu-ga")
-# The real mount helpers: busybox mount cannot mount nfs4 (it passes no addr=) by itself.
+# The real mount helpers. busybox mount does nfs4 itself and runs /sbin/mount.TYPE only when
+# its own mount(2) failed; cifs with credentials= (a helper option) always needs mount.cifs.
 MOUNT_HELPERS = (Path("/sbin/mount.nfs"), Path("/sbin/mount.cifs"))
 HELPER_LINKS = {"sbin/mount.nfs4": "mount.nfs", "sbin/mount.smb3": "mount.cifs"}
 # Run-time data of the helpers' libraries (libtirpc reads netconfig), copied from the host.

@@ -63,7 +63,20 @@ while read -r spec file vfstype rest || [ -n "$spec" ]; do
     file=$(printf '%b' "$file")
     [ -d "$file" ] || mkdir -p "$file"
 done </etc/fstab
-mount -a || log "mount -a exited $?"
+# busybox mount -a mounts nfs4 by itself, but for cifs it calls /sbin/mount.cifs only after its
+# own mount(2) failed (no password: credentials= is the helper's) and then drops the flag
+# options (ro, nosuid, ...), so a "ro" cifs line would end up rw: mount cifs lines directly.
+# (busybox applies the "no" prefix to the whole list of types.)
+mount -a -t nocifs,smb3 || log "mount -a exited $?"
+while read -r spec file vfstype opts rest || [ -n "$spec" ]; do
+    case "$spec" in '' | '#'*) continue ;; esac
+    case "$vfstype" in cifs | smb3) ;; *) continue ;; esac
+    case ",$opts," in *,noauto,*) continue ;; esac
+    spec=$(printf '%b' "$spec")
+    file=$(printf '%b' "$file")
+    "mount.$vfstype" "$spec" "$file" -o "${opts:-defaults}" </dev/null ||
+        log "mount.$vfstype $file exited $?"
+done </etc/fstab
 
 agent_loop() {
     while :; do

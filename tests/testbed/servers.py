@@ -7,11 +7,13 @@ child process in its own process group, so several can run at once and stop() le
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -21,6 +23,8 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 # ganesha logs this at the end of a SIGHUP reload (also when the exports did not change).
 GANESHA_RELOADED = "Reread exports complete"
+GANESHA_REJECTED = "Error while parsing new configuration file"
+GANESHA_PROBLEMS = (" :CRIT :", " :MAJ :", " :FATAL :")
 
 
 def free_port() -> int:
@@ -36,12 +40,12 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def _conf_string(value: Path | str) -> str:
-    """value in double quotes for ganesha.conf or smb.conf; refuse what cannot be quoted."""
+def _ganesha_string(value: Path | str) -> str:
+    """A ganesha.conf string literal: in double quotes, which take \\" and \\\\ escapes."""
     text = str(value)
-    if any(c in text for c in '"\\\n\r'):
-        raise ValueError(f"cannot quote {text!r} in a server config")
-    return f'"{text}"'
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"no line breaks in a ganesha.conf string: {text!r}")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class _Server:
@@ -60,6 +64,8 @@ class _Server:
         return self._proc.pid if self._proc is not None else None
 
     def _spawn(self, argv: list[str]) -> None:
+        if port_open(self.port):  # else the wait below would take another server for ours
+            raise RuntimeError(f"{HOST}:{self.port} is already in use")
         with open(self.workdir / f"{self.name}.stderr", "ab") as stderr:
             self._proc = subprocess.Popen(
                 argv,
@@ -88,7 +94,7 @@ class _Server:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL it after STOP_TIMEOUT; idempotent."""
+        """SIGTERM the daemon's process group(s), SIGKILL after STOP_TIMEOUT; idempotent."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -98,12 +104,20 @@ class _Server:
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+        groups = {proc.pid} | {pgid for pgid, argv in _processes() if self._is_helper(argv)}
+        for pgid in groups - {proc.pid}:
+            _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while _group_alive(proc.pid):  # helpers that the daemon left behind in its group
+        while any(pgid in groups for pgid, _argv in _processes()):
             if time.monotonic() > deadline:
-                _signal_group(proc.pid, signal.SIGKILL)
+                for pgid in groups:
+                    _signal_group(pgid, signal.SIGKILL)
                 deadline = time.monotonic() + STOP_TIMEOUT
             time.sleep(0.05)
+
+    def _is_helper(self, argv: list[str]) -> bool:
+        """Whether argv is a helper the daemon started in a session of its own."""
+        return False
 
     def log_tail(self, lines: int = 25) -> str:
         parts = []
@@ -129,22 +143,20 @@ class _Server:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group pgid still runs (zombies do not count)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(process group, argv) of every live (not zombie) process."""
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except (OSError, IndexError):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        if fields[0] != "Z":
+            yield int(fields[2]), argv
 
 
 class Ganesha(_Server):
@@ -170,8 +182,9 @@ class Ganesha(_Server):
         return server
 
     def render_config(self) -> str:
-        # Graceless: no 90 s grace period after start (nor after a reload). Numeric owners:
-        # the guest has no idmapper, so "root@localdomain" would show up as nobody.
+        # Graceless: no 90 s grace period after start. Numeric owners: the guest has no
+        # idmapper, so "root@localdomain" would show up as nobody. %include takes a path
+        # relative to this file: ganesha 4.3 cannot include a path with a space, even quoted.
         return f"""\
 NFS_CORE_PARAM {{
     Protocols = 4;
@@ -184,31 +197,48 @@ NFS_CORE_PARAM {{
 NFSv4 {{
     Graceless = true;
     Only_Numeric_Owners = true;
-    RecoveryRoot = {_conf_string(self.workdir / "recovery")};
+    RecoveryRoot = {_ganesha_string(self.workdir / "recovery")};
 }}
-EXPORT_DEFAULTS {{
-    Protocols = 4;
-}}
-%include {_conf_string(self.exports_path)}
+%include "{self.exports_path.name}"
 """
 
-    def reload(self, timeout: float = 10) -> None:
-        """SIGHUP, then wait for the log line that ends the export reload."""
+    def reload(self, timeout: float = 10) -> list[str]:
+        """SIGHUP, wait until ganesha has re-read its exports, return the problems it logged.
+
+        Raises RuntimeError when ganesha rejects the new config (a syntax error: it then keeps
+        the old exports) or dies (ganesha 4.3 segfaults on some syntax errors). The returned
+        CRIT/MAJ lines are about exports it skipped, e.g. one whose Path does not exist.
+        """
         if self._proc is None:
             raise RuntimeError("ganesha is not running")
-        done = self._log_text().count(GANESHA_RELOADED)
+        offset = self.log_path.stat().st_size
         self._proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + timeout
-        while self._log_text().count(GANESHA_RELOADED) <= done:
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+        while True:
+            lines = self._log_lines(offset)
+            if any(GANESHA_REJECTED in line for line in lines):
+                time.sleep(0.1)  # the details follow that line
+                problems = "\n".join(_problems(self._log_lines(offset)))
+                raise RuntimeError(f"ganesha rejected its new config:\n{problems}")
+            if any(GANESHA_RELOADED in line for line in lines):
+                time.sleep(0.1)  # ganesha logs the per-block config errors after that line
+                return _problems(self._log_lines(offset))
+            code = self._proc.poll()
+            if code is not None:
+                message = f"ganesha died ({code}) while reloading its config{self.log_tail()}"
+                raise RuntimeError(message)
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"ganesha did not reload in {timeout}s{self.log_tail()}")
             time.sleep(0.02)
 
-    def _log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+    def _log_lines(self, offset: int) -> list[str]:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace").splitlines()
+
+
+def _problems(lines: list[str]) -> list[str]:
+    return [line for line in lines if any(level in line for level in GANESHA_PROBLEMS)]
 
 
 class Samba(_Server):
@@ -258,6 +288,11 @@ class Samba(_Server):
     printcap name = /dev/null
     disable spoolss = yes
 """
+
+    def _is_helper(self, argv: list[str]) -> bool:
+        # smbd starts samba-dcerpcd (and its rpcd_* workers) on demand, e.g. for smbclient -L,
+        # in a session of its own, and they outlive smbd.
+        return f"--configfile={self.config_path}" in argv
 
     def reload(self) -> None:
         """Make smbd re-read its config (and includes); returns when the message is sent."""

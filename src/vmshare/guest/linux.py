@@ -59,6 +59,14 @@ rm -f "$f"
 _PROBE_READ = 'ls -A "$1" > /dev/null'
 
 
+def mount_argv(source: str, target: str, fstype: str, options: list[str]) -> list[str]:
+    """cifs goes straight to mount.cifs: some mount programs (busybox) hand it over only after
+    their own attempt fails, and drop flag options such as ro on the way."""
+    if fstype == "cifs":
+        return ["mount.cifs", source, target, "-o", ",".join(options)]
+    return ["mount", "-t", fstype, "-o", ",".join(options), source, target]
+
+
 def default_gateway(route_table: str) -> str | None:
     """The IPv4 default gateway from /proc/net/route (little-endian hex fields)."""
     for line in route_table.splitlines()[1:]:
@@ -123,18 +131,28 @@ class LinuxGuest:
             raise GuestError(f"removing {path} in the guest failed: {result.error_line}")
         return None
 
-    def mount(self, source: str, target: str, fstype: str, options: list[str]) -> None:
+    def mount(
+        self,
+        source: str,
+        target: str,
+        fstype: str,
+        options: list[str],
+        fallbacks: list[tuple[str, list[str]]] | None = None,
+    ) -> None:
+        """Mount, trying ``fallbacks`` (fstype, options) in turn if the server refuses."""
         current = self.mounted(target)
         if current is not None and current.source == source:
             return
-        argv = ["mount", "-t", fstype, "-o", ",".join(options), source, target]
+        tries = [(fstype, options), *(tuple(f) for f in fallbacks or [])]
         # A device hot-plugged a moment ago may not be probed by the guest yet (EINVAL for
-        # about half a second under emulation): retry briefly before calling it a failure.
+        # about half a second under emulation), and a server may still be reloading its
+        # exports: retry briefly before calling it a failure.
         deadline = time.monotonic() + MOUNT_RETRY_SECONDS
         while True:
-            result = self.channel.run(argv)
-            if result.exit_code == 0:
-                return
+            for kind, opts in tries:
+                result = self.channel.run(mount_argv(source, target, str(kind), list(opts)))
+                if result.exit_code == 0:
+                    return
             if time.monotonic() > deadline:
                 raise GuestError(
                     f"mounting {target} in VM {self.vm!r} failed: {result.error_line}",
@@ -170,8 +188,21 @@ class LinuxGuest:
         self._sh(_WRITE_FSTAB, digest, what=change, input=new.encode("utf-8", "surrogateescape"))
 
     def fstab_add(
-        self, entry_id: str, source: str, target: str, fstype: str, options: list[str]
+        self,
+        entry_id: str,
+        source: str,
+        target: str,
+        fstype: str,
+        options: list[str],
+        follow_mount: bool = False,
     ) -> None:
+        """The fstab entry; with ``follow_mount``, of the type and version that really mounted."""
+        current = self.mounted(target) if follow_mount else None
+        if current is not None:
+            fstype = current.fstype
+            version = next((o for o in current.options if o.startswith("vers=")), None)
+            if version:
+                options = [version if o.startswith("vers=") else o for o in options]
         line = fstab.render_entry(fstab.MountEntry(source, target, fstype, tuple(options)))
         self._edit_fstab(
             f"adding {target} to /etc/fstab", lambda text: fstab.with_entry(text, entry_id, line)

@@ -27,7 +27,7 @@ SEMANTICS = (
     "differ); files appear owned by the mapped owner"
 )
 # A share's attributes are cached for 1 s (actimeo=1) so edit-compile loops see changes fast.
-NEGOTIATION = "NFS version negotiated by mount.nfs: 4.2, then 4.1, 4.0, then 3"
+NEGOTIATION = "NFSv4.2, falling back to 4.1 and then 3 if the server refuses"
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,10 @@ class NfsExport:
 
     @property
     def export_number(self) -> int:
-        """ganesha's Export_Id: stable per share, 1000..60999 (0 and 1 are reserved)."""
-        return 1000 + int(hashlib.sha256(self.entry_id.encode()).hexdigest()[:8], 16) % 60000
+        """ganesha's Export_Id, 1000..60999 (0 and 1 are reserved): stable per share and path,
+        because ganesha refuses to reuse an id for another path within one reload."""
+        key = f"{self.entry_id}\0{self.path}".encode()
+        return 1000 + int(hashlib.sha256(key).hexdigest()[:8], 16) % 60000
 
 
 class NfsExporter(OwnedConfigFile):
@@ -131,13 +133,11 @@ class GaneshaExporter(NfsExporter):
     name = "ganesha"
     default_file = "/etc/ganesha/vmshare-exports.conf"
 
-    def check_path(self, path: str) -> None:
-        # ganesha's config strings end at the next double quote; it has no escape for one.
-        if '"' in path or "\\" in path:
-            raise UsageError(
-                f"nfs-ganesha cannot export a path containing '\"' or '\\\\': {path}",
-                hint="rename the folder, or share it with another protocol",
-            )
+    @staticmethod
+    def quote(value: str) -> str:
+        """A ganesha config string: double quotes, with \\ and \" escaped (its lexer decodes
+        both; an unescaped backslash would be eaten, a bare quote would end the string)."""
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     def remote_path(self, export: NfsExport) -> str:
         return f"{self.settings.pseudo_root.rstrip('/')}/{export.entry_id}"
@@ -148,8 +148,8 @@ class GaneshaExporter(NfsExporter):
             [
                 "EXPORT {",
                 f"\tExport_Id = {export.export_number};",
-                f'\tPath = "{export.path}";',
-                f'\tPseudo = "{self.remote_path(export)}";',
+                f"\tPath = {self.quote(export.path)};",
+                f"\tPseudo = {self.quote(self.remote_path(export))};",
                 "\tProtocols = 4;",
                 "\tTransports = TCP;",
                 "\tSecType = sys;",
@@ -164,10 +164,17 @@ class GaneshaExporter(NfsExporter):
         )
 
     def prepare(self) -> None:
-        """Include vmshare's file from ganesha's main config once (unless it already is)."""
+        """Include vmshare's file from ganesha's main config once (unless it already is: a
+        second include would load every export twice, and ganesha hangs on duplicate pseudos)."""
         main = Path(self.settings.ganesha_config)
-        if re.search(rf'^\s*%include\s+"?{re.escape(str(self.path))}"?\s*$', read_text(main), re.M):
-            return
+        for included in re.findall(r'^\s*%include\s+"?([^"\n]+?)"?\s*$', read_text(main), re.M):
+            if (main.parent / included).resolve() == self.path.resolve():
+                return
+        if " " in str(self.path):
+            raise UsageError(
+                f"nfs-ganesha cannot include a file whose path has a space: {self.path}",
+                hint="set [nfs] exports_file in host.toml to a path without spaces",
+            )
         include = f'%include "{self.path}"'
         main_file = _MainConfig(main, self)
         main_file.edit(lambda text: ownedblock.with_entry(text, "include", include), reload=False)
@@ -240,9 +247,21 @@ def exporter_for(settings: NfsHost) -> NfsExporter:
 
 
 def guest_mount(export: NfsExport, exporter: NfsExporter, host: str) -> tuple[str, str, list[str]]:
-    """(source, fstype, options) for the guest's mount; options before user extras."""
-    options = ["ro" if export.readonly else "rw", *exporter.settings.mount_options]
+    """(source, fstype, options) for the guest's first try, NFSv4.2; options before user extras.
+
+    The version is always named: without it some mount programs (busybox) settle for 4.0.
+    """
+    options = ["ro" if export.readonly else "rw", "vers=4.2", *exporter.settings.mount_options]
     if exporter.settings.port:
         options.append(f"port={exporter.settings.port}")
     server = f"[{host}]" if ":" in host else host
-    return f"{server}:{exporter.remote_path(export)}", "nfs", options
+    return f"{server}:{exporter.remote_path(export)}", "nfs4", options
+
+
+def version_fallbacks(options: list[str]) -> list[tuple[str, list[str]]]:
+    """What the guest tries when 4.2 is refused: 4.1, then NFSv3."""
+
+    def vers(version: str) -> list[str]:
+        return [f"vers={version}" if o.startswith("vers=") else o for o in options]
+
+    return [("nfs4", vers("4.1")), ("nfs", vers("3"))]

@@ -7,7 +7,6 @@ when the last section does.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +99,13 @@ class SambaExporter(OwnedConfigFile):
 
     def unshare(self, entry_id: str) -> None:
         self.edit(lambda text: ownedblock.without_entry(text, entry_id))
+        # A reload alone keeps the share reachable for a client already connected to the
+        # server: close it explicitly (an unknown share is not an error).
+        hostexec.run(
+            ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "close-share", entry_id],
+            privileged=True,
+            check=False,
+        )
         if not self.entries():
             self._include(False)
             self.path.unlink(missing_ok=True)
@@ -184,7 +190,3 @@ def guest_mount(
 
 def secret_name(account: str) -> str:
     return f"smb-{account}"
-
-
-def share_digest(share: SmbShare) -> str:
-    return hashlib.sha256(render_section(share).encode()).hexdigest()[:12]

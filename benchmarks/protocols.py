@@ -1,0 +1,124 @@
+"""Read/write throughput and metadata speed of each share protocol in the test guest, next to the
+guest's own tmpfs, in one run. Run as root from the repo: .venv/bin/python benchmarks/protocols.py
+
+Each share is set up by the real vmshare CLI (virtiofs, 9p, nfs to nfs-ganesha, smb to Samba on
+loopback); timings come from busybox `time` inside the guest, so the agent round trip is excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.testbed.domain import agent_exec, boot_domain, destroy_domain
+from tests.testbed.guest_image import build_image
+from tests.testbed.libvirtd import ensure_libvirtd
+from tests.testbed.servers import Ganesha, Samba
+
+URI = "qemu:///system"
+NAME = "vmshare-bench"
+PROTOCOLS = ("virtiofs", "9p", "nfs", "smb")
+
+WRITE = 'dd if=/dev/zero of="$1/bench.bin" bs=1M count="$2" conv=fsync 2>/dev/null'
+READ = 'echo 3 > /proc/sys/vm/drop_caches; dd if="$1/bench.bin" of=/dev/null bs=1M 2>/dev/null'
+META = (
+    'd="$1/meta"; mkdir -p "$d"; i=0; while [ $i -lt "$2" ]; do : > "$d/f$i"; i=$((i+1)); done; '
+    'ls -l "$d" > /dev/null; rm -rf "$d"'
+)
+
+
+def timed(dom: object, script: str, *args: str) -> float:
+    """Seconds the script took in the guest, measured there by busybox time."""
+    code, _, err = agent_exec(dom, ["time", "sh", "-c", script, "sh", *args], timeout=600)
+    if code != 0:
+        raise RuntimeError(f"guest command failed: {err.decode(errors='replace')}")
+    match = re.search(r"real\s+(\d+)m\s*([\d.]+)s", err.decode())
+    if not match:
+        raise RuntimeError(f"no timing in {err!r}")
+    return int(match.group(1)) * 60 + float(match.group(2))
+
+
+def measure(dom: object, path: str, mib: int, files: int, runs: int) -> tuple[float, float, float]:
+    write = statistics.median(timed(dom, WRITE, path, str(mib)) for _ in range(runs))
+    read = statistics.median(timed(dom, READ, path) for _ in range(runs))
+    meta = statistics.median(timed(dom, META, path, str(files)) for _ in range(runs))
+    agent_exec(dom, ["rm", "-f", f"{path}/bench.bin"])
+    return mib / write, mib / read, files / meta
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mib", type=int, default=32, help="file size for throughput")
+    parser.add_argument("--files", type=int, default=200, help="files for the metadata loop")
+    parser.add_argument("--runs", type=int, default=3, help="median of this many runs")
+    args = parser.parse_args()
+    ensure_libvirtd(URI)
+    work = Path(tempfile.mkdtemp(prefix="vmshare-bench-"))
+    results: dict[str, tuple[float, float, float]] = {}
+    with Ganesha.start(work / "ganesha") as ganesha, Samba.start(work / "samba") as samba:
+        host_config = work / "host.toml"
+        host_config.write_text(
+            f'[nfs]\nexporter = "ganesha"\nport = {ganesha.port}\n'
+            f'exports_file = "{ganesha.exports_path}"\nganesha_config = "{ganesha.config_path}"\n'
+            f'ganesha_pidfile = "{ganesha.pidfile}"\n'
+            f'[smb]\nport = {samba.port}\nsmb_conf = "{samba.config_path}"\n'
+            f'include_file = "{work / "samba" / "vmshare.conf"}"\n'
+        )
+        env = {
+            **os.environ,
+            "VMSHARE_STATE_DIR": str(work / "state"),
+            "VMSHARE_HOST_CONFIG": str(host_config),
+        }
+        dom, boot = boot_domain(
+            URI, NAME, Path("/var/tmp/vmshare-testbed") / NAME, build_image(), memory_mib=512
+        )
+        try:
+            results["tmpfs (guest)"] = measure(dom, "/tmp", args.mib, args.files, args.runs)
+            for protocol in PROTOCOLS:
+                src = work / f"src-{protocol}"
+                src.mkdir()
+                vmshare = [sys.executable, "-m", "vmshare.cli"]
+                subprocess.run(
+                    [
+                        *vmshare,
+                        "add",
+                        str(src),
+                        f"{NAME}:/mnt/{protocol}",
+                        "--protocol",
+                        protocol,
+                        "--restart",
+                    ],
+                    check=True,
+                    env=env,
+                    capture_output=True,
+                )
+                results[protocol] = measure(
+                    dom, f"/mnt/{protocol}", args.mib, args.files, args.runs
+                )
+        finally:
+            destroy_domain(URI, NAME)
+    base = results["tmpfs (guest)"]
+    print(
+        f"guest boot {boot:.1f} s; {args.mib} MiB files, {args.files} files, median of {args.runs}"
+    )
+    print(
+        f"{'share':<14} {'write MiB/s':>12} {'read MiB/s':>11} {'files/s':>9}   vs tmpfs w/r/meta"
+    )
+    for name, (write, read, meta) in results.items():
+        print(
+            f"{name:<14} {write:>12.1f} {read:>11.1f} {meta:>9.0f}   "
+            f"{write / base[0]:.2f} / {read / base[1]:.2f} / {meta / base[2]:.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
