@@ -20,7 +20,7 @@ from vmshare.netsteps import HostServers
 from vmshare.plan import Plan, removal_plan, resolve
 from vmshare.secrets import SecretStore
 from vmshare.spec import HostSettings, Spec, VmSpec, load_host_settings
-from vmshare.state import StateStore
+from vmshare.state import State, StateStore
 
 
 class Session:
@@ -92,22 +92,29 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
+def _plan(
+    spec: Spec, origin: str, state: State, session: Session, allow_restart: bool, prune: bool
+) -> tuple[Facts, Plan]:
+    facts = gather(spec, session.probe_vm, session.exports)
+    plan = resolve(
+        spec,
+        facts,
+        state,
+        origin=origin,
+        allow_restart=allow_restart,
+        prune=prune,
+        servers=session.servers,
+    )
+    return facts, plan
+
+
 def plan_shares(
     spec: Spec, origin: str, store: StateStore, *, allow_restart: bool = False, prune: bool = False
 ) -> Result:
     """The plan for ``spec``, changing nothing."""
     session = Session(_vms_of(spec), store, load_host_settings(spec))
     try:
-        facts = gather(spec, session.probe_vm, session.exports)
-        plan = resolve(
-            spec,
-            facts,
-            store.load(),
-            origin=origin,
-            allow_restart=allow_restart,
-            prune=prune,
-            servers=session.servers,
-        )
+        facts, plan = _plan(spec, origin, store.load(), session, allow_restart, prune)
         return Result(plan=plan, facts=facts, dry_run=True)
     finally:
         session.close()
@@ -130,16 +137,7 @@ def apply_shares(
         state = store.load()
         session = Session(_vms_of(spec), store, load_host_settings(spec))
         try:
-            facts = gather(spec, session.probe_vm, session.exports)
-            plan = resolve(
-                spec,
-                facts,
-                state,
-                origin=origin,
-                allow_restart=allow_restart,
-                prune=prune,
-                servers=session.servers,
-            )
+            facts, plan = _plan(spec, origin, state, session, allow_restart, prune)
             if plan.blockers:
                 raise UsageError(plan.blockers[0], hint="`vmshare plan` shows every step and why")
             outcome = execute(plan, session, Journal(store, state, plan), progress)

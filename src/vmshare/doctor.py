@@ -78,11 +78,61 @@ def _backends(connection: str | None) -> list[Check]:
     return checks
 
 
+def _file_servers() -> list[Check]:
+    """Which NFS exporter and Samba vmshare would use, and whether their tools are there."""
+    from vmshare.protocols.nfs import exporter_for
+    from vmshare.spec import load_host_settings
+
+    try:
+        settings = load_host_settings()
+    except VmshareError as exc:
+        return [Check(name="host.toml", status="fail", detail=exc.message, hint=exc.hint)]
+    checks = []
+    exporter = exporter_for(settings.nfs)
+    tool = {"kernel": "exportfs", "macos": "nfsd", "ganesha": None}[exporter.name]
+    if tool and not shutil.which(tool):
+        checks.append(
+            Check(
+                name="nfs exporter",
+                status="warn",
+                detail=f"{exporter.name}: {tool} not found; --protocol nfs will fail",
+                hint="apt install nfs-kernel-server (or nfs-ganesha)",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                name="nfs exporter",
+                status="ok",
+                detail=f"{exporter.name}, entries in {exporter.path}",
+            )
+        )
+    if shutil.which("smbcontrol") and Path(settings.smb.smb_conf).exists():
+        checks.append(
+            Check(
+                name="smb exporter",
+                status="ok",
+                detail=f"samba, sections in {settings.smb.include_file}",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                name="smb exporter",
+                status="warn",
+                detail="Samba not found; --protocol smb will fail",
+                hint="apt install samba",
+            )
+        )
+    return checks
+
+
 def diagnose(store: StateStore, connection: str | None = None) -> list[Check]:
     checks = [
         Check(name="python", status="ok", detail=sys.version.split()[0]),
         _state_dir(store),
         *_backends(connection),
+        *_file_servers(),
     ]
     virtiofsd = next((p for p in VIRTIOFSD_PATHS if Path(p).exists()), None)
     checks.append(

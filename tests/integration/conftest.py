@@ -13,6 +13,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,11 @@ class Vmshare:
 
     def shares(self) -> list[dict]:
         return self.json("list")["data"]
+
+    def at_once(self, *argvs: list[str]) -> list[subprocess.CompletedProcess[str]]:
+        """Start these vmshare runs at the same moment; their results in order."""
+        with ThreadPoolExecutor(len(argvs)) as pool:
+            return list(pool.map(lambda argv: self(*argv), argvs))
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -193,16 +192,9 @@ def test_apply_is_idempotent_and_prune_removes_what_the_file_dropped(
 
 def test_two_adds_at_the_same_moment_both_land(guest: Guest, vmshare: Vmshare, tmp_path):
     sources = [make_tree(tmp_path / f"c{i}") for i in range(2)]
-    results = [None, None]
-
-    def add(i: int) -> None:
-        results[i] = vmshare("add", str(sources[i]), f"{guest.name}:/mnt/c{i}")
-
-    threads = [threading.Thread(target=add, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = vmshare.at_once(
+        *(["add", str(src), f"{guest.name}:/mnt/c{i}"] for i, src in enumerate(sources))
+    )
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     mounts = guest.mounts()
     assert "/mnt/c0" in mounts and "/mnt/c1" in mounts

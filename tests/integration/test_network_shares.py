@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -144,18 +143,67 @@ def test_two_network_adds_at_the_same_moment_both_land(
     guest: Guest, net: Vmshare, servers: FileServers, tmp_path
 ):
     sources = [make_tree(tmp_path / f"n{i}") for i in range(2)]
-    results: list = [None, None]
-
-    def add(i: int) -> None:
-        results[i] = net("add", str(sources[i]), f"{guest.name}:/mnt/n{i}", "--protocol", "nfs")
-
-    threads = [threading.Thread(target=add, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = net.at_once(
+        *(
+            ["add", str(src), f"{guest.name}:/mnt/n{i}", "--protocol", "nfs"]
+            for i, src in enumerate(sources)
+        )
+    )
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     entries = exported(servers, "nfs")
     assert {mount_tag(f"{guest.name}:/mnt/n{i}") for i in range(2)} <= set(entries)
     for i in range(2):
         assert guest.read(f"/mnt/n{i}/hello.txt") == b"hello from the host\n"
+
+
+def test_addresses_come_from_the_guest_agent_and_route(guest: Guest):
+    from vmshare.backends.libvirt import LibvirtBackend
+    from vmshare.guest.agent import AgentChannel
+    from vmshare.guest.linux import LinuxGuest
+
+    backend = LibvirtBackend("qemu:///system")
+    facts = backend.inspect(guest.name)
+    assert "10.0.2.15" in facts.addresses  # from the agent's interface list
+    assert facts.user_networking
+    channel = AgentChannel(lambda: backend.domain(guest.name), guest.name)
+    assert LinuxGuest(channel, guest.name).inspect([]).gateway == "10.0.2.2"
+    backend.close()
+
+
+def test_nfs_owner_maps_every_guest_write(guest: Guest, net: Vmshare, tmp_path):
+    src = make_tree(tmp_path / "owned")
+    net(
+        "add",
+        str(src),
+        f"{guest.name}:/mnt/owned",
+        "--protocol",
+        "nfs",
+        "--owner",
+        "4321:8765",
+        check=True,
+    )
+    assert guest.sh('echo hi > "$1/new.txt"', "/mnt/owned")[0] == 0
+    made = (src / "new.txt").stat()
+    assert (made.st_uid, made.st_gid) == (4321, 8765)
+    net("remove", f"{guest.name}:/mnt/owned", check=True)
+
+
+def test_network_shares_come_back_after_a_guest_reboot(guest: Guest, net: Vmshare, tmp_path):
+    for protocol in ("nfs", "smb"):
+        src = make_tree(tmp_path / f"boot-{protocol}")
+        net(
+            "add",
+            str(src),
+            f"{guest.name}:/mnt/boot-{protocol}",
+            "--protocol",
+            protocol,
+            "--readonly",
+            check=True,
+        )
+    guest.reboot()
+    mounts = guest.mounts()
+    assert mounts["/mnt/boot-nfs"][1] == "nfs4" and "vers=4.2" in mounts["/mnt/boot-nfs"][2]
+    assert mounts["/mnt/boot-smb"][1] == "cifs" and mounts["/mnt/boot-smb"][2].startswith("ro")
+    for protocol in ("nfs", "smb"):
+        assert guest.read(f"/mnt/boot-{protocol}/hello.txt") == b"hello from the host\n"
+    assert net.json("status")["ok"]

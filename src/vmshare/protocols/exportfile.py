@@ -62,3 +62,18 @@ class OwnedConfigFile(ABC):
             if exc.errno in (errno.EACCES, errno.EPERM):
                 raise PermissionError(exc.errno, exc.strerror, str(self.path)) from None
             raise
+
+
+class MainConfig(OwnedConfigFile):
+    """A server's main config, in which vmshare owns only the line that includes its own file;
+    reloading it reloads that server."""
+
+    def __init__(self, path: Path, server: OwnedConfigFile) -> None:
+        self._path, self.server = path, server
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def reload(self) -> None:
+        self.server.reload()

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from vmshare import hostexec, ownedblock
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.fsutil import read_text
-from vmshare.protocols.exportfile import OwnedConfigFile
+from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.spec import NfsHost
 
 SEMANTICS = (
@@ -176,7 +176,7 @@ class GaneshaExporter(NfsExporter):
                 hint="set [nfs] exports_file in host.toml to a path without spaces",
             )
         include = f'%include "{self.path}"'
-        main_file = _MainConfig(main, self)
+        main_file = MainConfig(main, self)
         main_file.edit(lambda text: ownedblock.with_entry(text, "include", include), reload=False)
 
     def reload(self) -> None:
@@ -189,18 +189,6 @@ class GaneshaExporter(NfsExporter):
                 f"cannot signal nfs-ganesha to reload ({pidfile}: {exc})",
                 hint="is ganesha.nfsd running? set [nfs] ganesha_pidfile in host.toml",
             ) from None
-
-
-class _MainConfig(OwnedConfigFile):
-    def __init__(self, path: Path, server: OwnedConfigFile) -> None:
-        self._path, self.server = path, server
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    def reload(self) -> None:
-        self.server.reload()
 
 
 class MacNfsExporter(NfsExporter):

@@ -13,7 +13,7 @@ from typing import Any
 
 from vmshare import hostexec, ownedblock
 from vmshare.errors import HostCommandError, UsageError
-from vmshare.protocols.exportfile import OwnedConfigFile
+from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.secrets import Secret
 from vmshare.spec import SmbHost
 
@@ -114,7 +114,7 @@ class SambaExporter(OwnedConfigFile):
 
     def _include(self, present: bool) -> None:
         line = f"include = {_value(str(self.path))}"
-        main = _SmbConf(Path(self.settings.smb_conf), self)
+        main = MainConfig(Path(self.settings.smb_conf), self)
         if present:
             main.edit(lambda text: ownedblock.with_entry(text, "include", line))
         else:
@@ -147,18 +147,6 @@ class SambaExporter(OwnedConfigFile):
             raise HostCommandError(
                 f"cannot set the Samba password of {account}: {exc.message}", hint=exc.hint
             ) from None
-
-
-class _SmbConf(OwnedConfigFile):
-    def __init__(self, path: Path, samba: SambaExporter) -> None:
-        self._path, self.samba = path, samba
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    def reload(self) -> None:
-        self.samba.reload()
 
 
 def credentials_path(entry_id: str) -> str:
