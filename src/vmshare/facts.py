@@ -83,6 +83,7 @@ class PathFact(BaseModel):
     is_dir: bool
     uid: int = 0
     gid: int = 0
+    mode: int = 0o755
 
 
 class Facts(BaseModel):
@@ -98,7 +99,13 @@ def probe_path(path: Path) -> PathFact:
         info = path.stat()
     except OSError:
         return PathFact(exists=False, is_dir=False)
-    return PathFact(exists=True, is_dir=path.is_dir(), uid=info.st_uid, gid=info.st_gid)
+    return PathFact(
+        exists=True,
+        is_dir=path.is_dir(),
+        uid=info.st_uid,
+        gid=info.st_gid,
+        mode=info.st_mode & 0o7777,
+    )
 
 
 def _names(facts: Facts, spec: Spec) -> None:

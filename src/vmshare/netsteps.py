@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmshare.errors import UsageError
-from vmshare.facts import Facts, VmFacts
+from vmshare.facts import Facts, PathFact, VmFacts
 from vmshare.protocols import nfs, smb, with_extras
 from vmshare.sharesteps import StepMaker, VmSteps
 from vmshare.spec import HostSettings, ShareSpec, VmSpec
@@ -61,6 +61,17 @@ def addresses(vm_spec: VmSpec, vm: VmFacts) -> Addresses:
     return Addresses(client, host, f"exported to {client} only ({why}); the guest dials {host}")
 
 
+def _can_write(uid: int, gid: int, path: PathFact) -> bool:
+    """Whether the squashed/forced owner may create files in the shared folder."""
+    if uid == 0:
+        return True
+    if uid == path.uid:
+        return bool(path.mode & 0o200)
+    if gid == path.gid:
+        return bool(path.mode & 0o020)
+    return bool(path.mode & 0o002)
+
+
 class NetworkShareSteps(StepMaker):
     def __init__(
         self, share: ShareSpec, vm: VmFacts, facts: Facts, servers: HostServers, where: Addresses
@@ -71,6 +82,12 @@ class NetworkShareSteps(StepMaker):
         owner = share.owner
         self.uid = owner.uid if owner else path.uid
         self.gid = owner.gid if owner else path.gid
+        if path.exists and not share.readonly and not _can_write(self.uid, self.gid, path):
+            raise UsageError(
+                f"the guest's files would be written as {self.uid}:{self.gid}, which cannot write "
+                f"{self.source} (owned by {path.uid}:{path.gid}, mode {path.mode:o})",
+                hint="chown the folder to that owner, pass --owner with its owner, or --readonly",
+            )
 
     def _exported(self, protocol: str, body: str) -> bool:
         return self.facts.exports.get(protocol, {}).get(self.tag) == body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,11 @@ def test_addresses_come_from_the_guest_agent_and_route(guest: Guest):
 
 def test_nfs_owner_maps_every_guest_write(guest: Guest, net: Vmshare, tmp_path):
     src = make_tree(tmp_path / "owned")
+    refused = net(
+        "add", str(src), f"{guest.name}:/mnt/owned", "--protocol", "nfs", "--owner", "4321:8765"
+    )
+    assert refused.returncode == 2 and "cannot write" in refused.stderr
+    os.chown(src, 4321, 8765)
     net(
         "add",
         str(src),

@@ -125,7 +125,7 @@ def test_smb_share_steps_never_carry_the_password(tmp_path):
 
 
 def test_smb_owner_without_a_name_is_refused(tmp_path):
-    spec = spec_of('/srv/x testvm:/mnt/x protocol="smb" owner="4242:4242"')
+    spec = spec_of('/srv/x testvm:/mnt/x protocol="smb" owner="4242:4242" readonly=true')
     with pytest.raises(UsageError, match="force user"):
         resolve(spec, net_facts(spec, net_vm()), State(), origin="cli", servers=servers(tmp_path))
 
@@ -212,3 +212,17 @@ def test_secrets_are_private_stable_and_redacted(tmp_path):
     assert redact(f"oops {secret.reveal()} leaked") == "oops *** leaked"
     assert len(secret.reveal()) >= 40
     assert isinstance(secret, Secret)
+
+
+def test_owner_who_cannot_write_the_folder_is_refused_before_anything_changes(tmp_path):
+    spec = spec_of('/srv/x testvm:/mnt/x protocol="nfs" owner="4321:4321"')
+    facts = net_facts(spec, net_vm())
+    facts.host_paths["/srv/x"] = PathFact(exists=True, is_dir=True, uid=0, gid=0, mode=0o755)
+    with pytest.raises(UsageError, match="cannot write") as info:
+        resolve(spec, facts, State(), origin="cli", servers=servers(tmp_path))
+    assert "chown" in info.value.hint
+    facts.host_paths["/srv/x"] = PathFact(exists=True, is_dir=True, uid=0, gid=0, mode=0o777)
+    assert resolve(spec, facts, State(), origin="cli", servers=servers(tmp_path)).steps
+    readonly = spec_of('/srv/x testvm:/mnt/x protocol="nfs" owner="4321:4321" readonly=true')
+    facts.host_paths["/srv/x"] = PathFact(exists=True, is_dir=True, uid=0, gid=0, mode=0o755)
+    assert resolve(readonly, facts, State(), origin="cli", servers=servers(tmp_path)).steps
