@@ -133,6 +133,12 @@ class NetworkShareSteps(StepMaker):
 
     def smb(self, out: VmSteps) -> None:
         settings = self.servers.settings.smb
+        if settings.exporter == "windows":
+            raise UsageError(
+                "the Windows SMB exporter serves from a Windows host, which this version does "
+                "not drive yet (it comes with the Hyper-V backend)",
+                hint='set [smb] exporter = "samba" (or "auto") in host.toml',
+            )
         user = self.facts.user_names.get(self.uid)
         group = self.facts.group_names.get(self.gid)
         if user is None or group is None:

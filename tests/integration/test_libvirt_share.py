@@ -224,3 +224,20 @@ def test_vm_without_shared_memory_gets_it_with_restart(vmshare: Vmshare, tmp_pat
         vmshare("remove", f"{name}:/mnt/shm", check=True)
     finally:
         destroy_domain(URI, name)
+
+
+def test_create_makes_the_host_folder_and_remove_takes_it_away_only_while_empty(
+    guest: Guest, vmshare: Vmshare, tmp_path
+):
+    made = tmp_path / "made" / "here"
+    assert vmshare("add", str(made), f"{guest.name}:/mnt/made").returncode == 1  # no --create
+    assert not made.exists()
+    vmshare("add", str(made), f"{guest.name}:/mnt/made", "--create", check=True)
+    assert made.is_dir()
+    vmshare("remove", f"{guest.name}:/mnt/made", check=True)
+    assert not made.exists()
+    vmshare("add", str(made), f"{guest.name}:/mnt/made", "--create", check=True)
+    assert guest.sh('echo keep > "$1/keep.txt"', "/mnt/made")[0] == 0
+    removed = vmshare("remove", f"{guest.name}:/mnt/made", check=True)
+    assert (made / "keep.txt").read_text() == "keep\n"
+    assert "not empty" in removed.stdout
