@@ -89,14 +89,23 @@ class GuestAccess(BaseModel):
     ssh_user: str = "root"
     ssh_port: int = Field(default=22, ge=1, le=65535)
     ssh_key: str | None = None
+    # a known_hosts file holding the guest's host key; host keys are always checked
+    ssh_known_hosts: str | None = None
 
-    @field_validator("ssh_host", "ssh_user", "ssh_key")
+    @field_validator("ssh_host", "ssh_user", "ssh_key", "ssh_known_hosts")
     @classmethod
     def _plain(cls, value: str | None) -> str | None:
         if value is not None:
             _no_control(value, "ssh setting")
             if value.startswith("-"):
                 raise ValueError("ssh settings may not start with '-'")
+        return value
+
+    @field_validator("ssh_known_hosts")
+    @classmethod
+    def _one_file(cls, value: str | None) -> str | None:
+        if value is not None and any(ch.isspace() for ch in value):
+            raise ValueError("ssh_known_hosts may not contain spaces (ssh reads them as a list)")
         return value
 
 

@@ -46,6 +46,25 @@ def test_nul_cannot_reach_the_remote_shell():
 def test_ssh_argv_ends_option_parsing_before_the_host():
     argv = ssh_argv(GuestAccess(ssh_host="guest.example", ssh_user="u"), ["true"])
     assert argv[argv.index("--") + 1] == "guest.example"
+    assert "StrictHostKeyChecking=yes" in argv and "BatchMode=yes" in argv
+
+
+def test_ssh_argv_uses_the_known_hosts_file_and_key():
+    access = GuestAccess(ssh_host="127.0.0.1", ssh_port=2222, ssh_key="/k", ssh_known_hosts="/kh")
+    argv = ssh_argv(access, ["true"])
+    assert argv[argv.index("-p") + 1] == "2222" and argv[argv.index("-i") + 1] == "/k"
+    assert "UserKnownHostsFile=/kh" in argv
+
+
+@pytest.mark.parametrize("field", ["ssh_host", "ssh_user", "ssh_key", "ssh_known_hosts"])
+def test_ssh_settings_cannot_smuggle_options(field):
+    with pytest.raises(ValueError):
+        GuestAccess(**{field: "-oProxyCommand=touch /tmp/x"})
+
+
+def test_known_hosts_path_with_spaces_is_refused():
+    with pytest.raises(ValueError, match="spaces"):
+        GuestAccess(ssh_known_hosts="/a b")
 
 
 @pytest.mark.parametrize("path", [h for h in HOSTILE if "\n" not in h and h])

@@ -22,8 +22,11 @@ def ssh_argv(access: GuestAccess, argv: Sequence[str]) -> list[str]:
     if not access.ssh_host:
         raise GuestError("ssh channel needs ssh_host", hint="set [vm.NAME.guest] ssh_host")
     command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(access.ssh_port)]
+    command += ["-o", "StrictHostKeyChecking=yes"]  # never trust an unknown host key silently
+    if access.ssh_known_hosts:
+        command += ["-o", f"UserKnownHostsFile={access.ssh_known_hosts}"]
     if access.ssh_key:
-        command += ["-i", access.ssh_key]
+        command += ["-i", access.ssh_key, "-o", "IdentitiesOnly=yes"]
     return [*command, "-l", access.ssh_user, "--", access.ssh_host, remote_command(argv)]
 
 
@@ -46,6 +49,7 @@ class SshChannel:
             raise GuestError(
                 f"ssh to {self.access.ssh_host} failed: "
                 f"{result.stderr.decode('utf-8', 'replace').strip()[:200]}",
-                hint="check ssh_host/ssh_user/ssh_key and that the key is authorised in the guest",
+                hint="check ssh_host/ssh_port/ssh_user/ssh_key, that the key is authorised in the "
+                "guest, and that its host key is in known_hosts (or set ssh_known_hosts)",
             )
         return GuestResult(result.returncode, result.stdout, result.stderr)
