@@ -12,6 +12,7 @@ import libvirt
 from .domain import agent_exec, boot_domain, destroy_domain, wait_for_agent
 from .guest_image import build_image
 from .libvirtd import ensure_libvirtd, quiet_libvirt
+from .servers import free_port
 
 DEFAULT_URI = "qemu:///system"
 DEFAULT_NAME = "testvm"
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--workdir", type=Path, help="default /var/tmp/vmshare-testbed/NAME")
     up.add_argument("--memory", type=int, default=256, help="MiB (default %(default)s)")
     up.add_argument("--reuse", action="store_true", help="keep the guest if it already runs")
+    up.add_argument(
+        "--ssh-port", type=int, help="forward 127.0.0.1:PORT to the guest's ssh (0: a free port)"
+    )
     run = commands.add_parser("exec", help="run a command in the guest through its agent")
     run.add_argument("--name", default=DEFAULT_NAME)
     run.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARG...]")
@@ -66,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir or Path("/var/tmp/vmshare-testbed", args.name)
         image = build_image()
         log.info("booting %s (workdir %s)", args.name, workdir)
-        _dom, seconds = boot_domain(args.uri, args.name, workdir, image, args.memory)
+        port = free_port() if args.ssh_port == 0 else args.ssh_port
+        _dom, seconds = boot_domain(args.uri, args.name, workdir, image, args.memory, ssh_port=port)
         log.info("console log: %s", workdir / f"{args.name}-console.log")
         print(f"{args.name} up: guest agent answered after {seconds:.1f}s")
+        if port is not None:
+            print(f"ssh: 127.0.0.1 port {port}")
     elif args.command == "exec":
         command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         dom = _running(args.uri, args.name)

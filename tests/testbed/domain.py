@@ -6,6 +6,8 @@ import base64
 import contextlib
 import json
 import logging
+import re
+import socket
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -22,6 +24,14 @@ log = logging.getLogger(__name__)
 
 KERNEL_CMDLINE = "console=ttyS0 loglevel=4"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
+# The optional ssh NIC: a second QEMU user network whose only way in is a hostfwd from the host's
+# 127.0.0.1:PORT to the guest's dropbear. guest_init.sh finds it by this MAC (eth1, 10.0.3.15).
+# Slot 0x1e of pci.0 is far above the slots libvirt gives its own and hot-plugged devices.
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+SSH_MAC = "52:54:00:73:73:68"
+SSH_GUEST = "10.0.3.15"
+SSH_HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"
+ET.register_namespace("qemu", QEMU_NS)
 
 
 def domain_xml(
@@ -34,8 +44,12 @@ def domain_xml(
     acpi: bool = True,
     network: bool = True,
     extra_devices: Sequence[ET.Element] = (),
+    ssh_port: int | None = None,
 ) -> str:
-    """Libvirt XML for the test guest; extra_devices (e.g. filesystems) go into <devices>."""
+    """Libvirt XML for the test guest; extra_devices (e.g. filesystems) go into <devices>.
+
+    With ssh_port, a second user-mode NIC forwards 127.0.0.1:ssh_port to the guest's port 22.
+    """
     domain = ET.Element("domain", type="qemu")
     _text(domain, "name", name)
     _text(domain, "memory", str(memory_mib), unit="MiB")
@@ -74,6 +88,15 @@ def domain_xml(
     ET.SubElement(channel, "target", type="virtio", name=AGENT_CHANNEL)
     ET.SubElement(devices, "memballoon", model="none")
     devices.extend(extra_devices)
+    if ssh_port is not None:  # libvirt 9.0 has no hostfwd for slirp: pass QEMU arguments
+        commandline = ET.SubElement(domain, f"{{{QEMU_NS}}}commandline")
+        netdev = (
+            f"user,id=sshnet,net=10.0.3.0/24,restrict=on,"
+            f"hostfwd=tcp:127.0.0.1:{ssh_port}-{SSH_GUEST}:22"
+        )
+        device = f"virtio-net-pci,netdev=sshnet,mac={SSH_MAC},bus=pci.0,addr=0x1e"
+        for value in ("-netdev", netdev, "-device", device):
+            ET.SubElement(commandline, f"{{{QEMU_NS}}}arg", value=value)
     return ET.tostring(domain, encoding="unicode")
 
 
@@ -103,11 +126,13 @@ def boot_domain(
     extra_devices: Sequence[ET.Element] = (),
     persistent: bool = True,
     timeout: float = 180,
+    ssh_port: int | None = None,
 ) -> tuple[libvirt.virDomain, float]:
     """(Re)create domain name with a fresh etc disk in workdir, boot it, wait for its agent.
 
     Persistent domains are defined then started, so that the persistent config can be edited.
-    Returns the domain and the seconds from start to the first answered guest-ping.
+    With ssh_port (see domain_xml), also wait until the guest's ssh server answers there.
+    Returns the domain and the seconds from start to the first answered guest-ping (and ssh).
     """
     quiet_libvirt()
     image = image or build_image()
@@ -118,8 +143,9 @@ def boot_domain(
     new_etc_disk(etc_disk)
     console_log.unlink(missing_ok=True)
     xml = domain_xml(
-        name, image, etc_disk, memory_mib, console_log, shared_memory, acpi, network, extra_devices
-    )
+        name, image, etc_disk, memory_mib, console_log, shared_memory, acpi, network,
+        extra_devices, ssh_port,
+    )  # fmt: skip
     conn = libvirt.open(uri)
     started = time.monotonic()
     if persistent:
@@ -129,6 +155,8 @@ def boot_domain(
         dom = conn.createXML(xml, 0)
     try:
         wait_for_agent(dom, timeout)
+        if ssh_port is not None:
+            wait_for_ssh(ssh_port, timeout - (time.monotonic() - started))
     except BaseException:
         destroy_domain(uri, name)
         raise
@@ -208,6 +236,55 @@ def agent_exec(
         delay = min(delay * 2, 0.25)
 
 
+def ssh_port(dom: libvirt.virDomain) -> int | None:
+    """The host port that domain_xml(ssh_port=...) forwards to the guest's ssh server."""
+    found = re.search(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-", dom.XMLDesc(0))
+    return int(found.group(1)) if found else None
+
+
+def wait_for_ssh(port: int, timeout: float = 60) -> float:
+    """Wait until an ssh server greets on 127.0.0.1:port; return the seconds waited.
+
+    QEMU's hostfwd accepts connections before the guest listens, so wait for the banner.
+    """
+    started = time.monotonic()
+    while True:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        ):
+            if sock.recv(8).startswith(b"SSH-"):
+                return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"no ssh server on 127.0.0.1:{port} after {timeout:.0f}s")
+        time.sleep(0.25)
+
+
+def authorize_ssh_key(dom: libvirt.virDomain, public_key: str) -> None:
+    """Make public_key (OpenSSH format, one key a line) root's only authorized_keys, 0600.
+
+    /root/.ssh points into the persistent /etc disk; synced, so the keys survive even a destroy.
+    """
+    script = "umask 077 && mkdir -p /root/.ssh && cat >/root/.ssh/authorized_keys && sync"
+    text = public_key if public_key.endswith("\n") else public_key + "\n"
+    code, _, err = agent_exec(dom, ["sh", "-c", script], stdin=text.encode())
+    if code != 0:
+        raise RuntimeError(f"cannot write authorized_keys: {err!r}")
+
+
+def ssh_host_key(dom: libvirt.virDomain, port: int | None = None) -> str:
+    """known_hosts text for the guest's ssh host key at [127.0.0.1]:port (default: its ssh port)."""
+    port = port if port is not None else ssh_port(dom)
+    if port is None:
+        raise ValueError(f"{dom.name()} has no ssh port forward")
+    code, out, err = agent_exec(dom, ["dropbearkey", "-y", "-f", SSH_HOST_KEY])
+    lines = out.decode().splitlines()
+    keys = [" ".join(line.split()[:2]) for line in lines if line.startswith(("ssh-", "ecdsa-"))]
+    if code != 0 or not keys:
+        raise RuntimeError(f"cannot read the guest's ssh host key ({code}): {err!r}")
+    return "".join(f"[127.0.0.1]:{port} {key}\n" for key in keys)
+
+
 def guest_boot_id(dom: libvirt.virDomain) -> str:
     code, out, err = agent_exec(dom, ["cat", "/proc/sys/kernel/random/boot_id"])
     if code != 0:
@@ -216,7 +293,7 @@ def guest_boot_id(dom: libvirt.virDomain) -> str:
 
 
 def reboot_guest(dom: libvirt.virDomain, timeout: float = 180) -> float:
-    """`reboot -f` inside the guest; wait for the agent of the *new* boot; return seconds."""
+    """`reboot -f` in the guest; wait for the agent (and ssh) of the *new* boot; return seconds."""
     old = guest_boot_id(dom)
     started = time.monotonic()
     with contextlib.suppress(libvirt.libvirtError):  # the agent may die before it answers
@@ -226,6 +303,9 @@ def reboot_guest(dom: libvirt.virDomain, timeout: float = 180) -> float:
         wait_for_agent(dom, max(remaining, 0))
         try:
             if guest_boot_id(dom) != old:
+                port = ssh_port(dom)
+                if port is not None:
+                    wait_for_ssh(port, max(timeout - (time.monotonic() - started), 0))
                 return time.monotonic() - started
         except libvirt.libvirtError:
             pass

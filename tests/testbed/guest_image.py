@@ -32,9 +32,11 @@ QEMU_GA = Path("/usr/sbin/qemu-ga")
 # its own mount(2) failed; cifs with credentials= (a helper option) always needs mount.cifs.
 MOUNT_HELPERS = (Path("/sbin/mount.nfs"), Path("/sbin/mount.cifs"))
 HELPER_LINKS = {"sbin/mount.nfs4": "mount.nfs", "sbin/mount.smb3": "mount.cifs"}
+# The ssh server (root, public keys only); guest_init.sh makes its host key on the /etc disk.
+SSH_SERVER = (Path("/usr/sbin/dropbear"), Path("/usr/bin/dropbearkey"))
 # Run-time data of the helpers' libraries (libtirpc reads netconfig), copied from the host.
 HOST_ETC_FILES = ("netconfig", "services", "protocols")
-PACKAGES = ("busybox-static", "qemu-guest-agent", "nfs-common", "cifs-utils")
+PACKAGES = ("busybox-static", "qemu-guest-agent", "nfs-common", "cifs-utils", "dropbear-bin")
 
 # Loaded in this order by the guest's /init (modprobe pulls in their dependencies).
 REQUIRED_MODULES = (
@@ -63,6 +65,7 @@ ETC_FILES = {
     "group": "root:x:0:\n",
     "hosts": "127.0.0.1\tlocalhost\n127.0.1.1\ttestvm\n10.0.2.2\thost\n",
     "resolv.conf": "nameserver 10.0.2.3\n",
+    "shells": "/bin/sh\n",
 }
 # Device nodes the kernel needs before /init mounts devtmpfs: (path, major, minor).
 DEVICE_NODES = (("dev/console", 5, 1), ("dev/null", 1, 3))
@@ -189,7 +192,7 @@ def _make_tree(tree: Path, kver: str) -> None:
     (tree / "var/run").symlink_to("/run")
     _install_busybox(tree)
     _install_executable(tree / "sbin/shutdown", SHUTDOWN_SCRIPT.encode())
-    for program in (QEMU_GA, *MOUNT_HELPERS):
+    for program in (QEMU_GA, *MOUNT_HELPERS, *SSH_SERVER):
         _install_with_libs(tree, program)
     for link, target in HELPER_LINKS.items():
         (tree / link).unlink(missing_ok=True)

@@ -47,11 +47,43 @@ fi
 [ -e /etc/fstab ] || : >/etc/fstab
 
 ip link set lo up
-if [ -e /sys/class/net/eth0 ]; then
+# The optional second NIC (domain.py SSH_MAC, QEMU user networking with a hostfwd from the host's
+# 127.0.0.1 to port 22) only carries ssh: a static address and no default route through it.
+ssh_if=
+for dir in /sys/class/net/*; do
+    [ "$(cat "$dir/address" 2>/dev/null)" = 52:54:00:73:73:68 ] && ssh_if=${dir##*/}
+done
+if [ -e /sys/class/net/eth0 ] && [ "$ssh_if" != eth0 ]; then
     ip link set eth0 up
     ip addr add 10.0.2.15/24 dev eth0
     ip route add default via 10.0.2.2
 fi
+if [ -n "$ssh_if" ]; then
+    ip link set "$ssh_if" up
+    ip addr add 10.0.3.15/24 dev "$ssh_if"
+fi
+
+# dropbear: root by public key only. Its host key and root's authorized_keys live on the
+# persistent /etc disk (/root is on the initramfs), so both survive a reboot.
+mkdir -p /etc/dropbear/root-ssh
+chmod 700 /etc/dropbear/root-ssh
+ln -sfn /etc/dropbear/root-ssh /root/.ssh
+host_key=/etc/dropbear/dropbear_ed25519_host_key
+ssh_loop() {
+    # In the background: dropbearkey waits for the kernel's randomness (seconds under TCG).
+    # sync: a domain destroyed right after boot must keep the key its known_hosts entry names.
+    if [ ! -s "$host_key" ]; then
+        rm -f "$host_key.new"
+        dropbearkey -t ed25519 -f "$host_key.new" >/dev/null && mv "$host_key.new" "$host_key" &&
+            sync || log "dropbearkey failed"
+    fi
+    while :; do
+        dropbear -F -E -s -m -r "$host_key" -p 22 2>>/run/dropbear.log
+        log "dropbear exited $?, restarting"
+        sleep 1
+    done
+}
+ssh_loop </dev/null &
 
 # The root filesystem is the initramfs, so mount points named in /etc/fstab do not survive a
 # reboot: recreate them before mount -a. busybox 1.35 mount drops "nofail" from the options it

@@ -46,7 +46,9 @@ _WRITE_PRIVATE = """set -e
 umask 077
 mkdir -p "$(dirname "$1")"
 cat > "$1.vmshare-tmp"
+sync
 mv -f "$1.vmshare-tmp" "$1"
+sync
 """
 _RMDIR_EMPTY = '[ -d "$1" ] || exit 0; rmdir "$1" 2>/dev/null || exit 3'
 _PROBE_WRITE = """set -e
