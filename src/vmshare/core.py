@@ -13,7 +13,7 @@ from vmshare.apply import Journal, Outcome, Progress, execute
 from vmshare.backends import load_backend
 from vmshare.backends.base import Backend
 from vmshare.errors import GuestError, NotFoundError, UsageError
-from vmshare.facts import Facts, GuestFacts, VmFacts, gather
+from vmshare.facts import GuestFacts, VmFacts, gather
 from vmshare.guest.linux import LinuxGuest
 from vmshare.hostops import HostOps
 from vmshare.netsteps import HostServers
@@ -85,7 +85,6 @@ def _vms_of(spec: Spec) -> dict[str, VmSpec]:
 @dataclass
 class Result:
     plan: Plan
-    facts: Facts | None = None
     outcome: Outcome | None = None
     dry_run: bool = False
     saved_to: str | None = None
@@ -94,7 +93,7 @@ class Result:
 
 def _plan(
     spec: Spec, origin: str, state: State, session: Session, allow_restart: bool, prune: bool
-) -> tuple[Facts, Plan]:
+) -> Plan:
     facts = gather(spec, session.probe_vm, session.exports)
     plan = resolve(
         spec,
@@ -105,7 +104,7 @@ def _plan(
         prune=prune,
         servers=session.servers,
     )
-    return facts, plan
+    return plan
 
 
 def plan_shares(
@@ -114,8 +113,8 @@ def plan_shares(
     """The plan for ``spec``, changing nothing."""
     session = Session(_vms_of(spec), store, load_host_settings(spec))
     try:
-        facts, plan = _plan(spec, origin, store.load(), session, allow_restart, prune)
-        return Result(plan=plan, facts=facts, dry_run=True)
+        plan = _plan(spec, origin, store.load(), session, allow_restart, prune)
+        return Result(plan=plan, dry_run=True)
     finally:
         session.close()
 
@@ -137,11 +136,11 @@ def apply_shares(
         state = store.load()
         session = Session(_vms_of(spec), store, load_host_settings(spec))
         try:
-            facts, plan = _plan(spec, origin, state, session, allow_restart, prune)
+            plan = _plan(spec, origin, state, session, allow_restart, prune)
             if plan.blockers:
                 raise UsageError(plan.blockers[0], hint="`vmshare plan` shows every step and why")
             outcome = execute(plan, session, Journal(store, state, plan), progress)
-            return Result(plan=plan, facts=facts, outcome=outcome)
+            return Result(plan=plan, outcome=outcome)
         finally:
             session.close()
 

@@ -18,7 +18,6 @@ from vmshare.spec import VmSpec
 class Backend(ABC):
     name: ClassVar[str]
     default_connection: ClassVar[str]
-    device_protocols: ClassVar[tuple[str, ...]]  # preferred first
 
     def __init__(self, connection: str | None = None) -> None:
         self.connection = connection or self.default_connection

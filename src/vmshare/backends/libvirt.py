@@ -29,7 +29,6 @@ def _message(exc: libvirt.libvirtError) -> str:
 class LibvirtBackend(Backend):
     name = "libvirt"
     default_connection = "qemu:///system"
-    device_protocols = ("virtiofs", "9p")
 
     def __init__(self, connection: str | None = None) -> None:
         super().__init__(connection)

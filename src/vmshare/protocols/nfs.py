@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import uuid
+from abc import abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,15 +67,9 @@ class NfsExporter(OwnedConfigFile):
     def path(self) -> Path:
         return Path(self.settings.exports_file or self.default_file)
 
-    def check_path(self, path: str) -> None:
-        """Refuse a path this format cannot carry safely."""
-
+    @abstractmethod
     def render(self, export: NfsExport) -> str:
-        self.check_path(export.path)
-        return self._render(export)
-
-    def _render(self, export: NfsExport) -> str:
-        raise NotImplementedError
+        """The export's entry in this server's file format, for exactly one path and client."""
 
     def remote_path(self, export: NfsExport) -> str:
         """What the guest mounts after ``host:``."""
@@ -104,7 +99,7 @@ class KernelNfsExporter(NfsExporter):
     name = "kernel"
     default_file = "/etc/exports.d/vmshare.exports"
 
-    def _render(self, export: NfsExport) -> str:
+    def render(self, export: NfsExport) -> str:
         options = [
             "ro" if export.readonly else "rw",
             "sync",
@@ -142,7 +137,7 @@ class GaneshaExporter(NfsExporter):
     def remote_path(self, export: NfsExport) -> str:
         return f"{self.settings.pseudo_root.rstrip('/')}/{export.entry_id}"
 
-    def _render(self, export: NfsExport) -> str:
+    def render(self, export: NfsExport) -> str:
         access = "RO" if export.readonly else "RW"
         return "\n".join(
             [
@@ -195,7 +190,7 @@ class MacNfsExporter(NfsExporter):
     name = "macos"
     default_file = "/etc/exports"
 
-    def _render(self, export: NfsExport) -> str:
+    def render(self, export: NfsExport) -> str:
         quoted = '"' + export.path.replace("\\", "\\\\").replace('"', '\\"') + '"'
         flags = ["-ro"] if export.readonly else []
         flags.append(f"-mapall={export.anonuid}:{export.anongid}")
