@@ -17,28 +17,27 @@ from vmshare.facts import GuestFacts, VmFacts, gather
 from vmshare.guest.linux import LinuxGuest
 from vmshare.hostops import HostOps
 from vmshare.netsteps import HostServers
-from vmshare.plan import Plan, removal_plan, resolve
+from vmshare.plan import NETWORK_PROTOCOLS, Plan, removal_plan, resolve
 from vmshare.secrets import SecretStore
-from vmshare.spec import HostSettings, Spec, VmSpec, load_host_settings
+from vmshare.spec import Spec, VmSpec, load_host_settings
 from vmshare.state import State, StateStore
 
 
 class Session:
-    def __init__(
-        self, vms: dict[str, VmSpec], store: StateStore, settings: HostSettings | None = None
-    ) -> None:
+    def __init__(self, vms: dict[str, VmSpec], store: StateStore, spec: Spec | None = None) -> None:
         self.vms = vms
+        self.spec = spec  # its [host] table, if any, overrides host.toml
         self.secrets = SecretStore(store.directory)
         self.host = HostOps(self.secrets)
-        self.settings = settings or HostSettings()
         self._servers: HostServers | None = None
         self._backends: dict[tuple[str, str | None], Backend] = {}
         self._guests: dict[str, LinuxGuest] = {}
 
     @property
     def servers(self) -> HostServers:
+        """The host's file servers; host.toml is read only when a share needs them."""
         if self._servers is None:
-            self._servers = HostServers.from_settings(self.settings)
+            self._servers = HostServers.from_settings(load_host_settings(self.spec))
         return self._servers
 
     def exports(self, protocol: str) -> dict[str, str]:
@@ -95,6 +94,7 @@ def _plan(
     spec: Spec, origin: str, state: State, session: Session, allow_restart: bool, prune: bool
 ) -> Plan:
     facts = gather(spec, session.probe_vm, session.exports)
+    network = any(share.protocol in NETWORK_PROTOCOLS for share in spec.share)
     plan = resolve(
         spec,
         facts,
@@ -102,7 +102,7 @@ def _plan(
         origin=origin,
         allow_restart=allow_restart,
         prune=prune,
-        servers=session.servers,
+        servers=session.servers if network else None,
     )
     return plan
 
@@ -111,7 +111,7 @@ def plan_shares(
     spec: Spec, origin: str, store: StateStore, *, allow_restart: bool = False, prune: bool = False
 ) -> Result:
     """The plan for ``spec``, changing nothing."""
-    session = Session(_vms_of(spec), store, load_host_settings(spec))
+    session = Session(_vms_of(spec), store, spec)
     try:
         plan = _plan(spec, origin, store.load(), session, allow_restart, prune)
         return Result(plan=plan, dry_run=True)
@@ -134,7 +134,7 @@ def apply_shares(
         return plan_shares(spec, origin, store, allow_restart=allow_restart, prune=prune)
     with store.locked():
         state = store.load()
-        session = Session(_vms_of(spec), store, load_host_settings(spec))
+        session = Session(_vms_of(spec), store, spec)
         try:
             plan = _plan(spec, origin, state, session, allow_restart, prune)
             if plan.blockers:
