@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmshare.secrets import SecretStore
+
+if TYPE_CHECKING:
+    from vmshare.protocols.nfs import NfsExporter
+    from vmshare.protocols.smb import SambaExporter
 
 
 class HostOps:
@@ -27,39 +31,48 @@ class HostOps:
             return f"left {path} on the host: it is not empty"
         return None
 
-    # NFS ----------------------------------------------------------------------------
+    # File servers: each step's arguments name the exporter and carry its settings, so a
+    # journalled undo works even after host.toml changed.
 
     def nfs_export(self, exporter: str, settings: dict[str, Any], export: dict[str, Any]) -> None:
-        from vmshare.protocols.nfs import EXPORTERS, NfsExport
-        from vmshare.spec import NfsHost
+        from vmshare.protocols.nfs import NfsExport
 
-        EXPORTERS[exporter](NfsHost(**settings)).export(NfsExport(**export))
+        _nfs(exporter, settings).export(NfsExport(**export))
 
     def nfs_unexport(self, exporter: str, settings: dict[str, Any], entry_id: str) -> None:
-        from vmshare.protocols.nfs import EXPORTERS
-        from vmshare.spec import NfsHost
+        _nfs(exporter, settings).unexport(entry_id)
 
-        EXPORTERS[exporter](NfsHost(**settings)).unexport(entry_id)
+    def smb_account(self, settings: dict[str, Any]) -> None:
+        from vmshare.protocols.smb import secret_name
 
-    # SMB ----------------------------------------------------------------------------
-
-    def smb_account(self, settings: dict[str, Any]) -> str | None:
-        from vmshare.protocols.smb import SambaExporter, secret_name
-        from vmshare.spec import SmbHost
-
-        smb = SmbHost(**settings)
+        samba = _samba(settings)
         assert self.secrets is not None
-        SambaExporter(smb).ensure_account(self.secrets.get_or_create(secret_name(smb.account)))
-        return None
+        samba.ensure_account(self.secrets.get_or_create(secret_name(samba.settings.account)))
 
     def smb_share(self, settings: dict[str, Any], share: dict[str, Any]) -> None:
-        from vmshare.protocols.smb import SambaExporter, SmbShare
-        from vmshare.spec import SmbHost
+        from vmshare.protocols.smb import SmbShare
 
-        SambaExporter(SmbHost(**settings)).share(SmbShare(**share))
+        _samba(settings).share(SmbShare(**share))
 
     def smb_unshare(self, settings: dict[str, Any], entry_id: str) -> None:
-        from vmshare.protocols.smb import SambaExporter
-        from vmshare.spec import SmbHost
+        _samba(settings).unshare(entry_id)
 
-        SambaExporter(SmbHost(**settings)).unshare(entry_id)
+    def export_entries(self, action: str, args: dict[str, Any]) -> dict[str, str]:
+        """vmshare's entries in the server that the ``nfs_export``/``smb_share`` step used."""
+        if action == "nfs_export":
+            return _nfs(args["exporter"], args["settings"]).entries()
+        return _samba(args["settings"]).entries()
+
+
+def _nfs(exporter: str, settings: dict[str, Any]) -> NfsExporter:
+    from vmshare.protocols.nfs import EXPORTERS
+    from vmshare.spec import NfsHost
+
+    return EXPORTERS[exporter](NfsHost(**settings))
+
+
+def _samba(settings: dict[str, Any]) -> SambaExporter:
+    from vmshare.protocols.smb import SambaExporter
+    from vmshare.spec import SmbHost
+
+    return SambaExporter(SmbHost(**settings))

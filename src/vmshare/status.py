@@ -10,9 +10,7 @@ from pydantic import BaseModel
 from vmshare.core import Session
 from vmshare.errors import VmshareError
 from vmshare.facts import VmFacts
-from vmshare.protocols.nfs import EXPORTERS
-from vmshare.protocols.smb import SambaExporter
-from vmshare.spec import NfsHost, SmbHost
+from vmshare.hostops import HostOps
 from vmshare.state import ShareRecord, StateStore
 
 Check = Literal["ok", "missing", "failed", "n/a", "unknown"]
@@ -103,10 +101,7 @@ def _export_check(record: ShareRecord, problems: list[str]) -> Check:
     if step is None:
         return "n/a"
     try:
-        if step.action == "nfs_export":
-            entries = EXPORTERS[step.args["exporter"]](NfsHost(**step.args["settings"])).entries()
-        else:
-            entries = SambaExporter(SmbHost(**step.args["settings"])).entries()
+        entries = HostOps().export_entries(step.action, step.args)
     except OSError as exc:
         problems.append(f"cannot read the server config: {exc}")
         return "unknown"
