@@ -188,21 +188,13 @@ def add(
         vmshare add ~/src devvm:/mnt/src --save vmshare.toml
     """
     from vmshare import core, specfile
-    from vmshare.spec import VmSpec, parse_vm_target, shorthand
+    from vmshare.spec import Spec, shorthand
 
-    vm_name, _ = parse_vm_target(vm_target)
-    from vmshare.errors import SpecError
-
-    try:
-        vm = VmSpec(name=vm_name, backend=backend, connection=connection)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise SpecError(
-            f"arguments: {str(exc).splitlines()[-1]}", hint="check --backend and VM name"
-        ) from None
     share, vm = shorthand(
         source,
         vm_target,
-        vm=vm,
+        backend=backend,
+        connection=connection,
         protocol=protocol,
         readonly=readonly,
         owner=owner,
@@ -211,8 +203,6 @@ def add(
         create=create,
         persist=not no_persist,
     )
-    from vmshare.spec import Spec
-
     spec = Spec(vm={vm.name: vm}, share=[share])
     saved_text = specfile.prepare_save(save, share, vm) if save else None
     result = core.apply_shares(
@@ -306,7 +296,10 @@ def list_cmd(
     vm: Annotated[str | None, typer.Argument(help="Only this VM.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the shares vmshare made (from its state; contacts no hypervisor)."""
+    """List the shares vmshare made (from its state; contacts no hypervisor).
+
+    Examples: vmshare list · vmshare list devvm --json
+    """
     from vmshare import render  # no vmshare.core: listing needs only the state file
 
     records = _store().load().listed(vm)
@@ -327,6 +320,8 @@ def status(
     """Check every share live: host folder, device, guest mount, fstab, read/write probe.
 
     Exits 0 when every share is healthy, 1 otherwise.
+
+    Examples: vmshare status · vmshare status devvm --json
     """
     from vmshare import render
     from vmshare.status import share_health
@@ -351,7 +346,10 @@ def doctor(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """What is installed and reachable, and what to do about what is not. Exits 1 on a failure."""
+    """What is installed and reachable, and what to do about what is not. Exits 1 on a failure.
+
+    Examples: vmshare doctor · vmshare doctor -c qemu+ssh://host/system --json
+    """
     from vmshare import render
     from vmshare.doctor import diagnose
 
@@ -367,7 +365,10 @@ def doctor(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of the spec file (vmshare.toml)."""
+    """Print the JSON Schema of the spec file (vmshare.toml).
+
+    Example: vmshare schema > vmshare.schema.json
+    """
     import json
 
     from vmshare.spec import json_schema

@@ -412,7 +412,8 @@ def shorthand(
     vm_target: str,
     *,
     base: Path | None = None,
-    vm: VmSpec | None = None,
+    backend: str = "libvirt",
+    connection: str | None = None,
     **options: Any,
 ) -> tuple[ShareSpec, VmSpec]:
     """``SRC VM:DST`` plus CLI options -> the same models a spec file gives."""
@@ -423,7 +424,9 @@ def shorthand(
         share = ShareSpec.model_validate(
             {"source": raw["share"][0]["source"], "vm": vm_name, "target": target, **fields}
         )
-        vm_spec = vm or VmSpec(name=vm_name)
+        vm_spec = VmSpec.model_validate(
+            {"name": vm_name, "backend": backend, "connection": connection}
+        )
     except ValidationError as exc:
         raise _spec_error(exc, "arguments") from None
     return share, vm_spec
