@@ -25,7 +25,8 @@ from tests.testbed.libvirtd import ensure_libvirtd
 from tests.testbed.servers import Ganesha, Samba
 
 URI = "qemu:///system"
-VM = "vmshare-it"
+# VMSHARE_IT_VM lets several test runs share one libvirtd (each boots its own guests)
+VM = os.environ.get("VMSHARE_IT_VM", "vmshare-it")
 
 pytestmark = pytest.mark.integration
 

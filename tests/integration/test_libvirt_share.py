@@ -204,9 +204,9 @@ def test_two_adds_at_the_same_moment_both_land(guest: Guest, vmshare: Vmshare, t
 def test_vm_without_shared_memory_gets_it_with_restart(vmshare: Vmshare, tmp_path):
     from tests.testbed.domain import agent_exec, boot_domain, destroy_domain
 
-    from conftest import URI
+    from conftest import URI, VM
 
-    name = "vmshare-it-noshm"
+    name = f"{VM}-noshm"
     dom, _ = boot_domain(URI, name, Path("/var/tmp/vmshare-testbed") / name, shared_memory=False)
     try:
         src = make_tree(tmp_path / "shm")

@@ -15,12 +15,12 @@ from tests.testbed.domain import (
 )
 from tests.testbed.servers import free_port
 
-from conftest import URI, Vmshare, make_tree, tree_digest
+from conftest import URI, VM, Vmshare, make_tree, tree_digest
 from vmshare.guest.ssh import SshChannel
 from vmshare.spec import GuestAccess
 
 pytestmark = pytest.mark.integration
-NAME = "vmshare-it-ssh"
+NAME = f"{VM}-ssh"
 
 
 @pytest.fixture(scope="module")

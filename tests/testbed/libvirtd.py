@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -41,6 +42,10 @@ def ensure_libvirtd(uri: str = "qemu:///system", timeout: float = 30) -> None:
     """Prepare a fresh machine for libvirtd (idempotent), start it if needed, wait for uri."""
     quiet_libvirt()
     _ensure_group("kvm")
+    # libvirtd's QEMU driver resolves its compiled-in user at start-up even when qemu.conf
+    # says root; a --no-install-recommends install creates neither the user nor its group.
+    _ensure_group("libvirt-qemu")
+    _ensure_user("libvirt-qemu", "libvirt-qemu", "kvm")
     for directory in RUN_DIRS:
         directory.mkdir(parents=True, exist_ok=True)
     changed = ensure_qemu_conf()
@@ -106,6 +111,15 @@ def _ensure_group(name: str) -> None:
         grp.getgrnam(name)
     except KeyError:
         subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
+
+
+def _ensure_user(name: str, group: str, *extra_groups: str) -> None:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        argv = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+        argv += ["--gid", group, *(["--groups", ",".join(extra_groups)] if extra_groups else [])]
+        subprocess.run([*argv, name], check=True, capture_output=True)
 
 
 def _running_pid() -> int | None:
