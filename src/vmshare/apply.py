@@ -1,24 +1,37 @@
-"""The executor: run a Plan's steps in order, journal each one, undo in reverse on failure.
+"""The executor: run a Plan's steps in order through a write-ahead journal; undo on failure.
 
-A failure or Ctrl-C during an apply undoes every step this run completed, newest first, with
-Ctrl-C ignored while undoing. Steps that unwind an earlier share (remove, prune, a changed share)
-are journalled as they complete and are not redone on failure: a rerun resumes where it stopped.
+Each step's intent is journalled before it runs and its completion after, so a step that a crash
+interrupts stays in the journal as *pending* (maybe done) and is undone, idempotently, by the
+next run or by ``remove``. A failure or Ctrl-C during an apply undoes every step this run began,
+the interrupted one included, newest first, with Ctrl-C ignored while undoing; a share this run
+was replacing is then made again exactly as the journal recorded it, so a failed run leaves the
+systems as they were. Ctrl-C is acted on inside a step or between steps, never in the middle of
+a journal write. Steps that only unwind a share (remove, prune) are not redone on failure: a
+rerun resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Protocol
 
-from vmshare.errors import ApplyFailed, RollbackIncomplete, VmshareError
+from vmshare.errors import ApplyFailed, Interrupted, RollbackIncomplete, VmshareError
 from vmshare.plan import Plan
-from vmshare.state import State, StateStore
+from vmshare.state import ShareRecord, State, StateStore
 from vmshare.steps import ACTIONS, Step
 
-Progress = Callable[[str, Step], None]  # (event, step): "start", "done", "failed", "undo"
+# (event, step): "start", "done", "failed", "undo", "redo" (restoring a replaced share)
+Progress = Callable[[str, Step], None]
+
+# Test hook for the crash harness: "POINT:INDEX:SIGNAL" makes the executor send SIGNAL (kill or
+# int) to itself at POINT (intent, effect, completed) of the INDEX-th step (0-based).
+FAULT_ENV = "VMSHARE_TEST_FAULT"
+FAULT_POINTS = ("intent", "effect", "completed")
 
 
 class Runtime(Protocol):
@@ -34,40 +47,96 @@ class Outcome:
 
 
 class Journal:
-    """Keeps the state file in step with what has really been done, after every step."""
+    """Keeps the state file in step with what may have been done, before and after every step."""
 
     def __init__(self, store: StateStore, state: State, plan: Plan) -> None:
         self.store, self.state, self.plan = store, state, plan
         self.unwinding = set(plan.removes)
 
-    def completed(self, step: Step) -> bool:
-        """Record ``step``; True when it unwound an earlier journalled step."""
+    def unwinds(self, step: Step) -> bool:
+        """Whether ``step`` undoes a journalled step of a share this plan removes."""
         record = self.state.shares.get(step.share)
-        unwound = (
-            step.share in self.unwinding and record is not None and step in _undos(record.steps)
-        )
+        if step.share not in self.unwinding or record is None:
+            return False
+        return step in _undos(record.pending) or step in _undos(record.steps)
+
+    def unwinds_removal(self, step: Step) -> bool:
+        """Whether ``step`` belongs to a share this plan removes for good (not a replacement)."""
+        return step.share in self.unwinding and step.share not in self.plan.records
+
+    def intent(self, step: Step) -> None:
+        """Record ``step`` as maybe done, before it runs. Unwinding steps need no record: the
+        step they undo stays journalled until they complete, and undos are idempotent."""
+        if step.undo is None or self.unwinds(step):
+            return
+        record = self._record_for(step)
+        if record is not None:
+            record.pending.append(step)
+            self.store.save(self.state)
+
+    def completed(self, step: Step) -> bool:
+        """Record ``step`` as done; True when it unwound an earlier journalled step."""
+        unwound = self.unwinds(step)
         if unwound:
-            assert record is not None
-            _pop_until(record.steps, step)
-            if not any(s.undo is not None for s in record.steps):
-                del self.state.shares[step.share]
-        elif record is not None or step.share in self.plan.records:
-            if record is None:
-                record = self.plan.records[step.share].model_copy(deep=True)
-                record.steps = []
-                self.state.shares[step.share] = record
-            record.steps.append(step)
-        # else: a step that only completes a removal (the restart after a 9p detach)
+            earlier = self.state.shares[step.share]
+            pending = [s for s in earlier.pending if s.undo == step]
+            if pending:
+                earlier.pending.remove(pending[0])
+            else:
+                _pop_until(earlier.steps, step)
+            self._drop_if_done(earlier)
+        else:
+            record = self._record_for(step)
+            if record is not None:
+                if step in record.pending:
+                    record.pending.remove(step)
+                record.steps.append(step)
+            # else: a step that only completes a removal (the restart after a 9p detach)
         self.store.save(self.state)
         return unwound
 
     def undone(self, step: Step) -> None:
+        """``step``'s undo ran during a rollback: forget the step."""
         record = self.state.shares.get(step.share)
-        if record is not None and step in record.steps:
-            record.steps.remove(step)
-            if not any(s.undo is not None for s in record.steps):
-                del self.state.shares[step.share]
+        if record is not None:
+            for steps in (record.pending, record.steps):
+                if step in steps:
+                    steps.remove(step)
+                    break
+            self._drop_if_done(record)
         self.store.save(self.state)
+
+    def restoring(self, record: ShareRecord) -> None:
+        """A replaced share is about to be made again: until it is, every step is maybe done."""
+        redo = [step for step in record.steps if step.undo is not None]
+        self.state.shares[record.key] = record.model_copy(update={"steps": [], "pending": redo})
+        self.store.save(self.state)
+
+    def restored(self, record: ShareRecord) -> None:
+        """A replaced share was made again as ``record`` describes."""
+        self.state.shares[record.key] = record.model_copy(update={"pending": []})
+        self.store.save(self.state)
+
+    def finish(self) -> None:
+        """Shares this plan removed are forgotten once nothing of them is left to undo, also
+        when their record never had an undo step (a record must always have a way back)."""
+        for key in self.plan.removes:
+            record = self.state.shares.get(key)
+            if record is not None and key not in self.plan.records and not record.undoable:
+                del self.state.shares[key]
+                self.store.save(self.state)
+
+    def _record_for(self, step: Step) -> ShareRecord | None:
+        record = self.state.shares.get(step.share)
+        if record is None and step.share in self.plan.records:
+            record = self.plan.records[step.share].model_copy(deep=True)
+            record.steps, record.pending = [], []
+            self.state.shares[step.share] = record
+        return record
+
+    def _drop_if_done(self, record: ShareRecord) -> None:
+        if not record.undoable:
+            self.state.shares.pop(record.key, None)
 
 
 def _undos(steps: list[Step]) -> list[Step]:
@@ -93,6 +162,43 @@ def run_step(runtime: Runtime, step: Step) -> str | None:
     return note if isinstance(note, str) else None
 
 
+class _CtrlC:
+    """SIGINT during an apply: raised inside a step (which is then undone as maybe done),
+    remembered between steps and acted on at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self.in_step = False
+
+    def _handler(self, _signum: int, _frame: FrameType | None) -> None:
+        self.pressed = True
+        if self.in_step:
+            self.in_step = False
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        try:
+            previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.in_step = True
+        try:
+            yield
+        finally:
+            self.in_step = False
+
+
 @contextmanager
 def _sigint_ignored() -> Iterator[None]:
     try:
@@ -106,27 +212,60 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _fault(point: str, index: int) -> None:
+    """The crash harness's hook (see FAULT_ENV); does nothing unless the variable is set."""
+    wanted = os.environ.get(FAULT_ENV)
+    if wanted and wanted.rsplit(":", 1)[0] == f"{point}:{index}":
+        sig = signal.SIGKILL if wanted.endswith(":kill") else signal.SIGINT
+        os.kill(os.getpid(), sig)
+
+
 def execute(
     plan: Plan, runtime: Runtime, journal: Journal, progress: Progress | None = None
 ) -> Outcome:
     report = progress or (lambda _event, _step: None)
     outcome = Outcome()
-    applied: list[Step] = []  # steps of this run that have an undo and may be rolled back
-    for step in plan.steps:
-        report("start", step)
-        try:
-            note = run_step(runtime, step)
-        except (Exception, KeyboardInterrupt) as exc:
-            cause = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else _describe(exc)
-            report("failed", step)
-            raise _rollback(runtime, journal, applied, step, cause, report) from None
-        unwound = journal.completed(step)
-        outcome.done.append(step)
-        if note:
-            outcome.notes.append(note)
-        if not unwound and step.undo is not None:
-            applied.append(step)
-        report("done", step)
+    begun: list[Step] = []  # steps of this run that have an undo and may be rolled back
+    ctrl_c = _CtrlC()
+    replaced = {
+        key: journal.state.shares[key].model_copy(deep=True)
+        for key in plan.removes
+        if key in plan.records and key in journal.state.shares
+    }
+    with ctrl_c.installed():
+        for index, step in enumerate(plan.steps):
+            _fault("intent", index)
+            if ctrl_c.pressed:
+                break
+            report("start", step)
+            unwinding = journal.unwinds(step)
+            journal.intent(step)
+            if step.undo is not None and not unwinding:
+                begun.append(step)
+            try:
+                with ctrl_c.step():
+                    note = run_step(runtime, step)
+                    _fault("effect", index)
+            except (Exception, KeyboardInterrupt) as exc:
+                ctrl = isinstance(exc, KeyboardInterrupt)
+                cause = "interrupted (Ctrl-C)" if ctrl else _describe(exc)
+                report("failed", step)
+                raise _rollback(
+                    runtime, journal, begun, replaced, outcome, step, cause, report
+                ) from None
+            journal.completed(step)
+            outcome.done.append(step)
+            if note:
+                outcome.notes.append(note)
+            report("done", step)
+            _fault("completed", index)
+        if ctrl_c.pressed:
+            if not outcome.done:
+                raise Interrupted("interrupted (Ctrl-C) before any change")
+            raise _rollback(
+                runtime, journal, begun, replaced, outcome, None, "interrupted (Ctrl-C)", report
+            )
+    journal.finish()
     return outcome
 
 
@@ -137,15 +276,17 @@ def _describe(exc: BaseException) -> str:
 def _rollback(
     runtime: Runtime,
     journal: Journal,
-    applied: list[Step],
-    failed: Step,
+    begun: list[Step],
+    replaced: dict[str, ShareRecord],
+    outcome: Outcome,
+    failed: Step | None,
     cause: str,
     report: Progress,
 ) -> ApplyFailed:
     undone: list[str] = []
     failures: list[str] = []
     with _sigint_ignored():
-        for step in reversed(applied):
+        for step in reversed(begun):
             assert step.undo is not None
             report("undo", step.undo)
             try:
@@ -155,18 +296,44 @@ def _rollback(
                 continue
             journal.undone(step)
             undone.append(step.undo.summary)
-    message = f"{failed.summary} failed: {cause}"
+        if not failures:
+            for record in replaced.values():
+                failures += _restore(runtime, journal, record, report)
+    message = f"{failed.summary} failed: {cause}" if failed else cause
+    summary = failed.summary if failed else ""
     if failures:
         return RollbackIncomplete(
             message + f"; {len(failures)} undo step(s) failed too",
             hint="`vmshare status` shows what is left; `vmshare remove` retries the undo",
-            failed_step=failed.summary,
+            failed_step=summary,
             undone=undone,
             undo_failures=failures,
         )
-    return ApplyFailed(
-        message + (f"; undid {len(undone)} completed step(s)" if undone else "; nothing to undo"),
-        hint="fix the cause and run the command again",
-        failed_step=failed.summary,
-        undone=undone,
-    )
+    message += f"; undid {len(undone)} step(s)" if undone else "; nothing to undo"
+    if replaced:
+        message += f"; {len(replaced)} replaced share(s) restored"
+    removing = {s.share for s in outcome.done if journal.unwinds_removal(s)}
+    if removing:
+        message += "; the removal stopped part-way"
+        hint = "run the command again to finish it; `vmshare status` shows what is left"
+    else:
+        message += "; everything is as before"
+        hint = "fix the cause and run the command again"
+    return ApplyFailed(message, hint=hint, failed_step=summary, undone=undone)
+
+
+def _restore(
+    runtime: Runtime, journal: Journal, record: ShareRecord, report: Progress
+) -> list[str]:
+    """Make a replaced share again from its journalled steps (each is idempotent)."""
+    journal.restoring(record)
+    for step in record.steps:
+        if step.undo is None:  # probes, restarts: nothing that needs to exist again
+            continue
+        report("redo", step)
+        try:
+            run_step(runtime, step)
+        except Exception as exc:
+            return [f"restoring {record.label}: {step.summary}: {_describe(exc)}"]
+    journal.restored(record)
+    return []

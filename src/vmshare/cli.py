@@ -96,6 +96,8 @@ def _progress(json_out: bool) -> Any:
             err.print(Text.assemble(("✗ ", "red"), step.summary))
         elif event == "undo":
             err.print(Text.assemble(("↶ undo ", "yellow"), step.summary))
+        elif event == "redo":
+            err.print(Text.assemble(("↷ restore ", "yellow"), step.summary))
 
     return report
 
@@ -169,6 +171,14 @@ def add(
         bool,
         typer.Option("--no-persist", help="Mount now only; do not add it to the guest's fstab."),
     ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace a share vmshare already made at DST with other settings; if the new "
+            "share fails, the old one is restored.",
+        ),
+    ] = False,
     restart: RestartOpt = False,
     dry_run: DryRunOpt = False,
     save: Annotated[
@@ -206,7 +216,13 @@ def add(
     spec = Spec(vm={vm.name: vm}, share=[share])
     saved_text = specfile.prepare_save(save, share, vm) if save else None
     result = core.apply_shares(
-        spec, "cli", _store(), allow_restart=restart, dry_run=dry_run, progress=_progress(json_out)
+        spec,
+        "cli",
+        _store(),
+        allow_restart=restart,
+        replace=replace,
+        dry_run=dry_run,
+        progress=_progress(json_out),
     )
     if save and saved_text is not None and not dry_run:
         specfile.write_spec(save, saved_text)
@@ -263,6 +279,7 @@ def apply_cmd(
         _store(),
         allow_restart=restart,
         prune=prune,
+        replace=True,  # a spec file states the settings it wants; its plan says what it replaces
         dry_run=dry_run,
         progress=_progress(json_out),
     )
@@ -287,7 +304,9 @@ def plan(
     from vmshare.spec import load_spec
 
     spec = load_spec(file)
-    result = core.plan_shares(spec, origin_of(file), _store(), allow_restart=restart, prune=prune)
+    result = core.plan_shares(
+        spec, origin_of(file), _store(), allow_restart=restart, prune=prune, replace=True
+    )
     _show_result("plan", result, json_out)
 
 

@@ -12,14 +12,21 @@ from typing import Any
 from vmshare.apply import Journal, Outcome, Progress, execute
 from vmshare.backends import load_backend
 from vmshare.backends.base import Backend
-from vmshare.errors import GuestError, NotFoundError, UsageError
+from vmshare.errors import GuestError, NotFoundError, UsageError, VmshareError
 from vmshare.facts import GuestFacts, VmFacts, gather
 from vmshare.guest.linux import LinuxGuest
 from vmshare.hostops import HostOps
 from vmshare.netsteps import HostServers
-from vmshare.plan import NETWORK_PROTOCOLS, Plan, removal_plan, resolve
+from vmshare.plan import (
+    NETWORK_PROTOCOLS,
+    Plan,
+    orphan_plan,
+    recovery_plan,
+    removal_plan,
+    resolve,
+)
 from vmshare.secrets import SecretStore
-from vmshare.spec import Spec, VmSpec, load_host_settings
+from vmshare.spec import Spec, VmSpec, load_host_settings, share_ref
 from vmshare.state import State, StateStore
 
 
@@ -91,7 +98,13 @@ class Result:
 
 
 def _plan(
-    spec: Spec, origin: str, state: State, session: Session, allow_restart: bool, prune: bool
+    spec: Spec,
+    origin: str,
+    state: State,
+    session: Session,
+    allow_restart: bool,
+    prune: bool,
+    replace: bool = False,
 ) -> Plan:
     facts = gather(spec, session.probe_vm, session.exports)
     network = any(share.protocol in NETWORK_PROTOCOLS for share in spec.share)
@@ -102,19 +115,44 @@ def _plan(
         origin=origin,
         allow_restart=allow_restart,
         prune=prune,
+        replace=replace,
         servers=session.servers if network else None,
     )
     return plan
 
 
+def _recover(
+    spec: Spec, store: StateStore, state: State, session: Session, progress: Progress | None
+) -> None:
+    """Undo what an earlier run of these shares began but never journalled as complete (it was
+    killed or crashed), before planning from what really exists."""
+    keys = {share.key for share in spec.share}
+    plan = recovery_plan([r for r in state.shares.values() if r.key in keys])
+    if plan.steps:
+        execute(plan, session, Journal(store, state, plan), progress)
+
+
 def plan_shares(
-    spec: Spec, origin: str, store: StateStore, *, allow_restart: bool = False, prune: bool = False
+    spec: Spec,
+    origin: str,
+    store: StateStore,
+    *,
+    allow_restart: bool = False,
+    prune: bool = False,
+    replace: bool = False,
 ) -> Result:
     """The plan for ``spec``, changing nothing."""
     session = Session(_vms_of(spec), store, spec)
     try:
-        plan = _plan(spec, origin, store.load(), session, allow_restart, prune)
-        return Result(plan=plan, dry_run=True)
+        state = store.load()
+        plan = _plan(spec, origin, state, session, allow_restart, prune, replace)
+        interrupted = [r.label for r in state.shares.values() if r.pending]
+        notes = [
+            f"{label}: an earlier run was interrupted; apply first undoes its unfinished step"
+            for label in interrupted
+            if any(label == s.label for s in spec.share)
+        ]
+        return Result(plan=plan, dry_run=True, notes=notes)
     finally:
         session.close()
 
@@ -126,23 +164,72 @@ def apply_shares(
     *,
     allow_restart: bool = False,
     prune: bool = False,
+    replace: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> Result:
-    """Make the systems match ``spec``; on failure undo this run's steps."""
+    """Make the systems match ``spec``; on failure undo this run's steps (and bring back a
+    share it was replacing). A share vmshare made with other settings is replaced only with
+    ``replace``."""
     if dry_run:
-        return plan_shares(spec, origin, store, allow_restart=allow_restart, prune=prune)
+        return plan_shares(
+            spec, origin, store, allow_restart=allow_restart, prune=prune, replace=replace
+        )
     with store.locked():
         state = store.load()
         session = Session(_vms_of(spec), store, spec)
         try:
-            plan = _plan(spec, origin, state, session, allow_restart, prune)
+            _recover(spec, store, state, session, progress)
+            plan = _plan(spec, origin, state, session, allow_restart, prune, replace)
             if plan.blockers:
                 raise UsageError(plan.blockers[0], hint="`vmshare plan` shows every step and why")
             outcome = execute(plan, session, Journal(store, state, plan), progress)
             return Result(plan=plan, outcome=outcome)
         finally:
             session.close()
+
+
+def _remove_orphans(
+    ref: str, store: StateStore, state: State, *, dry_run: bool, progress: Progress | None
+) -> Result:
+    """``remove VM:PATH`` with no record: clean what carries that share's names, if anything."""
+    key = share_ref(ref)
+    vm_name, sep, target = key.partition(":")
+    not_found = NotFoundError(
+        f"vmshare has no share {ref!r}",
+        hint="`vmshare list` shows the shares vmshare made (as VM:GUEST_PATH or name)",
+    )
+    if not sep or not target.startswith("/"):
+        raise not_found
+    session = Session({vm_name: VmSpec(name=vm_name)}, store)
+    try:
+        vm = session.probe_vm(vm_name, [target])
+        if not vm.exists:
+            raise not_found
+        servers, exports = _servers_and_exports(session)
+        plan = orphan_plan(key, vm, exports, servers)
+        if not plan.steps:
+            raise not_found
+        plan.notes.append(
+            f"no record of {key}, but the VM or the host's file servers hold objects with its "
+            "names (a lost state file, or one in another state dir): removing them"
+        )
+        if dry_run:
+            return Result(plan=plan, dry_run=True)
+        outcome = execute(plan, session, Journal(store, state, plan), progress)
+        return Result(plan=plan, outcome=outcome)
+    finally:
+        session.close()
+
+
+def _servers_and_exports(session: Session) -> tuple[HostServers | None, dict[str, dict[str, str]]]:
+    """The host's file servers and vmshare's entries in them; none where host.toml is unusable
+    or a server config cannot be read (then only guest and hypervisor objects are found)."""
+    try:
+        servers = session.servers
+        return servers, {p: servers.entries(p) for p in NETWORK_PROTOCOLS}
+    except (VmshareError, OSError):
+        return None, {}
 
 
 def remove_share(
@@ -158,10 +245,7 @@ def remove_share(
         state = store.load()
         record = state.find(ref)
         if record is None:
-            raise NotFoundError(
-                f"vmshare has no share {ref!r}",
-                hint="`vmshare list` shows the shares vmshare made (as VM:GUEST_PATH or name)",
-            )
+            return _remove_orphans(ref, store, state, dry_run=dry_run, progress=progress)
         plan = removal_plan([record], allow_restart=allow_restart)
         if dry_run:
             return Result(plan=plan, dry_run=True)

@@ -12,8 +12,14 @@ from vmshare.spec import ShareSpec
 class DeviceShareSteps(StepMaker):
     """The steps one share needs on one VM, given what already exists, layer by layer."""
 
-    def __init__(self, share: ShareSpec, vm: VmFacts, protocol: DeviceProtocol) -> None:
-        super().__init__(share, vm)
+    def __init__(
+        self,
+        share: ShareSpec,
+        vm: VmFacts,
+        protocol: DeviceProtocol,
+        explained: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(share, vm, explained)
         self.protocol = protocol
 
     def hypervisor(self, out: VmSteps) -> None:
@@ -39,19 +45,22 @@ class DeviceShareSteps(StepMaker):
             )
         if vm.running and protocol.needs_shared_memory and not vm.shared_memory_live:
             out.restart_reasons.append("shared memory backing takes effect only when QEMU restarts")
-        need_config = tag not in vm.config_devices
-        need_live = vm.running and tag not in vm.live_devices
+        # A device the journal does not explain is attached "again" (a no-op for the backend)
+        # so that the journal holds its detach.
+        adopt = not self.explains("attach_filesystem")
+        need_config = tag not in vm.config_devices or adopt
+        need_live = vm.running and (tag not in vm.live_devices or adopt)
         hotplug = (
             protocol.hotplug
             and vm.acpi
             and (vm.shared_memory_live or not protocol.needs_shared_memory)
         )
-        if need_live and not hotplug:
+        if need_live and tag not in vm.live_devices and not hotplug:
             if not protocol.hotplug:
                 out.restart_reasons.append(f"{protocol.name} devices cannot be hot-plugged")
             elif not vm.acpi:
                 out.restart_reasons.append("the VM has no ACPI, so PCI hot-plug is off")
-        live_now = need_live and hotplug
+        live_now = need_live and (hotplug or tag in vm.live_devices)
         if need_config or live_now:
             where = " and ".join(
                 w for w, on in (("running VM", live_now), ("config", need_config)) if on

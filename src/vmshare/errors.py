@@ -12,6 +12,7 @@ do, and the process exit code. Only ``cli.py`` catches them and prints.
     ├── GuestError                  exit 1: the guest channel or a guest command failed
     ├── LockTimeout                 exit 1: another vmshare run holds the lock
     ├── StateError                  exit 1: the state file is unreadable or from a newer vmshare
+    ├── Interrupted                 exit 130 (INTERRUPTED): Ctrl-C before any change
     └── ApplyFailed                 exit 3  (ROLLED_BACK): a step failed, completed steps undone
         └── RollbackIncomplete      exit 4  (ROLLBACK_INCOMPLETE): some undo failed too
 """
@@ -74,6 +75,12 @@ class LockTimeout(VmshareError):
 
 class StateError(VmshareError):
     pass
+
+
+class Interrupted(VmshareError):
+    """Ctrl-C came before this run changed anything."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class ApplyFailed(VmshareError):

@@ -9,7 +9,7 @@ import contextlib
 import grp
 import pwd
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel
@@ -61,12 +61,15 @@ class VmFacts(BaseModel):
     user_networking: bool = False  # QEMU user (slirp) networking: seen by the host as 127.0.0.1
     guest: GuestFacts = GuestFacts()
 
-    def without_share(self, tag: str, target: str) -> VmFacts:
-        """These facts as they would be once the share behind ``tag``/``target`` is removed."""
+    def without_share(self, tag: str, target: str, dirs: list[str] | None = None) -> VmFacts:
+        """These facts as they would be once the share behind ``tag``/``target`` is removed,
+        with the guest folders ``dirs`` that its removal deletes."""
+        gone = set(dirs or [])
         guest = self.guest.model_copy(
             update={
                 "mounts": {k: v for k, v in self.guest.mounts.items() if k != target},
                 "fstab_entries": {k: v for k, v in self.guest.fstab_entries.items() if k != tag},
+                "existing_dirs": [d for d in self.guest.existing_dirs if d not in gone],
             }
         )
         return self.model_copy(
@@ -84,6 +87,22 @@ class PathFact(BaseModel):
     uid: int = 0
     gid: int = 0
     mode: int = 0o755
+    missing_parents: list[str] = []  # folders a mkdir -p of a missing path creates, deepest first
+
+
+def ancestors(path: str) -> list[str]:
+    """The folders above an absolute path, nearest first, without the root."""
+    return [str(p) for p in PurePosixPath(path).parents if str(p) != "/"]
+
+
+def missing_parents(path: str, existing: list[str]) -> list[str]:
+    """The folders above ``path`` that a mkdir -p creates, deepest first."""
+    missing: list[str] = []
+    for parent in ancestors(path):
+        if parent in existing:
+            break
+        missing.append(parent)
+    return missing
 
 
 class Facts(BaseModel):
@@ -98,7 +117,10 @@ def probe_path(path: Path) -> PathFact:
     try:
         info = path.stat()
     except OSError:
-        return PathFact(exists=False, is_dir=False)
+        existing = [p for p in ancestors(str(path)) if Path(p).is_dir()]
+        return PathFact(
+            exists=False, is_dir=False, missing_parents=missing_parents(str(path), existing)
+        )
     return PathFact(
         exists=True,
         is_dir=path.is_dir(),

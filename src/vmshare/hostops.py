@@ -4,6 +4,7 @@ file servers' exports. Arguments are plain data from a plan or the journal."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,16 @@ class HostOps:
     def mkdir(self, path: str) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
 
-    def rmdir_empty(self, path: str) -> str | None:
-        """Remove a folder vmshare created, only if it is still empty: never the user's files."""
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return f"left {path} on the host: it is not empty"
+    def rmdir_empty(self, path: str, parents: Sequence[str] = ()) -> str | None:
+        """Remove a folder vmshare created, then the parents its mkdir -p made, each only while
+        it is still empty: never the user's files."""
+        for folder in (path, *parents):
+            try:
+                os.rmdir(folder)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return f"left {folder} on the host: it is not empty"
         return None
 
     # File servers: each step's arguments name the exporter and carry its settings, so a

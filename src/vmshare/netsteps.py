@@ -74,9 +74,15 @@ def _can_write(uid: int, gid: int, path: PathFact) -> bool:
 
 class NetworkShareSteps(StepMaker):
     def __init__(
-        self, share: ShareSpec, vm: VmFacts, facts: Facts, servers: HostServers, where: Addresses
+        self,
+        share: ShareSpec,
+        vm: VmFacts,
+        facts: Facts,
+        servers: HostServers,
+        where: Addresses,
+        explained: frozenset[str] = frozenset(),
     ) -> None:
-        super().__init__(share, vm)
+        super().__init__(share, vm, explained)
         self.facts, self.servers, self.where = facts, servers, where
         path = facts.host_paths[self.source]
         owner = share.owner
@@ -90,7 +96,9 @@ class NetworkShareSteps(StepMaker):
             )
 
     def _exported(self, protocol: str, body: str) -> bool:
-        return self.facts.exports.get(protocol, {}).get(self.tag) == body
+        action = "nfs_export" if protocol == "nfs" else "smb_share"
+        exported = self.facts.exports.get(protocol, {}).get(self.tag) == body
+        return exported and self.explains(action)
 
     def nfs(self, out: VmSteps) -> None:
         exporter = self.servers.nfs

@@ -6,7 +6,7 @@ applied spec yields no steps. Nothing here touches a system.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel
 
@@ -18,7 +18,7 @@ from vmshare.protocols import device_protocol, mount_tag, nfs, smb
 from vmshare.sharesteps import VmSteps
 from vmshare.spec import ShareSpec, Spec, VmSpec
 from vmshare.state import ShareRecord, State, now
-from vmshare.steps import Step
+from vmshare.steps import Layer, Step
 
 DEVICE_PROTOCOLS: dict[str, tuple[str, ...]] = {"libvirt": ("virtiofs", "9p")}
 NETWORK_PROTOCOLS = ("nfs", "smb")
@@ -75,6 +75,7 @@ def choose_protocol(share: ShareSpec, backend: str) -> Choice:
             reason = "the fastest device share, well ahead of 9p for metadata"
     else:
         name, reason = requested, "asked for"
+    _check_device_limits(share, name, asked=requested != "auto")
     if name in NETWORK_PROTOCOLS:
         semantics = nfs.SEMANTICS if name == "nfs" else smb.SEMANTICS
         if name == "nfs":
@@ -94,6 +95,29 @@ def choose_protocol(share: ShareSpec, backend: str) -> Choice:
     )
 
 
+# virtiofsd gets the host path inside "-o source=...", where ',' separates options and '\\'
+# escapes: libvirt 9.0 passes both through unescaped, and the path arrives mangled.
+VIRTIOFS_UNSAFE = (",", "\\")
+
+
+def _check_device_limits(share: ShareSpec, name: str, asked: bool) -> None:
+    if name != "virtiofs":
+        return
+    unsafe = [ch for ch in VIRTIOFS_UNSAFE if ch in str(share.source)]
+    if unsafe:
+        raise UsageError(
+            f"virtiofs cannot carry {' or '.join(repr(c) for c in unsafe)} in the host path "
+            f"{share.source} (libvirt hands it to virtiofsd inside an option list)",
+            hint="rename the folder, or pass --protocol 9p (needs --restart) or --protocol nfs",
+        )
+    if share.readonly and asked:
+        raise UsageError(
+            "libvirt refuses read-only virtiofs devices, and a read-only guest mount alone "
+            "could be remounted read-write by root in the guest",
+            hint="drop --protocol virtiofs (read-only shares use 9p, enforced by QEMU) or use nfs",
+        )
+
+
 def drifted(record: ShareRecord, share: ShareSpec) -> bool:
     return record.requested != requested_settings(share)
 
@@ -103,8 +127,123 @@ def requested_settings(share: ShareSpec) -> dict[str, object]:
 
 
 def removal_steps(record: ShareRecord) -> list[Step]:
-    """Undo a journalled share: the undos of its completed steps, newest first."""
-    return [step.undo for step in reversed(record.steps) if step.undo is not None]
+    """Undo a journalled share: the undos of its maybe-done and completed steps, newest first."""
+    steps = [*record.steps, *record.pending]
+    return [step.undo for step in reversed(steps) if step.undo is not None]
+
+
+def recovery_plan(records: list[ShareRecord]) -> Plan:
+    """Undo the steps that a crashed or killed run began but never recorded as complete."""
+    plan = Plan()
+    for record in records:
+        if record.pending:
+            plan.steps += [s.undo for s in reversed(record.pending) if s.undo is not None]
+            plan.removes.append(record.key)
+    return plan
+
+
+def orphan_plan(
+    key: str,
+    vm: VmFacts,
+    exports: dict[str, dict[str, str]],
+    servers: HostServers | None,
+) -> Plan:
+    """Undo the objects that carry the deterministic names of share ``key`` although no journal
+    explains them (a lost state file, another state dir, a crash of an older vmshare)."""
+    vm_name, _, target = key.partition(":")
+    tag = mount_tag(key)
+
+    def step(layer: Layer, action: str, summary: str, **args: object) -> Step:
+        return Step(share=key, layer=layer, action=action, vm=vm_name, args=args, summary=summary)
+
+    plan = Plan(removes=[key])
+    mounted = vm.guest.mounts.get(target)
+    if mounted is not None and tag in mounted.source:
+        plan.steps.append(step("guest", "unmount", f"unmount {target}", target=target))
+    if tag in vm.guest.fstab_entries:
+        plan.steps.append(
+            step("guest", "fstab_remove", f"remove {target} from /etc/fstab", entry_id=tag)
+        )
+    if vm.guest.reachable:
+        path = smb.credentials_path(tag)
+        plan.steps.append(step("guest", "remove_file", f"remove {path} if present", path=path))
+    if tag in vm.config_devices or tag in vm.live_devices:
+        plan.steps.append(
+            step(
+                "hypervisor",
+                "detach_filesystem",
+                f"detach device {tag}",
+                tag=tag,
+                live=True,
+                config=True,
+            )
+        )
+    if servers is not None and tag in exports.get("nfs", {}):
+        settings = servers.settings.nfs.model_dump(mode="json")
+        plan.steps.append(
+            step(
+                "host",
+                "nfs_unexport",
+                f"remove the NFS export {tag}",
+                exporter=servers.nfs.name,
+                settings=settings,
+                entry_id=tag,
+            )
+        )
+    if servers is not None and tag in exports.get("smb", {}):
+        settings = servers.settings.smb.model_dump(mode="json")
+        plan.steps.append(
+            step(
+                "host",
+                "smb_unshare",
+                f"remove the Samba share {tag}",
+                settings=settings,
+                entry_id=tag,
+            )
+        )
+    if len(plan.steps) == 1 and plan.steps[0].action == "remove_file":
+        plan.steps = []  # nothing but the always-planned credentials clean-up: nothing found
+    return plan
+
+
+def dirs_made(record: ShareRecord, layer: str) -> list[str]:
+    """The folders a share's journalled mkdir steps created on ``layer``."""
+    made: list[str] = []
+    for step in record.steps:
+        if step.layer == layer and step.action == "mkdir" and step.undo is not None:
+            made += [step.args["path"], *step.undo.args.get("parents", [])]
+    return made
+
+
+def _inside(path: str, other: str) -> bool:
+    return PurePosixPath(path).is_relative_to(other)
+
+
+def check_overlaps(spec: Spec, state: State, *, origin: str, prune: bool) -> None:
+    """Refuse a share nested in another share of the same VM, or containing one, and the same
+    host folder shared twice into one VM, counting the shares vmshare will keep."""
+    listed = {share.key for share in spec.share}
+    kept = [
+        (r.key, r.vm, r.target, r.source)
+        for r in state.shares.values()
+        if r.key not in listed and not (prune and r.origin == origin)
+    ]
+    new = [(s.key, s.vm, s.target, str(s.source)) for s in spec.share]
+    for index, (key, vm, target, source) in enumerate(new):
+        for other_key, other_vm, other_target, other_source in new[index + 1 :] + kept:
+            if vm != other_vm:
+                continue
+            if _inside(target, other_target) or _inside(other_target, target):
+                raise UsageError(
+                    f"{key} and {other_key} nest inside each other: a mount over or under "
+                    "another share hides files or blocks its removal",
+                    hint="choose guest paths side by side (e.g. /mnt/a and /mnt/b)",
+                )
+            if source == other_source:
+                raise UsageError(
+                    f"{source} is already shared into VM {vm!r} as {other_key}",
+                    hint=f"use that share, or remove it first: vmshare remove {other_key}",
+                )
 
 
 def resolve(
@@ -115,11 +254,18 @@ def resolve(
     origin: str,
     allow_restart: bool = False,
     prune: bool = False,
+    replace: bool = False,
     servers: HostServers | None = None,
 ) -> Plan:
-    """What must change so that the systems match ``spec``."""
+    """What must change so that the systems match ``spec``.
+
+    A share vmshare made with other settings is replaced only with ``replace``; objects carrying
+    a share's deterministic names that its journal does not explain are taken into the journal
+    again (every action is idempotent), so ``remove`` can always clean them.
+    """
     plan = Plan()
     builders: dict[str, VmSteps] = {}
+    check_overlaps(spec, state, origin=origin, prune=prune)
     for share in spec.share:
         vm_spec = spec.vm_for(share.vm)
         vm = facts.vms[share.vm]
@@ -140,11 +286,24 @@ def resolve(
         plan.choices.append(choice)
         out = builders.setdefault(share.vm, VmSteps())
         record = state.shares.get(share.key)
+        explained: frozenset[str] = frozenset()
         if record is not None and drifted(record, share):
+            if not replace:
+                raise UsageError(
+                    f"{share.key} is already shared (from {record.source}, "
+                    f"{record.protocol}) with other settings",
+                    hint="pass --replace to replace it (the old share comes back if the new one "
+                    f"fails), or remove it first: vmshare remove {share.key}",
+                )
             plan.steps.extend(removal_steps(record))
             plan.removes.append(record.key)
-            plan.notes.append(f"{share.label}: settings changed, so it is removed and made again")
-            vm = vm.without_share(record.tag, record.target)
+            plan.notes.append(
+                f"{share.label}: settings changed, so it would be replaced (removed, then made "
+                "again; if the new share fails, the old one is restored)"
+            )
+            vm = vm.without_share(record.tag, record.target, dirs_made(record, "guest"))
+        elif record is not None:
+            explained = frozenset(step.action for step in record.steps)
         if vm.running and not vm.guest.reachable:
             raise_guest_unreachable(share.vm, vm)
         if choice.protocol in NETWORK_PROTOCOLS:
@@ -153,12 +312,12 @@ def resolve(
             where = addresses(vm_spec, vm)
             if where.client == "127.0.0.1":
                 choice.warnings.append(USER_NET_WARNING)
-            network = NetworkShareSteps(share, vm, facts, servers, where)
-            network.host_folder(host.exists, out)
+            network = NetworkShareSteps(share, vm, facts, servers, where, explained)
+            network.host_folder(host, out)
             network.nfs(out) if choice.protocol == "nfs" else network.smb(out)
         else:
-            device = DeviceShareSteps(share, vm, device_protocol(choice.protocol))
-            device.host_folder(host.exists, out)
+            device = DeviceShareSteps(share, vm, device_protocol(choice.protocol), explained)
+            device.host_folder(host, out)
             device.hypervisor(out)
             device.guest(out)
         plan.records.setdefault(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from vmshare.errors import UsageError
-from vmshare.facts import VmFacts
+from vmshare.facts import PathFact, VmFacts, missing_parents
 from vmshare.protocols import mount_tag
 from vmshare.spec import ShareSpec
-from vmshare.steps import Step
+from vmshare.steps import Layer, Step
 
 
 class VmSteps:
@@ -25,16 +25,26 @@ class VmSteps:
 
 
 class StepMaker:
-    """Makes the steps of one share on one VM, given what already exists there."""
+    """Makes the steps of one share on one VM, given what already exists there.
 
-    def __init__(self, share: ShareSpec, vm: VmFacts) -> None:
-        self.share, self.vm = share, vm
+    ``explained`` names the actions the share's journal holds: an object that exists but that
+    the journal does not explain (a crash before journalling, an older vmshare) gets its step
+    anyway, so that the journal holds its undo; every action is idempotent.
+    """
+
+    def __init__(
+        self, share: ShareSpec, vm: VmFacts, explained: frozenset[str] = frozenset()
+    ) -> None:
+        self.share, self.vm, self.explained = share, vm, explained
         self.tag = mount_tag(share.key)  # device tag, export and fstab entry id in one
         self.source = str(share.source)
 
+    def explains(self, action: str) -> bool:
+        return action in self.explained
+
     def step(
         self,
-        layer: Literal["host", "hypervisor", "guest"],
+        layer: Layer,
         action: str,
         summary: str,
         undo: Step | None = None,
@@ -52,15 +62,17 @@ class StepMaker:
             undo=undo,
         )
 
-    def host_folder(self, source_exists: bool, out: VmSteps) -> None:
-        if not source_exists:
-            path = self.source
-            undo = self.step(
-                "host", "rmdir_empty", f"remove host folder {path} if empty", path=path
-            )
-            out.host.append(
-                self.step("host", "mkdir", f"create host folder {path}", undo, path=path)
-            )
+    def host_folder(self, path: PathFact, out: VmSteps) -> None:
+        if not path.exists:
+            out.host.append(self._mkdir("host", "host folder", self.source, path.missing_parents))
+
+    def _mkdir(self, layer: Layer, what: str, path: str, parents: list[str]) -> Step:
+        """mkdir -p, whose undo removes the folder and the parents it made, each only if empty."""
+        made = f" (and {', '.join(parents)})" if parents else ""
+        undo = self.step(
+            layer, "rmdir_empty", f"remove {what} {path}{made} if empty", path=path, parents=parents
+        )
+        return self.step(layer, "mkdir", f"create {what} {path}{made}", undo, path=path)
 
     def guest_mount(
         self,
@@ -74,7 +86,8 @@ class StepMaker:
     ) -> None:
         """Mount point, ``before_mount`` steps, mount, fstab entry and probe, as needed."""
         share, target = self.share, self.share.target
-        mounted = self.vm.guest.mounts.get(target)
+        guest = self.vm.guest
+        mounted = guest.mounts.get(target)
         if mounted is not None and mounted.source != source:
             raise UsageError(
                 f"{target} in VM {share.vm!r} is already a mount point "
@@ -82,14 +95,10 @@ class StepMaker:
                 hint="choose another guest path, or unmount it in the guest",
             )
         steps: list[Step] = []
-        if mounted is None:
-            if target not in self.vm.guest.existing_dirs:
-                undo = self.step(
-                    "guest", "rmdir_empty", f"remove mount point {target} if empty", path=target
-                )
-                steps.append(
-                    self.step("guest", "mkdir", f"create mount point {target}", undo, path=target)
-                )
+        if mounted is None or not self.explains("mount"):
+            if mounted is None and target not in guest.existing_dirs:
+                parents = missing_parents(target, guest.existing_dirs)
+                steps.append(self._mkdir("guest", "mount point", target, parents))
             steps += before_mount
             undo = self.step("guest", "unmount", f"unmount {target}", target=target)
             extra: dict[str, Any] = {"fallbacks": fallbacks} if fallbacks else {}
@@ -106,7 +115,9 @@ class StepMaker:
                     **extra,
                 )
             )
-        if share.persist and self.tag not in self.vm.guest.fstab_entries:
+        if share.persist and (
+            self.tag not in guest.fstab_entries or not self.explains("fstab_add")
+        ):
             undo = self.step(
                 "guest", "fstab_remove", f"remove {target} from /etc/fstab", entry_id=self.tag
             )

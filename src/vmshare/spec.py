@@ -63,6 +63,17 @@ def expand(value: str, environ: dict[str, str] | None = None) -> str:
     return os.path.expanduser(_ENV_REF.sub(sub, value))
 
 
+def normal_guest_path(value: str) -> str:
+    """A guest path in the one form used as a key and in /proc/mounts: no '//' (POSIX keeps a
+    leading pair, Linux does not), no '.' parts, no trailing '/'."""
+    path = PurePosixPath(re.sub("/{2,}", "/", value))
+    if ".." in path.parts:
+        raise ValueError("guest path may not contain '..'")
+    if str(path) == "/":
+        raise ValueError("refusing to mount over the guest's root directory")
+    return str(path)
+
+
 class Owner(BaseModel):
     model_config = ConfigDict(frozen=True)
     uid: int = Field(ge=0, le=2**32 - 2)
@@ -191,12 +202,7 @@ class ShareSpec(BaseModel):
         _no_control(value, "guest path")
         if not value.startswith("/"):
             raise ValueError(f"guest path must be absolute (start with '/'), got {value!r}")
-        path = PurePosixPath(value)
-        if ".." in path.parts:
-            raise ValueError("guest path may not contain '..'")
-        if str(path) == "/":
-            raise ValueError("refusing to mount over the guest's root directory")
-        return str(path)
+        return normal_guest_path(value)
 
     @field_validator("mount_options")
     @classmethod
@@ -405,6 +411,17 @@ def parse_vm_target(text: str) -> tuple[str, str]:
     if not sep or not vm or not target:
         raise SpecError(f"expected VM:GUEST_PATH, got {text!r}", hint="for example: devvm:/mnt/src")
     return vm, target
+
+
+def share_ref(text: str) -> str:
+    """A share reference as the state keys it: ``VM:DST`` with DST normalized, or a name."""
+    vm, sep, target = text.partition(":")
+    if sep and vm and target.startswith("/"):
+        try:
+            return f"{vm}:{normal_guest_path(target)}"
+        except ValueError:
+            return text
+    return text
 
 
 def shorthand(

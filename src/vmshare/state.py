@@ -1,7 +1,8 @@
 """What vmshare created: a versioned JSON journal under the platform state dir.
 
-Every completed step is journalled (with its undo) as soon as it succeeds, so ``remove`` and a
-crashed run's recovery undo exactly what was done. Writes are atomic; a file lock serialises
+The journal is write-ahead: a step is recorded as *pending* (maybe done) before it runs and moved
+to the completed steps after, so ``remove`` and a crashed run's recovery undo exactly what was
+done, including a step that a crash interrupted. Writes are atomic; a file lock serialises
 concurrent vmshare runs. Older files are brought up to date by ``MIGRATIONS``.
 """
 
@@ -20,13 +21,21 @@ from pydantic import BaseModel, ValidationError
 
 from vmshare.errors import LockTimeout, StateError
 from vmshare.fsutil import atomic_write
-from vmshare.spec import VmSpec
+from vmshare.spec import VmSpec, share_ref
 from vmshare.steps import Step
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+
+
+def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 adds each record's pending steps (a write-ahead journal); v1 had none."""
+    for record in document.get("shares", {}).values():
+        record.setdefault("pending", [])
+    return {**document, "version": 2}
+
 
 # version N -> function turning a version-N document into version N+1
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 class ShareRecord(BaseModel):
@@ -43,10 +52,16 @@ class ShareRecord(BaseModel):
     origin: str  # "cli" or the absolute path of the spec file that created it
     created: str
     steps: list[Step] = []  # completed, in order
+    pending: list[Step] = []  # started but not known to be complete: maybe done
 
     @property
     def label(self) -> str:
         return self.name or self.key
+
+    @property
+    def undoable(self) -> bool:
+        """Whether anything of this share may still exist for ``remove`` to undo."""
+        return bool(self.pending) or any(step.undo is not None for step in self.steps)
 
 
 class State(BaseModel):
@@ -59,9 +74,10 @@ class State(BaseModel):
         return sorted(records, key=lambda r: r.key)
 
     def find(self, ref: str) -> ShareRecord | None:
-        """A share by key (``VM:TARGET``) or by name."""
-        if ref in self.shares:
-            return self.shares[ref]
+        """A share by key (``VM:TARGET``, the path in any spelling) or by name."""
+        key = share_ref(ref)
+        if key in self.shares:
+            return self.shares[key]
         return next((r for r in self.shares.values() if r.name == ref), None)
 
 
@@ -130,6 +146,12 @@ class StateStore:
                 hint="wait for it to finish; if none is running, the lock frees itself",
             ) from None
         try:
+            self._drop_stale_temp_files()
             yield
         finally:
             lock.release()
+
+    def _drop_stale_temp_files(self) -> None:
+        """Temp files of a state write that a crash interrupted (only a lock holder writes)."""
+        for stale in self.directory.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)

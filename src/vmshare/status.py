@@ -10,7 +10,10 @@ from pydantic import BaseModel
 from vmshare.core import Session
 from vmshare.errors import VmshareError
 from vmshare.facts import VmFacts
+from vmshare.guest import fstab
 from vmshare.hostops import HostOps
+from vmshare.protocols import TAG_PREFIX
+from vmshare.spec import VmSpec
 from vmshare.state import ShareRecord, StateStore
 
 Check = Literal["ok", "missing", "failed", "n/a", "unknown"]
@@ -27,10 +30,12 @@ class ShareHealth(BaseModel):
     readonly: bool
     checks: dict[str, Check]
     problems: list[str] = []
+    unfinished: list[str] = []  # steps an interrupted run began and never journalled as done
 
     @property
     def healthy(self) -> bool:
-        return all(value in ("ok", "n/a") for value in self.checks.values())
+        ok = all(value in ("ok", "n/a") for value in self.checks.values())
+        return ok and not self.unfinished
 
 
 def _check_record(
@@ -43,7 +48,13 @@ def _check_record(
     if checks["host"] != "ok":
         problems.append(f"host folder {record.source} is missing")
     checks["export"] = _export_check(record, problems)
-    network = checks["export"] != "n/a"
+    network = record.protocol in ("nfs", "smb")
+    unfinished = [step.summary for step in record.pending]
+    if unfinished:
+        problems.append(
+            f"an interrupted run left {len(unfinished)} unfinished step(s) ({unfinished[0]}); "
+            f"`vmshare remove {record.key}` or the same add/apply again cleans it up"
+        )
     if facts is None:
         problems.append(error or "VM not reachable")
     elif not facts.exists:
@@ -92,14 +103,16 @@ def _check_record(
         readonly=record.readonly,
         checks=checks,
         problems=problems,
+        unfinished=unfinished,
     )
 
 
 def _export_check(record: ShareRecord, problems: list[str]) -> Check:
     """Is the share's entry still in the host's NFS or SMB server config?"""
-    step = next((s for s in record.steps if s.action in ("nfs_export", "smb_share")), None)
+    steps = [*record.steps, *record.pending]
+    step = next((s for s in steps if s.action in ("nfs_export", "smb_share")), None)
     if step is None:
-        return "n/a"
+        return "n/a" if record.protocol not in ("nfs", "smb") else "unknown"
     try:
         entries = HostOps().export_entries(step.action, step.args)
     except OSError as exc:
@@ -111,13 +124,57 @@ def _export_check(record: ShareRecord, problems: list[str]) -> Check:
     return "missing"
 
 
+def _unrecorded(vm: str, facts: VmFacts, known_tags: set[str]) -> list[ShareHealth]:
+    """Objects with vmshare's names (device tags, fstab entry ids) that no record explains."""
+    found: dict[str, list[str]] = {}
+    sources: dict[str, str] = {}
+    for where, devices in (("config", facts.config_devices), ("running VM", facts.live_devices)):
+        for tag, device in devices.items():
+            if tag.startswith(TAG_PREFIX) and tag not in known_tags:
+                found.setdefault(tag, []).append(f"device ({where})")
+                sources[tag] = device.source
+    targets: dict[str, str] = {}
+    for tag, line in facts.guest.fstab_entries.items():
+        if tag not in known_tags:
+            found.setdefault(tag, []).append("fstab entry")
+            entries = fstab.parse_table(line)
+            if entries:
+                targets[tag] = entries[0].target
+    rows = []
+    for tag, what in sorted(found.items()):
+        target = targets.get(tag, "?")
+        key = f"{vm}:{target}"
+        how = f"`vmshare remove {key}`" if target != "?" else "detaching it in the hypervisor"
+        rows.append(
+            ShareHealth(
+                key=key,
+                label=f"unrecorded {tag}",
+                vm=vm,
+                target=target,
+                source=sources.get(tag, "?"),
+                protocol="?",
+                readonly=False,
+                checks=dict.fromkeys(LAYERS, "unknown"),
+                problems=[f"{', '.join(what)} that no vmshare record explains; {how} removes it"],
+            )
+        )
+    return rows
+
+
 def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
+    """Every recorded share's health, and objects with vmshare's names that no record explains
+    on the VMs looked at (with ``vm``, that VM even when vmshare has no record of it)."""
+    state = store.load()
     by_vm: dict[str, list[ShareRecord]] = {}
-    for record in store.load().listed(vm):
+    for record in state.listed(vm):
         by_vm.setdefault(record.vm, []).append(record)
+    if vm is not None and vm not in by_vm:
+        by_vm[vm] = []
+    known_tags = {record.tag for record in state.shares.values()}
     health: list[ShareHealth] = []
     for vm_name, vm_records in by_vm.items():
-        session = Session({vm_name: vm_records[0].vm_spec}, store)
+        vm_spec = vm_records[0].vm_spec if vm_records else VmSpec(name=vm_name)
+        session = Session({vm_name: vm_spec}, store)
         facts: VmFacts | None = None
         error = None
         try:
@@ -126,6 +183,8 @@ def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
             error = exc.message
         try:
             health += [_check_record(r, facts, session, error) for r in vm_records]
+            if facts is not None and facts.exists:
+                health += _unrecorded(vm_name, facts, known_tags)
         finally:
             session.close()
     return health

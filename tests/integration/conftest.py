@@ -87,8 +87,10 @@ class Vmshare:
     env: dict[str, str] = field(default_factory=dict)
     transcript: list[str] = field(default_factory=list)  # every output, to grep for secrets
 
-    def __call__(self, *args: str, check: bool | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "VMSHARE_STATE_DIR": str(self.state_dir), **self.env}
+    def __call__(
+        self, *args: str, check: bool | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "VMSHARE_STATE_DIR": str(self.state_dir), **self.env, **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "vmshare.cli", *args],
             capture_output=True,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from vmshare.facts import Facts, FsDevice, GuestFacts, GuestMount, PathFact, VmFacts
+from vmshare.plan import Plan, resolve
 from vmshare.protocols import mount_tag
 from vmshare.spec import Spec, parse_spec
+from vmshare.state import State
 
 
 def spec_of(*shares: str, base: Path = Path("/")) -> Spec:
@@ -65,3 +67,18 @@ def applied_vm(spec: Spec, protocol: str = "virtiofs", **kw: object) -> VmFacts:
         existing_dirs=[s.target for s in spec.share],
     )
     return fresh_vm(config_devices=devices, live_devices=dict(devices), guest=guest, **kw)
+
+
+def apply_journal(spec: Spec, plan: Plan) -> State:
+    """The state an apply of ``plan`` leaves (every step journalled)."""
+    state = State()
+    for step in plan.steps:
+        record = state.shares.setdefault(step.share, plan.records[step.share].model_copy(deep=True))
+        record.steps.append(step)
+    return state
+
+
+def applied_state(spec: Spec) -> State:
+    """The journal of ``spec`` applied to a fresh VM (matches ``applied_vm(spec)``)."""
+    plan = resolve(spec, facts_for(spec, fresh_vm()), State(), origin="cli")
+    return apply_journal(spec, plan)

@@ -1,7 +1,7 @@
 import stat
 
 import pytest
-from factories import fresh_vm, spec_of
+from factories import apply_journal, fresh_vm, spec_of
 
 from vmshare import ownedblock
 from vmshare.errors import UsageError
@@ -100,7 +100,11 @@ def test_exported_and_mounted_share_plans_nothing(tmp_path):
     )
     vm.guest.fstab_entries[tag] = "line"
     facts = net_facts(spec, vm, {"nfs": {tag: srv.nfs.render(export)}})
-    assert resolve(spec, facts, State(), origin="cli", servers=srv).steps == []
+    journal = apply_journal(spec, first)
+    assert resolve(spec, facts, journal, origin="cli", servers=srv).steps == []
+    # the same objects without a journal that explains them are taken into a new journal
+    adopted = resolve(spec, facts, State(), origin="cli", servers=srv)
+    assert [s.action for s in adopted.steps] == ["nfs_export", "mount", "fstab_add", "probe"]
 
 
 def test_smb_share_steps_never_carry_the_password(tmp_path):

@@ -1,5 +1,5 @@
 import pytest
-from factories import applied_vm, facts_for, fresh_vm, spec_of
+from factories import applied_state, applied_vm, apply_journal, facts_for, fresh_vm, spec_of
 
 from vmshare.errors import GuestError, NotFoundError, UsageError
 from vmshare.facts import GuestFacts, GuestMount
@@ -37,7 +37,7 @@ def test_fresh_share_on_running_vm_is_hot_plugged_virtiofs():
 
 def test_applied_spec_plans_nothing():
     spec = spec_of("/srv/x testvm:/mnt/x", "/srv/y testvm:/mnt/y")
-    plan = plan_for(spec, applied_vm(spec))
+    plan = plan_for(spec, applied_vm(spec), applied_state(spec))
     assert plan.empty and plan.steps == []
 
 
@@ -45,7 +45,7 @@ def test_mount_lost_after_reboot_without_persist_is_remounted_only():
     spec = spec_of("/srv/x testvm:/mnt/x persist=false")
     vm = applied_vm(spec)
     vm.guest.mounts.clear()
-    assert actions(plan_for(spec, vm)) == ["guest.mount", "guest.probe"]
+    assert actions(plan_for(spec, vm, applied_state(spec))) == ["guest.mount", "guest.probe"]
 
 
 def test_readonly_auto_picks_9p_and_needs_a_restart_on_a_running_vm():
@@ -63,10 +63,11 @@ def test_readonly_auto_picks_9p_and_needs_a_restart_on_a_running_vm():
     assert restarted.steps[-1].args["writable"] is False
 
 
-def test_readonly_virtiofs_warns_that_only_the_guest_enforces_it():
+def test_readonly_virtiofs_is_refused_as_libvirt_refuses_it():
     spec = spec_of('/srv/x testvm:/mnt/x readonly=true protocol="virtiofs"')
-    plan = plan_for(spec, fresh_vm())
-    assert plan.choices[0].warnings and "remount" in plan.choices[0].warnings[0]
+    with pytest.raises(UsageError, match="libvirt refuses read-only virtiofs") as info:
+        plan_for(spec, fresh_vm())
+    assert "9p" in info.value.hint
 
 
 def test_missing_shared_memory_is_added_and_needs_restart():
@@ -146,15 +147,6 @@ def test_unsupported_requests_are_usage_errors(option, fragment):
         plan_for(spec_of(f"/srv/x testvm:/mnt/x {option}"), fresh_vm())
 
 
-def apply_journal(spec, plan):
-    """The state an apply of ``plan`` leaves (every step journalled)."""
-    state = State()
-    for step in plan.steps:
-        record = state.shares.setdefault(step.share, plan.records[step.share].model_copy(deep=True))
-        record.steps.append(step)
-    return state
-
-
 def test_removal_plan_undoes_in_reverse():
     spec = spec_of("/srv/x testvm:/mnt/x")
     plan = plan_for(spec, fresh_vm())
@@ -172,7 +164,14 @@ def test_changed_settings_remove_then_recreate():
     spec = spec_of("/srv/x testvm:/mnt/x")
     state = apply_journal(spec, plan_for(spec, fresh_vm()))
     changed = spec_of("/srv/other testvm:/mnt/x")
-    plan = resolve(changed, facts_for(changed, applied_vm(spec)), state, origin="cli")
+    facts = facts_for(changed, applied_vm(spec))
+    with pytest.raises(UsageError, match="already shared") as info:
+        resolve(changed, facts, state, origin="cli")
+    assert "--replace" in info.value.hint
+    plan = resolve(changed, facts, state, origin="cli", replace=True)
+    assert "replaced" in plan.notes[0]
+    # the mount point that the removal deletes is made again
+    assert "guest.mkdir" in actions(plan)[4:]
     assert plan.removes == ["testvm:/mnt/x"]
     assert actions(plan)[:4] == [
         "guest.fstab_remove",

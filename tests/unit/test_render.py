@@ -24,10 +24,11 @@ def test_plan_view_prints_hostile_paths_literally():
 
 
 def test_empty_plan_says_nothing_to_do():
-    from factories import applied_vm
+    from factories import applied_state, applied_vm
 
     spec = spec_of("/srv/x testvm:/mnt/x")
-    assert "Nothing to do" in text_of(render.plan_view(plan_for(spec, applied_vm(spec))))
+    plan = plan_for(spec, applied_vm(spec), applied_state(spec))
+    assert "Nothing to do" in text_of(render.plan_view(plan))
 
 
 def test_blockers_are_shown():

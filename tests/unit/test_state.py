@@ -20,7 +20,8 @@ def test_save_is_atomic_private_and_keeps_the_previous_version(tmp_path):
     assert (tmp_path / "s" / "state.json").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "s" / "state.json.vmshare-bak").exists()
     assert not list((tmp_path / "s").glob("*.tmp"))
-    assert json.loads((tmp_path / "s" / "state.json").read_text())["version"] == 1
+    saved = json.loads((tmp_path / "s" / "state.json").read_text())
+    assert saved["version"] == state_mod.STATE_VERSION
 
 
 def test_env_override(tmp_path, monkeypatch):
@@ -43,9 +44,9 @@ def test_migrations_run_in_order(tmp_path, monkeypatch):
     def from_zero(doc):
         return {"version": 1, "shares": doc["old_shares"]}
 
-    monkeypatch.setattr(state_mod, "MIGRATIONS", {0: from_zero})
+    monkeypatch.setattr(state_mod, "MIGRATIONS", {**state_mod.MIGRATIONS, 0: from_zero})
     (tmp_path / "state.json").write_text('{"version": 0, "old_shares": {}}')
-    assert StateStore(tmp_path).load().version == 1
+    assert StateStore(tmp_path).load().version == state_mod.STATE_VERSION
     monkeypatch.setattr(state_mod, "MIGRATIONS", {})
     with pytest.raises(StateError, match="no migration"):
         StateStore(tmp_path).load()
@@ -69,3 +70,36 @@ def test_lock_serialises_runs(tmp_path):
         events.append("first done")
     thread.join()
     assert events == ["first done", "second"]
+
+
+def test_a_version_1_file_loads_with_no_pending_steps(tmp_path):
+    record = {
+        "key": "vm:/mnt/x",
+        "vm": "vm",
+        "vm_spec": {"name": "vm"},
+        "source": "/srv/x",
+        "target": "/mnt/x",
+        "protocol": "virtiofs",
+        "tag": "vmshare-0",
+        "readonly": False,
+        "requested": {},
+        "origin": "cli",
+        "created": "2026-01-01T00:00:00+00:00",
+        "steps": [],
+    }
+    document = {"version": 1, "shares": {"vm:/mnt/x": record}}
+    (tmp_path / "state.json").write_text(json.dumps(document))
+    loaded = StateStore(tmp_path).load()
+    assert loaded.version == 2 and loaded.shares["vm:/mnt/x"].pending == []
+
+
+def test_temp_files_of_an_interrupted_write_go_with_the_next_locked_run(tmp_path):
+    store = StateStore(tmp_path)
+    store.save(State())
+    stale = tmp_path / ".state.json.abc123.tmp"
+    stale.write_text("{half")
+    other = tmp_path / "notes.tmp"
+    other.write_text("mine")
+    with store.locked():
+        pass
+    assert not stale.exists() and other.exists()

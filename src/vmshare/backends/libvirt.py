@@ -117,13 +117,20 @@ class LibvirtBackend(Backend):
         self, vm: str, tag: str, source: str, driver: str, readonly: bool, live: bool, config: bool
     ) -> str | None:
         device = FsDevice(tag=tag, source=source, driver=driver, readonly=readonly)  # type: ignore[arg-type]
+        dom = self.domain(vm)
+        # Idempotent: a device already in place (a rerun after a crash, a restored share)
+        # is not attached twice.
+        if config and tag in libvirt_xml.filesystems(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
+            config = False
+        if live and (not dom.isActive() or tag in libvirt_xml.filesystems(dom.XMLDesc(0))):
+            live = False
         flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0) | (
             libvirt.VIR_DOMAIN_AFFECT_CONFIG if config else 0
         )
         if not flags:
             return None
         try:
-            self.domain(vm).attachDeviceFlags(libvirt_xml.filesystem_xml(device), flags)
+            dom.attachDeviceFlags(libvirt_xml.filesystem_xml(device), flags)
         except libvirt.libvirtError as exc:
             raise VmshareError(
                 f"libvirt refused the {driver} device for {source}: {_message(exc)}",

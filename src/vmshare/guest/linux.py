@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from vmshare.errors import GuestError
-from vmshare.facts import GuestFacts, GuestMount
+from vmshare.facts import GuestFacts, GuestMount, ancestors
 from vmshare.guest import fstab
 from vmshare.guest.channel import GuestChannel, GuestResult
 from vmshare.secrets import SecretStore
@@ -50,7 +50,11 @@ sync
 mv -f "$1.vmshare-tmp" "$1"
 sync
 """
-_RMDIR_EMPTY = '[ -d "$1" ] || exit 0; rmdir "$1" 2>/dev/null || exit 3'
+# Remove each folder in turn while it is empty; print the first one that is not, and stop.
+_RMDIR_EMPTY = (
+    'for d in "$@"; do [ -d "$d" ] || continue; '
+    'rmdir "$d" 2>/dev/null || { printf %s "$d"; exit 3; }; done'
+)
 _PROBE_WRITE = """set -e
 f="$1/.vmshare-probe.$2"
 printf '%s' "$2" > "$f"
@@ -99,7 +103,10 @@ class LinuxGuest:
     # ----------------------------------------------------------------- read-only probes
 
     def inspect(self, targets: Sequence[str]) -> GuestFacts:
-        result = self._run(["sh", "-c", _INSPECT, _SEPARATOR, *targets], "reading mounts")
+        """Mounts, vmshare's fstab entries, the default route, and which of ``targets`` and
+        their parent folders exist."""
+        paths = list(dict.fromkeys(p for t in targets for p in (t, *ancestors(t))))
+        result = self._run(["sh", "-c", _INSPECT, _SEPARATOR, *paths], "reading mounts")
         parts = result.stdout.decode("utf-8", "surrogateescape").split(_SEPARATOR + "\n")
         mounts_text, fstab_text, dirs_text, route_text = [*parts, "", "", "", ""][:4]
         mounts = {
@@ -125,10 +132,13 @@ class LinuxGuest:
     def mkdir(self, path: str) -> None:
         self._run(["mkdir", "-p", path], f"creating {path}")
 
-    def rmdir_empty(self, path: str) -> str | None:
-        result = self.channel.run(["sh", "-c", _RMDIR_EMPTY, "vmshare", path])
+    def rmdir_empty(self, path: str, parents: Sequence[str] = ()) -> str | None:
+        """Remove ``path`` and then ``parents`` (the folders its mkdir -p made), each only
+        while empty."""
+        result = self.channel.run(["sh", "-c", _RMDIR_EMPTY, "vmshare", path, *parents])
         if result.exit_code == 3:
-            return f"left {path} in the guest: it is not empty"
+            left = result.stdout.decode("utf-8", "replace") or path
+            return f"left {left} in the guest: it is not empty"
         if result.exit_code != 0:
             raise GuestError(f"removing {path} in the guest failed: {result.error_line}")
         return None
