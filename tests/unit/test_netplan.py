@@ -169,7 +169,26 @@ def test_ganesha_include_is_added_once_and_exports_round_trip(tmp_path, monkeypa
     assert set(exporter.entries()) == {"vmshare-a", "vmshare-b"} and len(hups) == 2
     exporter.unexport("vmshare-a")
     exporter.unexport("vmshare-b")
-    assert (tmp_path / "exports.conf").read_text() == "" and len(hups) == 4
+    # with the last export, ganesha's config is as vmshare found it
+    assert main.read_text() == "NFS_CORE_PARAM { Protocols = 4; }\n"
+    assert not (tmp_path / "exports.conf").exists() and len(hups) == 5
+
+
+def test_ganesha_include_the_admin_wrote_is_kept_with_the_last_export(tmp_path, monkeypatch):
+    main = tmp_path / "ganesha.conf"
+    main.write_text('%include "exports.conf"\n')
+    settings = NfsHost(
+        exporter="ganesha",
+        exports_file=str(tmp_path / "exports.conf"),
+        ganesha_config=str(main),
+        ganesha_pidfile=str(tmp_path / "pid"),
+    )
+    exporter = nfs.GaneshaExporter(settings)
+    monkeypatch.setattr(nfs.GaneshaExporter, "reload", lambda self: None)
+    exporter.export(nfs.NfsExport("vmshare-a", "/srv/a", "127.0.0.1", False, 1, 1))
+    exporter.unexport("vmshare-a")
+    assert main.read_text() == '%include "exports.conf"\n'
+    assert (tmp_path / "exports.conf").exists()
 
 
 def test_a_reload_failure_puts_the_previous_file_back(tmp_path, monkeypatch):

@@ -174,6 +174,17 @@ class GaneshaExporter(NfsExporter):
         main_file = MainConfig(main, self)
         main_file.edit(lambda text: ownedblock.with_entry(text, "include", include), reload=False)
 
+    def unexport(self, entry_id: str) -> None:
+        """Remove the export; with the last one, also the include line vmshare added (if it did)
+        and then its emptied file, so ganesha's config is as vmshare found it."""
+        super().unexport(entry_id)
+        if self.entries():
+            return
+        main = MainConfig(Path(self.settings.ganesha_config), self)
+        if main.edit(lambda text: ownedblock.without_entry(text, "include")):
+            self.path.unlink(missing_ok=True)
+            self.path.with_name(self.path.name + ".vmshare-bak").unlink(missing_ok=True)
+
     def reload(self) -> None:
         pidfile = Path(self.settings.ganesha_pidfile)
         try:
