@@ -118,11 +118,11 @@ class Journal:
         self.store.save(self.state)
 
     def finish(self) -> None:
-        """Shares this plan removed are forgotten once nothing of them is left to undo, also
+        """Shares this plan touched are forgotten once nothing of them is left to undo, also
         when their record never had an undo step (a record must always have a way back)."""
-        for key in self.plan.removes:
+        for key in {*self.plan.removes, *self.plan.records}:
             record = self.state.shares.get(key)
-            if record is not None and key not in self.plan.records and not record.undoable:
+            if record is not None and not record.undoable:
                 del self.state.shares[key]
                 self.store.save(self.state)
 
@@ -299,6 +299,7 @@ def _rollback(
         if not failures:
             for record in replaced.values():
                 failures += _restore(runtime, journal, record, report)
+        journal.finish()
     message = f"{failed.summary} failed: {cause}" if failed else cause
     summary = failed.summary if failed else ""
     if failures:

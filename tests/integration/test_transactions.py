@@ -124,3 +124,22 @@ def test_a_share_whose_record_is_lost_is_reported_and_removed(
     # the first state dir's record now finds nothing to undo, and goes
     vmshare("remove", f"{guest.name}:{target}", check=True)
     assert vmshare.shares() == []
+
+
+@pytest.mark.parametrize("name", ["co,mma", "back\\slash"])
+def test_a_path_virtiofs_cannot_carry_is_refused_and_nfs_carries_it(
+    guest: Guest, vmshare: Vmshare, servers, tmp_path, name
+):
+    src = make_tree(tmp_path / name)
+    target = "/mnt/odd"
+    xml = (guest.dom.XMLDesc(0), guest.dom.XMLDesc(2))
+    fstab = guest.fstab()
+    refused = vmshare("add", str(src), f"{guest.name}:{target}")
+    assert refused.returncode == 2 and "virtiofs cannot carry" in refused.stderr
+    assert "--protocol nfs" in refused.stderr
+    assert (guest.dom.XMLDesc(0), guest.dom.XMLDesc(2)) == xml and guest.fstab() == fstab
+    vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
+    vmshare("add", str(src), f"{guest.name}:{target}", "--protocol", "nfs", check=True)
+    assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+    vmshare("remove", f"{guest.name}:{target}", check=True)
+    assert target not in guest.mounts()

@@ -356,3 +356,16 @@ def test_status_reports_devices_and_fstab_entries_no_record_explains():
     assert [r.key for r in rows] == ["testvm:/mnt/lost"]
     assert not rows[0].healthy and "vmshare remove testvm:/mnt/lost" in rows[0].problems[0]
     assert _unrecorded("testvm", vm, known_tags={tag}) == []
+
+
+def test_ctrl_c_after_a_step_without_undo_leaves_no_record(store, tmp_path, monkeypatch):
+    """smb_account has no undo: a rollback right after it must not leave an empty record."""
+    plan = plan_for(spec_of("/srv/x testvm:/mnt/x"), fresh_vm())
+    account = Step(
+        share="testvm:/mnt/x", layer="host", action="smb_account", vm="testvm", summary="acct"
+    )
+    plan.steps.insert(0, account)
+    monkeypatch.setenv(FAULT_ENV, "completed:0:int")
+    with pytest.raises(ApplyFailed, match="interrupted"):
+        run(plan, Recorder(), store)
+    assert store.load().shares == {}
