@@ -133,3 +133,37 @@ def test_sigint_rolls_back_to_exactly_before(
     assert "interrupted" in interrupted.stderr
     assert leftovers.found(crash, before) == []
     assert tree_digest(src) == digest
+
+
+def remove_points() -> list[tuple[str, str, int]]:
+    points = []
+    for protocol in STEPS:
+        for index in range(6):  # no removal here has more steps; a later index never fires
+            for point in FAULT_POINTS:
+                if FULL or point == "effect":
+                    points.append((protocol, point, index))
+    return points
+
+
+@pytest.mark.parametrize(("protocol", "point", "index"), remove_points())
+def test_a_killed_remove_is_finished_by_the_next_remove(
+    guest: Guest, crash: Vmshare, servers: FileServers, tmp_path: Path, protocol, point, index
+):
+    src = make_tree(tmp_path / "src")
+    digest = tree_digest(src)
+    target = f"/mnt/rm-{protocol}"
+    leftovers = Leftovers(guest, servers, target)
+    before = leftovers.server_files()
+    share = f"{guest.name}:{target}"
+    crash("add", str(src), share, "--protocol", protocol, check=True)
+    steps = len(crash.json("remove", share, "--dry-run")["data"]["plan"]["steps"])
+
+    killed = crash("remove", share, env={FAULT_ENV: f"{point}:{index}:kill"})
+    if index < steps:
+        assert killed.returncode == -9, killed.stderr
+        finished = crash("remove", share)
+        assert finished.returncode == 0, finished.stderr
+    else:  # the point is past the last step: the removal simply completes
+        assert killed.returncode == 0, killed.stderr
+    assert leftovers.found(crash, before) == []
+    assert tree_digest(src) == digest
