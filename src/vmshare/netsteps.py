@@ -159,12 +159,20 @@ class NetworkShareSteps(StepMaker):
         )
         data = settings.model_dump(mode="json")
         if not self._exported("smb", smb.render_section(share)):
+            undo = self.step(
+                "host",
+                "smb_account_remove",
+                f"remove the Samba account {settings.account} if vmshare made it and no share "
+                "uses it any more",
+                settings=data,
+            )
             out.host.append(
                 self.step(
                     "host",
                     "smb_account",
                     f"make sure the Samba account {settings.account} exists "
                     "(password generated and kept in the state dir)",
+                    undo,
                     settings=data,
                 )
             )

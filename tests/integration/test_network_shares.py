@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FileServers, Guest, Vmshare, make_tree, tree_digest
+from conftest import SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree, tree_digest
 from vmshare import ownedblock
 from vmshare.protocols import mount_tag
 
@@ -84,8 +84,8 @@ def test_network_share_round_trips_then_remove_closes_the_export(
             "/mnt/refused",
         ]
     else:  # with the real account and password: only the missing share can make it fail
-        password = (net.state_dir / "secrets" / "smb-vmshare").read_bytes().strip()
-        creds = b"username=vmshare\npassword=" + password + b"\n"
+        password = (net.state_dir / "secrets" / f"smb-{SMB_ACCOUNT}").read_bytes().strip()
+        creds = f"username={SMB_ACCOUNT}\npassword=".encode() + password + b"\n"
         assert guest.sh("umask 077; cat > /root/cred", stdin=creds)[0] == 0
         options = f"credentials=/root/cred,vers=3.1.1,seal,port={servers.samba.port}"
         argv = ["mount.cifs", f"//10.0.2.2/{tag}", "/mnt/refused", "-o", options]
@@ -116,12 +116,12 @@ def test_no_password_appears_anywhere(guest: Guest, net: Vmshare, servers: FileS
     src = make_tree(tmp_path / "secret")
     target = "/mnt/secret"
     net("add", str(src), f"{guest.name}:{target}", "--protocol", "smb", check=True)
+    password = (net.state_dir / "secrets" / f"smb-{SMB_ACCOUNT}").read_text().strip()
     net("plan", "-f", str(_spec(tmp_path, src, guest.name, target)))
     net("status", "--json")
     net("list", "--json")
     net("add", str(src), f"{guest.name}:{target}", "--protocol", "smb", "--json", "--dry-run")
     net("remove", f"{guest.name}:{target}", check=True)
-    password = (net.state_dir / "secrets" / "smb-vmshare").read_text().strip()
     assert len(password) > 30
     assert all(password not in out for out in net.transcript)
     for path in net.state_dir.rglob("*"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vmshare import ownedblock
 from vmshare.errors import HostCommandError
-from vmshare.fsutil import atomic_write, locked_folder, read_text
+from vmshare.fsutil import atomic_write, locked_folder, read_text, real_file
 
 ROOT_HINT = "run vmshare as root (sudo) to change the host's file server"
 
@@ -34,6 +34,7 @@ class OwnedConfigFile(ABC):
         """Apply ``change`` to the file's text; reload the server. False if nothing changed."""
         try:
             with locked_folder(self.path):
+                existed = real_file(self.path).exists()
                 old = read_text(self.path)
                 new = change(old)
                 if new == old:
@@ -43,7 +44,7 @@ class OwnedConfigFile(ABC):
                     try:
                         self.reload()
                     except Exception:
-                        self._write(old)  # never leave a config the server refused
+                        self._restore(old, existed)  # never leave a config the server refused
                         self.reload()
                         raise
         except PermissionError as exc:
@@ -55,9 +56,19 @@ class OwnedConfigFile(ABC):
             ) from exc
         return True
 
-    def _write(self, text: str) -> None:
+    def _restore(self, old: str, existed: bool) -> None:
+        """Put the file back as it was before a refused edit: a file that did not exist goes
+        (its backup holds the refused version's predecessor, so it stays as it was too)."""
+        if existed:
+            self._write(old, keep_backup=False)  # the backup already holds ``old``
+        else:
+            real_file(self.path).unlink(missing_ok=True)
+
+    def _write(self, text: str, *, keep_backup: bool = True) -> None:
         try:
-            atomic_write(self.path, text.encode("utf-8"), keep_backup=self.path.exists())
+            atomic_write(
+                self.path, text.encode("utf-8"), keep_backup=keep_backup and self.path.exists()
+            )
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM):
                 raise PermissionError(exc.errno, exc.strerror, str(self.path)) from None

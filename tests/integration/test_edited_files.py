@@ -1,0 +1,176 @@
+"""Files vmshare edits, through symlinks, on the host and in the real guest; what a network share
+leaves behind; and what guest users can do to the host through nfs-ganesha and Samba."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree
+from vmshare import ownedblock
+from vmshare.protocols import mount_tag
+
+pytestmark = pytest.mark.integration
+OWNER = (33, 33)  # www-data: not root, and has a name (Samba maps nobody to its guest)
+
+
+@pytest.fixture
+def net(vmshare: Vmshare, servers: FileServers) -> Vmshare:
+    vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
+    return vmshare
+
+
+def _account_exists() -> bool:
+    return subprocess.run(["id", "-u", SMB_ACCOUNT], capture_output=True).returncode == 0
+
+
+def _samba_entry_exists(servers: FileServers) -> bool:
+    argv = ["pdbedit", "-s", str(servers.samba.config_path), "-u", SMB_ACCOUNT]
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def symlinked_fstab(guest: Guest) -> Iterator[str]:
+    """/etc/fstab as a relative link to a file in a folder of the guest's /etc disk; the guest
+    is put back as it was afterwards."""
+    script = """set -e
+    [ ! -L /etc/fstab ]
+    mkdir -p /etc/vmshare-it
+    mv /etc/fstab /etc/vmshare-it/fstab.real
+    ln -s vmshare-it/fstab.real /etc/fstab
+    sync
+    """
+    code, _, err = guest.sh(script)
+    assert code == 0, err
+    yield "/etc/vmshare-it/fstab.real"
+    restore = """set -e
+    rm -f /etc/fstab
+    mv /etc/vmshare-it/fstab.real /etc/fstab
+    rm -rf /etc/vmshare-it
+    sync
+    """
+    code, _, err = guest.sh(restore)
+    assert code == 0, err
+
+
+def test_a_symlinked_guest_fstab_stays_a_link_and_the_share_comes_back_after_a_reboot(
+    guest: Guest, net: Vmshare, tmp_path, symlinked_fstab, open_tmp
+):
+    real = symlinked_fstab
+    before = guest.read(real)
+    src = make_tree(open_tmp / "fstab-link", OWNER)
+    target = "/mnt/fstab-link"
+    tag = mount_tag(f"{guest.name}:{target}")
+    net("add", str(src), f"{guest.name}:{target}", "--protocol", "nfs", check=True)
+    assert guest.run("readlink", "/etc/fstab")[1].strip() == b"vmshare-it/fstab.real"
+    assert tag in ownedblock.entries(guest.read(real).decode())
+    assert guest.read(real + ".vmshare-bak") == before  # the backup sits next to the real file
+    assert guest.run("test", "-e", "/etc/fstab.vmshare-bak")[0] != 0
+    guest.reboot()
+    assert guest.mounts()[target][1] == "nfs4"  # mounted from the real file at boot
+    assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+    net("remove", f"{guest.name}:{target}", check=True)
+    assert guest.run("readlink", "/etc/fstab")[1].strip() == b"vmshare-it/fstab.real"
+    assert guest.read(real) == before
+
+
+@pytest.fixture
+def symlinked_smb_conf(servers: FileServers) -> Iterator[Path]:
+    """The loopback Samba's smb.conf as a link to the real file in another folder."""
+    link = servers.samba.config_path
+    real = link.parent / "dist" / "smb.conf"
+    real.parent.mkdir(exist_ok=True)
+    shutil.move(link, real)
+    link.symlink_to(Path("dist") / "smb.conf")
+    yield real
+    link.unlink()
+    shutil.move(real, link)
+    (real.parent / "smb.conf.vmshare-bak").unlink(missing_ok=True)
+    real.parent.rmdir()
+
+
+def test_a_symlinked_smb_conf_stays_a_link(
+    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, symlinked_smb_conf, open_tmp
+):
+    real = symlinked_smb_conf
+    link = servers.samba.config_path
+    original = real.read_text()
+    src = make_tree(open_tmp / "smb-link", OWNER)
+    target = "/mnt/smb-link"
+    net("add", str(src), f"{guest.name}:{target}", "--protocol", "smb", check=True)
+    assert os.readlink(link) == "dist/smb.conf"
+    assert "include = " in ownedblock.entries(real.read_text()).get("include", "")
+    assert (real.parent / "smb.conf.vmshare-bak").read_text() == original
+    assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+    net("remove", f"{guest.name}:{target}", check=True)
+    assert os.readlink(link) == "dist/smb.conf" and real.read_text() == original
+
+
+def test_a_failed_samba_run_leaves_no_include_file_and_no_account(
+    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, open_tmp
+):
+    """smbd is not running for this smb.conf: its reload fails, and the run undoes itself."""
+    down = tmp_path / "down"
+    (down / "pid").mkdir(parents=True)
+    conf = down / "smb.conf"
+    text = servers.samba.config_path.read_text()
+    text = "\n".join(
+        f"    pid directory = {down / 'pid'}" if line.strip().startswith("pid directory") else line
+        for line in text.splitlines()
+    )
+    conf.write_text(text + "\n")
+    host = tmp_path / "host.toml"
+    host.write_text(
+        servers.host_config.read_text()
+        .replace(str(servers.samba.config_path), str(conf))
+        .replace(str(servers.host_config.parent / "samba" / "vmshare.conf"), str(down / "v.conf"))
+    )
+    assert not _account_exists()
+    net.env["VMSHARE_HOST_CONFIG"] = str(host)
+    src = make_tree(open_tmp / "failed", OWNER)
+    result = net("add", str(src), f"{guest.name}:/mnt/failed", "--protocol", "smb")
+    assert result.returncode != 0
+    assert sorted(p.name for p in down.iterdir()) == ["pid", "smb.conf"]
+    assert conf.read_text() == text + "\n"
+    assert not _account_exists() and not _samba_entry_exists(servers)
+    assert not (net.state_dir / "secrets" / f"smb-{SMB_ACCOUNT}").exists()
+
+
+def test_the_last_smb_share_takes_the_credentials_dir_and_the_account_with_it(
+    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, open_tmp
+):
+    assert not _account_exists()
+    assert guest.run("test", "-e", "/etc/vmshare")[0] != 0
+    sources = [make_tree(open_tmp / f"last{i}", OWNER) for i in range(2)]
+    for i, src in enumerate(sources):
+        net("add", str(src), f"{guest.name}:/mnt/last{i}", "--protocol", "smb", check=True)
+    assert _account_exists() and _samba_entry_exists(servers)
+    net("remove", f"{guest.name}:/mnt/last0", check=True)  # the other share still needs it
+    assert _account_exists() and _samba_entry_exists(servers)
+    assert guest.run("test", "-d", "/etc/vmshare")[0] == 0
+    assert guest.read("/mnt/last1/hello.txt") == b"hello from the host\n"
+    net("remove", f"{guest.name}:/mnt/last1", check=True)
+    assert guest.run("test", "-e", "/etc/vmshare")[0] != 0
+    assert not _account_exists() and not _samba_entry_exists(servers)
+    assert not (net.state_dir / "secrets" / f"smb-{SMB_ACCOUNT}").exists()
+
+
+def test_an_account_vmshare_did_not_create_stays(
+    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, open_tmp
+):
+    assert not _account_exists()
+    subprocess.run(["useradd", "--system", "--user-group", SMB_ACCOUNT], check=True)
+    try:
+        src = make_tree(open_tmp / "theirs", OWNER)
+        net("add", str(src), f"{guest.name}:/mnt/theirs", "--protocol", "smb", check=True)
+        assert _samba_entry_exists(servers)
+        net("remove", f"{guest.name}:/mnt/theirs", check=True)
+        assert _account_exists()  # the Unix user was there before vmshare
+        assert not _samba_entry_exists(servers)  # its Samba entry was vmshare's own
+    finally:
+        subprocess.run(["userdel", SMB_ACCOUNT], check=True)
