@@ -19,8 +19,13 @@ class HostOps:
     def __init__(self, secrets: SecretStore | None = None) -> None:
         self.secrets = secrets
 
-    def mkdir(self, path: str) -> None:
-        Path(path).mkdir(parents=True, exist_ok=True)
+    def mkdir(self, path: str, owner: list[int] | None = None) -> None:
+        """Create the folder; with ``owner`` (uid, gid) the last component is chowned to it."""
+        folder = Path(path)
+        existed = folder.is_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        if owner is not None and not existed:
+            os.chown(folder, owner[0], owner[1])
 
     def rmdir_empty(self, path: str) -> str | None:
         """Remove a folder vmshare created, only if it is still empty: never the user's files."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from conftest import SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree
 from vmshare import ownedblock
 from vmshare.protocols import mount_tag
+from vmshare.protocols.nfs import SETUID_WARNING
 
 pytestmark = pytest.mark.integration
 OWNER = (33, 33)  # www-data: not root, and has a name (Samba maps nobody to its guest)
@@ -174,3 +176,77 @@ def test_an_account_vmshare_did_not_create_stays(
         assert not _samba_entry_exists(servers)  # its Samba entry was vmshare's own
     finally:
         subprocess.run(["userdel", SMB_ACCOUNT], check=True)
+
+
+@pytest.mark.parametrize("protocol", ["nfs", "smb"])
+def test_a_root_owned_folder_is_refused_before_anything_changes(
+    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, protocol
+):
+    src = make_tree(tmp_path / f"root-{protocol}")  # root:root, as `sudo mkdir` makes it
+    exports_before = servers.ganesha.exports_path.read_text()
+    result = net("add", str(src), f"{guest.name}:/mnt/root-{protocol}", "--protocol", protocol)
+    assert result.returncode == 2, result.stderr
+    assert "owned by root" in result.stderr and "--owner UID:GID" in result.stderr
+    assert servers.ganesha.exports_path.read_text() == exports_before
+    assert not (servers.host_config.parent / "samba" / "vmshare.conf").exists()
+    assert net.shares() == []
+
+
+def test_create_with_owner_makes_the_folder_the_owners(guest: Guest, net: Vmshare, tmp_path):
+    src = tmp_path / "created" / "here"
+    refused = net("add", str(src), f"{guest.name}:/mnt/created", "--protocol", "nfs", "--create")
+    assert refused.returncode == 2 and "--create makes it as root" in refused.stderr
+    assert not src.exists()
+    net(
+        "add",
+        str(src),
+        f"{guest.name}:/mnt/created",
+        "--protocol",
+        "nfs",
+        "--create",
+        "--owner",
+        "4321:8765",
+        check=True,
+    )
+    assert (src.stat().st_uid, src.stat().st_gid) == (4321, 8765)
+    assert guest.sh('echo hi > "$1/new.txt"', "/mnt/created")[0] == 0
+    assert (src / "new.txt").stat().st_uid == 4321
+    net("remove", f"{guest.name}:/mnt/created", check=True)
+    assert (src / "new.txt").read_text() == "hi\n"  # the folder holds the user's file: it stays
+
+
+def test_no_setuid_or_setgid_file_can_be_planted_on_the_host_through_smb(
+    guest: Guest, net: Vmshare, open_tmp
+):
+    src = make_tree(open_tmp / "suid-smb", OWNER)
+    target = "/mnt/suid-smb"
+    plan = net.json("add", str(src), f"{guest.name}:{target}", "--protocol", "smb", "--dry-run")
+    assert SETUID_WARNING not in plan["data"]["plan"]["choices"][0]["warnings"]
+    net("add", str(src), f"{guest.name}:{target}", "--protocol", "smb", check=True)
+    assert guest.sh(PLANT, target)[0] == 0
+    for name in ("tool", "d", "made"):
+        mode = (src / name).stat().st_mode
+        assert not mode & (stat.S_ISUID | stat.S_ISGID), f"{name}: {stat.filemode(mode)}"
+
+
+def test_the_nfs_plan_warns_that_setuid_bits_land_on_the_host(guest: Guest, net: Vmshare, open_tmp):
+    """ganesha 4.3 has no export option against them: the warning states what is measured."""
+    src = make_tree(open_tmp / "suid-nfs", OWNER)
+    target = "/mnt/suid-nfs"
+    plan = net.json("add", str(src), f"{guest.name}:{target}", "--protocol", "nfs", "--dry-run")
+    assert SETUID_WARNING in plan["data"]["plan"]["choices"][0]["warnings"]
+    net("add", str(src), f"{guest.name}:{target}", "--protocol", "nfs", check=True)
+    assert guest.sh(PLANT, target)[0] == 0
+    made = (src / "tool").stat()
+    assert made.st_mode & stat.S_ISUID and made.st_uid == OWNER[0]
+
+
+PLANT = """set -e
+cp /bin/busybox "$1/tool"
+chmod 6755 "$1/tool" || true
+mkdir "$1/d"
+chmod 2775 "$1/d" || true
+touch "$1/made"
+chmod u+s,g+s "$1/made" || true
+sync
+"""

@@ -15,6 +15,8 @@ from factories import spec_of
 from test_netplan import actions, net_facts, net_vm, servers
 
 from vmshare import ownedblock
+from vmshare.errors import UsageError
+from vmshare.facts import PathFact
 from vmshare.fsutil import atomic_write, backup_path, locked_folder, read_text, real_file
 from vmshare.hostops import HostOps
 from vmshare.plan import removal_plan, resolve
@@ -163,6 +165,39 @@ def test_a_refused_edit_of_an_existing_file_restores_it_and_its_backup(tmp_path,
     assert (tmp_path / "vmshare.exports.vmshare-bak").read_text() == accepted != kept
 
 
+# ------------------------------------------------------------------------ owner of the files
+
+
+def test_a_root_owned_folder_without_owner_is_refused_for_nfs_and_smb(tmp_path):
+    for protocol in ("nfs", "smb"):
+        spec = spec_of(f'/srv/x testvm:/mnt/x protocol="{protocol}"')
+        facts = net_facts(spec, net_vm())
+        facts.host_paths["/srv/x"] = PathFact(exists=True, is_dir=True, uid=0, gid=0)
+        with pytest.raises(UsageError, match="owned by root") as info:
+            resolve(spec, facts, State(), origin="cli", servers=servers(tmp_path))
+        assert "--owner UID:GID" in (info.value.hint or "") and "\n" not in info.value.message
+        explicit = spec_of(f'/srv/x testvm:/mnt/x protocol="{protocol}" owner="0:0"')
+        plan = resolve(explicit, facts, State(), origin="cli", servers=servers(tmp_path))
+        assert plan.steps
+
+
+def test_create_without_owner_is_refused_and_with_owner_the_folder_gets_it(tmp_path):
+    spec = spec_of('/srv/new testvm:/mnt/x protocol="nfs" create=true')
+    facts = net_facts(spec, net_vm())
+    facts.host_paths["/srv/new"] = PathFact(exists=False, is_dir=False)
+    with pytest.raises(UsageError, match="--create makes it as root"):
+        resolve(spec, facts, State(), origin="cli", servers=servers(tmp_path))
+    owned = spec_of('/srv/new testvm:/mnt/x protocol="nfs" create=true owner="1000:100"')
+    plan = resolve(owned, facts, State(), origin="cli", servers=servers(tmp_path))
+    mkdir = plan.steps[0]
+    assert (mkdir.action, mkdir.args["owner"]) == ("mkdir", [1000, 100])
+    assert "owned by 1000:100" in mkdir.summary
+    folder = tmp_path / "made" / "here"
+    HostOps().mkdir(str(folder), owner=[4321, 8765])
+    assert (folder.stat().st_uid, folder.stat().st_gid) == (4321, 8765)
+    assert (folder.parent.stat().st_uid, folder.parent.stat().st_gid) == (os.getuid(), os.getgid())
+
+
 # --------------------------------------------------------------------- the SMB account's undo
 
 
@@ -240,6 +275,14 @@ def test_the_account_goes_only_when_vmshare_made_it_and_no_share_uses_it(tmp_pat
     other.smb_account(settings)
     assert "did not create" in (other.smb_account_remove(settings) or "")
     assert found.removed == []
+
+
+def test_smb_sections_pin_masks_that_hold_no_setuid_or_setgid_bit():
+    lines = smb.render_section(SHARE).split("\n")
+    masks = {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in lines[1:])}
+    assert int(masks["create mask"], 8) & 0o7000 == 0
+    assert int(masks["directory mask"], 8) & 0o7000 == 0
+    assert masks["force create mode"] == masks["force directory mode"] == "0000"
 
 
 def test_account_in_use_reads_the_sections(tmp_path):

@@ -74,6 +74,12 @@ def render_section(share: SmbShare) -> str:
         f"\tsmb encrypt = {'required' if share.encrypt else 'desired'}",
         "\tguest ok = no",
         "\tbrowseable = no",
+        # Samba's defaults, pinned against a [global] that widens them: no mode a guest creates
+        # can carry a setuid/setgid bit onto the host.
+        "\tcreate mask = 0744",
+        "\tdirectory mask = 0755",
+        "\tforce create mode = 0000",
+        "\tforce directory mode = 0000",
     ]
     return "\n".join(lines)
 
