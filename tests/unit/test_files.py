@@ -294,3 +294,23 @@ def test_account_in_use_reads_the_sections(tmp_path):
         SmbHost(include_file=str(tmp_path / "vmshare.conf"), account="vmshare2")
     )
     assert not other.account_in_use()
+
+
+def test_a_unix_user_made_for_a_refused_samba_password_goes_again(monkeypatch):
+    from vmshare import hostexec
+    from vmshare.errors import HostCommandError
+    from vmshare.secrets import Secret
+
+    ran: list[str] = []
+
+    def run(argv: list[str], **kw: Any) -> hostexec.CommandResult:
+        ran.append(argv[0])
+        if argv[0] == "smbpasswd":
+            raise HostCommandError("smbpasswd failed")
+        code = 1 if argv[0] in ("id", "pdbedit") else 0
+        return hostexec.CommandResult(tuple(argv), code, b"", b"")
+
+    monkeypatch.setattr(hostexec, "run", run)
+    with pytest.raises(HostCommandError, match="cannot set the Samba password"):
+        smb.SambaExporter(SmbHost()).ensure_account(Secret("pw"))
+    assert ran == ["pdbedit", "id", "useradd", "smbpasswd", "userdel"]

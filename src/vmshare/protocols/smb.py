@@ -165,6 +165,8 @@ class SambaExporter(OwnedConfigFile):
                 privileged=True,
             )
         except HostCommandError as exc:
+            if created["unix_user"]:  # nothing records it yet: take it away now
+                hostexec.run(["userdel", account], privileged=True, check=False)
             raise HostCommandError(
                 f"cannot set the Samba password of {account}: {exc.message}", hint=exc.hint
             ) from None
