@@ -95,6 +95,8 @@ def main() -> int:
                         "--protocol",
                         protocol,
                         "--restart",
+                        # a root-owned folder: network shares write as root only when asked
+                        *(["--owner", "0:0"] if protocol in ("nfs", "smb") else []),
                     ],
                     check=True,
                     env=env,

@@ -1,8 +1,15 @@
-"""Atomic file replacement: temp file in the same folder, fsync, rename, fsync the folder."""
+"""Atomic file replacement: temp file in the same folder, fsync, rename, fsync the folder.
+
+Files are edited through symlinks: a path that is a symlink (or a chain of them, relative or
+absolute) is resolved to its final target, which is replaced in its own folder; the link stays a
+link. A dangling link gets its target created (as a shell's ``>`` through it would); a link loop
+is an error.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -10,24 +17,58 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+BACKUP_SUFFIX = ".vmshare-bak"
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, keep_backup: bool = False) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
 
-    With ``keep_backup`` the previous version is kept as ``<name>.vmshare-bak``.
+def real_file(path: Path) -> Path:
+    """The file that ``path`` names once every symlink (in it and in its folders) is followed.
+
+    Raises OSError(ELOOP) for a symlink loop.
     """
-    path = Path(path)
-    folder = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    resolved = Path(os.path.realpath(path))
+    if resolved.is_symlink():  # realpath stops, without an error, at a loop
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
+    return resolved
+
+
+def backup_path(path: Path) -> Path:
+    """Where the previous version of ``path`` is kept: next to the real file, not the link."""
+    real = real_file(path)
+    return real.with_name(real.name + BACKUP_SUFFIX)
+
+
+def atomic_write(
+    path: Path, data: bytes, *, mode: int | None = None, keep_backup: bool = False
+) -> None:
+    """Replace the file ``path`` names with ``data`` so readers see the old or the new file, never
+    half. A symlink is followed and stays a symlink.
+
+    ``mode``: the new file's mode; by default an existing file keeps its mode and owner, and a new
+    one gets 0644. With ``keep_backup`` the previous version is kept as ``<name>.vmshare-bak``
+    next to the real file.
+    """
+    target = real_file(Path(path))
+    folder = target.parent
+    try:
+        previous: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        previous = None
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
             tmp.flush()
+            if mode is None and previous is not None:
+                with contextlib.suppress(PermissionError):  # not ours to give away: keep ours
+                    os.fchown(tmp.fileno(), previous.st_uid, previous.st_gid)
+            os.fchmod(
+                tmp.fileno(),
+                mode if mode is not None else previous.st_mode & 0o7777 if previous else 0o644,
+            )
             os.fsync(tmp.fileno())
-        os.chmod(tmp_name, mode)
-        if keep_backup and path.exists():
-            shutil.copy2(path, path.with_name(path.name + ".vmshare-bak"))
-        os.replace(tmp_name, path)
+        if keep_backup and previous is not None:
+            shutil.copy2(target, target.with_name(target.name + BACKUP_SUFFIX))
+        os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
@@ -41,12 +82,13 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, keep_backup: boo
 
 @contextlib.contextmanager
 def locked_folder(path: Path) -> Iterator[None]:
-    """An exclusive lock on the folder holding ``path``, for read-modify-write of a shared file.
+    """An exclusive lock on the folder holding the file ``path`` names (a symlink followed), for
+    read-modify-write of a shared file.
 
     Locking the folder (not the file) survives the file being replaced by rename, and leaves no
     lock file behind in places like /etc.
     """
-    fd = os.open(Path(path).parent, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(real_file(Path(path)).parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -55,7 +97,7 @@ def locked_folder(path: Path) -> Iterator[None]:
 
 
 def read_text(path: Path) -> str:
-    """The file's text, or "" when it does not exist yet."""
+    """The file's text, or "" when it does not exist yet (or is a dangling symlink)."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -88,12 +88,25 @@ class NetworkShareSteps(StepMaker):
         owner = share.owner
         self.uid = owner.uid if owner else path.uid
         self.gid = owner.gid if owner else path.gid
+        if owner is None and self.uid == 0:  # never squash every guest user to root unasked
+            what = f"{self.source} is owned by root" if path.exists else "--create makes it as root"
+            raise UsageError(
+                f"{what}: every guest user would write as root on the host",
+                hint="pass --owner UID:GID (--owner 0:0 if you mean root), or chown the folder",
+            )
         if path.exists and not share.readonly and not _can_write(self.uid, self.gid, path):
             raise UsageError(
                 f"the guest's files would be written as {self.uid}:{self.gid}, which cannot write "
                 f"{self.source} (owned by {path.uid}:{path.gid}, mode {path.mode:o})",
                 hint="chown the folder to that owner, pass --owner with its owner, or --readonly",
             )
+
+    def host_folder(self, path: PathFact, out: VmSteps) -> None:
+        """A folder --create makes belongs to the owner the guest's files are written as."""
+        super().host_folder(path, out)
+        if not path.exists and self.share.owner is not None:
+            out.host[-1].args["owner"] = [self.uid, self.gid]
+            out.host[-1].summary += f" owned by {self.uid}:{self.gid}"
 
     def _exported(self, protocol: str, body: str) -> bool:
         action = "nfs_export" if protocol == "nfs" else "smb_share"
@@ -167,12 +180,20 @@ class NetworkShareSteps(StepMaker):
         )
         data = settings.model_dump(mode="json")
         if not self._exported("smb", smb.render_section(share)):
+            undo = self.step(
+                "host",
+                "smb_account_remove",
+                f"remove the Samba account {settings.account} if vmshare made it and no share "
+                "uses it any more",
+                settings=data,
+            )
             out.host.append(
                 self.step(
                     "host",
                     "smb_account",
                     f"make sure the Samba account {settings.account} exists "
                     "(password generated and kept in the state dir)",
+                    undo,
                     settings=data,
                 )
             )

@@ -80,6 +80,7 @@ def choose_protocol(share: ShareSpec, backend: str) -> Choice:
         semantics = nfs.SEMANTICS if name == "nfs" else smb.SEMANTICS
         if name == "nfs":
             reason += f"; {nfs.NEGOTIATION}"
+            warnings.append(nfs.SETUID_WARNING)
         if share.readonly:
             reason += "; read-only is enforced by the server's export"
     else:

@@ -62,3 +62,7 @@ class SecretStore:
         value = _random.token_urlsafe(32)
         atomic_write(path, value.encode(), mode=0o600)
         return Secret(value)
+
+    def delete(self, name: str) -> None:
+        """Forget the secret ``name`` (gone already is fine)."""
+        self._path(name).unlink(missing_ok=True)

@@ -21,6 +21,7 @@ ACTIONS: dict[str, frozenset[str]] = {
             "nfs_export",
             "nfs_unexport",
             "smb_account",
+            "smb_account_remove",
             "smb_share",
             "smb_unshare",
         }

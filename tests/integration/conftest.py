@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +30,16 @@ from tests.testbed.servers import Ganesha, Samba
 URI = "qemu:///system"
 # VMSHARE_IT_VM lets several test runs share one libvirtd (each boots its own guests)
 VM = os.environ.get("VMSHARE_IT_VM", "vmshare-it")
+# The host's Samba account for the tests' shares: one per test run, since vmshare removes the
+# account it made once its last share goes (and other runs on this host may still need theirs).
+SMB_ACCOUNT = (
+    "vmshare" if VM == "vmshare-it" else ("vs-" + re.sub(r"[^a-z0-9_-]", "-", VM.lower()))[:31]
+)
 
 pytestmark = pytest.mark.integration
+# Owner of network-shared test trees: www-data is not root (vmshare refuses to make every guest
+# user write as root unasked) and has a name (Samba maps nobody to its guest account).
+OWNER = (33, 33)
 
 
 @dataclass
@@ -141,6 +152,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServers]:
             f"port = {samba.port}\n"
             f'smb_conf = "{samba.config_path}"\n'
             f'include_file = "{root / "samba" / "vmshare.conf"}"\n'
+            f'account = "{SMB_ACCOUNT}"\n'
         )
         yield FileServers(ganesha, samba, config)
 
@@ -152,6 +164,18 @@ def vmshare(tmp_path: Path, guest: Guest) -> Iterator[Vmshare]:
     yield runner
     for share in runner.shares():
         runner("remove", share["key"], "--restart")
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temp folder every host user can traverse (pytest's tmp_path is under a 0700 folder):
+    Samba's forced non-root owner must reach a shared folder inside it."""
+    base = Path("/var/tmp/vmshare-testbed") / VM
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="shares-", dir=base))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -169,9 +193,13 @@ def tree_digest(root: Path) -> dict[str, str]:
     return digest
 
 
-def make_tree(root: Path) -> Path:
+def make_tree(root: Path, owner: tuple[int, int] | None = None) -> Path:
+    """A small tree of every kind of entry; with ``owner``, its top folder belongs to it (a
+    network share refuses to make guest users write as root unasked)."""
     (root / "sub" / "deeper").mkdir(parents=True)
     (root / "hello.txt").write_text("hello from the host\n")
     (root / "sub" / "deeper" / "data.bin").write_bytes(bytes(range(256)) * 64)
     (root / "link").symlink_to("hello.txt")
+    if owner is not None:
+        os.chown(root, *owner)
     return root

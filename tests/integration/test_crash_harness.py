@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FileServers, Guest, Vmshare, make_tree, tree_digest
+from conftest import OWNER, FileServers, Guest, Vmshare, make_tree, tree_digest
 from vmshare import ownedblock
 from vmshare.apply import FAULT_ENV, FAULT_POINTS
 from vmshare.protocols import mount_tag
@@ -91,9 +91,9 @@ def crash(vmshare: Vmshare, servers: FileServers) -> Vmshare:
 
 @pytest.mark.parametrize(("protocol", "point", "index"), kill_points())
 def test_sigkill_then_rerun_converges_and_remove_leaves_nothing(
-    guest: Guest, crash: Vmshare, servers: FileServers, tmp_path: Path, protocol, point, index
+    guest: Guest, crash: Vmshare, servers: FileServers, open_tmp: Path, protocol, point, index
 ):
-    src = make_tree(tmp_path / "src")
+    src = make_tree(open_tmp / "src", OWNER)
     digest = tree_digest(src)
     target = f"/mnt/crash-{protocol}"
     leftovers = Leftovers(guest, servers, target)
@@ -118,9 +118,9 @@ def test_sigkill_then_rerun_converges_and_remove_leaves_nothing(
 
 @pytest.mark.parametrize(("protocol", "point", "index"), kill_points())
 def test_sigint_rolls_back_to_exactly_before(
-    guest: Guest, crash: Vmshare, servers: FileServers, tmp_path: Path, protocol, point, index
+    guest: Guest, crash: Vmshare, servers: FileServers, open_tmp: Path, protocol, point, index
 ):
-    src = make_tree(tmp_path / "src")
+    src = make_tree(open_tmp / "src", OWNER)
     digest = tree_digest(src)
     target = f"/mnt/int-{protocol}"
     leftovers = Leftovers(guest, servers, target)
@@ -147,9 +147,9 @@ def remove_points() -> list[tuple[str, str, int]]:
 
 @pytest.mark.parametrize(("protocol", "point", "index"), remove_points())
 def test_a_killed_remove_is_finished_by_the_next_remove(
-    guest: Guest, crash: Vmshare, servers: FileServers, tmp_path: Path, protocol, point, index
+    guest: Guest, crash: Vmshare, servers: FileServers, open_tmp: Path, protocol, point, index
 ):
-    src = make_tree(tmp_path / "src")
+    src = make_tree(open_tmp / "src", OWNER)
     digest = tree_digest(src)
     target = f"/mnt/rm-{protocol}"
     leftovers = Leftovers(guest, servers, target)

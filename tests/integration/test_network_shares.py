@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FileServers, Guest, Vmshare, make_tree, tree_digest
+from conftest import OWNER, SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree, tree_digest
 from vmshare import ownedblock
 from vmshare.protocols import mount_tag
 
@@ -31,9 +31,9 @@ def exported(servers: FileServers, protocol: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("protocol", ["nfs", "smb"])
 def test_network_share_round_trips_then_remove_closes_the_export(
-    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, protocol
+    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, protocol, open_tmp
 ):
-    src = make_tree(tmp_path / protocol)
+    src = make_tree(open_tmp / protocol, OWNER)
     target = f"/mnt/{protocol}"
     tag = mount_tag(f"{guest.name}:{target}")
     fstab_before = guest.fstab()
@@ -61,7 +61,7 @@ def test_network_share_round_trips_then_remove_closes_the_export(
         assert guest.sh('stat -c %a "$1"', cred)[1].strip() == b"600"
 
     if protocol == "smb":  # a live session to the server must not keep the removed share open
-        keep = make_tree(tmp_path / "keep")
+        keep = make_tree(open_tmp / "keep", OWNER)
         net("add", str(keep), f"{guest.name}:/mnt/keep", "--protocol", "smb", check=True)
     before = tree_digest(src)
     net("remove", f"{guest.name}:{target}", check=True)
@@ -84,8 +84,8 @@ def test_network_share_round_trips_then_remove_closes_the_export(
             "/mnt/refused",
         ]
     else:  # with the real account and password: only the missing share can make it fail
-        password = (net.state_dir / "secrets" / "smb-vmshare").read_bytes().strip()
-        creds = b"username=vmshare\npassword=" + password + b"\n"
+        password = (net.state_dir / "secrets" / f"smb-{SMB_ACCOUNT}").read_bytes().strip()
+        creds = f"username={SMB_ACCOUNT}\npassword=".encode() + password + b"\n"
         assert guest.sh("umask 077; cat > /root/cred", stdin=creds)[0] == 0
         options = f"credentials=/root/cred,vers=3.1.1,seal,port={servers.samba.port}"
         argv = ["mount.cifs", f"//10.0.2.2/{tag}", "/mnt/refused", "-o", options]
@@ -98,8 +98,10 @@ def test_network_share_round_trips_then_remove_closes_the_export(
 
 
 @pytest.mark.parametrize("protocol", ["nfs", "smb"])
-def test_readonly_is_enforced_by_the_server(guest: Guest, net: Vmshare, tmp_path, protocol):
-    src = make_tree(tmp_path / f"ro-{protocol}")
+def test_readonly_is_enforced_by_the_server(
+    guest: Guest, net: Vmshare, tmp_path, protocol, open_tmp
+):
+    src = make_tree(open_tmp / f"ro-{protocol}", OWNER)
     before = tree_digest(src)
     target = f"/mnt/ro-{protocol}"
     net("add", str(src), f"{guest.name}:{target}", "--protocol", protocol, "--readonly", check=True)
@@ -112,16 +114,18 @@ def test_readonly_is_enforced_by_the_server(guest: Guest, net: Vmshare, tmp_path
     net("remove", f"{guest.name}:{target}", check=True)
 
 
-def test_no_password_appears_anywhere(guest: Guest, net: Vmshare, servers: FileServers, tmp_path):
-    src = make_tree(tmp_path / "secret")
+def test_no_password_appears_anywhere(
+    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, open_tmp
+):
+    src = make_tree(open_tmp / "secret", OWNER)
     target = "/mnt/secret"
     net("add", str(src), f"{guest.name}:{target}", "--protocol", "smb", check=True)
+    password = (net.state_dir / "secrets" / f"smb-{SMB_ACCOUNT}").read_text().strip()
     net("plan", "-f", str(_spec(tmp_path, src, guest.name, target)))
     net("status", "--json")
     net("list", "--json")
     net("add", str(src), f"{guest.name}:{target}", "--protocol", "smb", "--json", "--dry-run")
     net("remove", f"{guest.name}:{target}", check=True)
-    password = (net.state_dir / "secrets" / "smb-vmshare").read_text().strip()
     assert len(password) > 30
     assert all(password not in out for out in net.transcript)
     for path in net.state_dir.rglob("*"):
@@ -141,9 +145,9 @@ def _spec(tmp_path: Path, src: Path, vm: str, target: str) -> Path:
 
 
 def test_two_network_adds_at_the_same_moment_both_land(
-    guest: Guest, net: Vmshare, servers: FileServers, tmp_path
+    guest: Guest, net: Vmshare, servers: FileServers, tmp_path, open_tmp
 ):
-    sources = [make_tree(tmp_path / f"n{i}") for i in range(2)]
+    sources = [make_tree(open_tmp / f"n{i}", OWNER) for i in range(2)]
     results = net.at_once(
         *(
             ["add", str(src), f"{guest.name}:/mnt/n{i}", "--protocol", "nfs"]
@@ -194,9 +198,11 @@ def test_nfs_owner_maps_every_guest_write(guest: Guest, net: Vmshare, tmp_path):
     net("remove", f"{guest.name}:/mnt/owned", check=True)
 
 
-def test_network_shares_come_back_after_a_guest_reboot(guest: Guest, net: Vmshare, tmp_path):
+def test_network_shares_come_back_after_a_guest_reboot(
+    guest: Guest, net: Vmshare, tmp_path, open_tmp
+):
     for protocol in ("nfs", "smb"):
-        src = make_tree(tmp_path / f"boot-{protocol}")
+        src = make_tree(open_tmp / f"boot-{protocol}", OWNER)
         net(
             "add",
             str(src),

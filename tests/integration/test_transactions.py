@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Guest, Vmshare, make_tree, tree_digest
+from conftest import OWNER, Guest, Vmshare, make_tree, tree_digest
 from vmshare.protocols import mount_tag
 
 pytestmark = pytest.mark.integration
@@ -128,9 +128,9 @@ def test_a_share_whose_record_is_lost_is_reported_and_removed(
 
 @pytest.mark.parametrize("name", ["co,mma", "back\\slash"])
 def test_a_path_virtiofs_cannot_carry_is_refused_and_nfs_carries_it(
-    guest: Guest, vmshare: Vmshare, servers, tmp_path, name
+    guest: Guest, vmshare: Vmshare, servers, open_tmp, name
 ):
-    src = make_tree(tmp_path / name)
+    src = make_tree(open_tmp / name, OWNER)
     target = "/mnt/odd"
     xml = (guest.dom.XMLDesc(0), guest.dom.XMLDesc(2))
     fstab = guest.fstab()

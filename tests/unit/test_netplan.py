@@ -146,6 +146,7 @@ def test_removal_of_a_network_share_unexports_last(tmp_path):
         "guest.remove_file",
         "guest.rmdir_empty",
         "host.smb_unshare",
+        "host.smb_account_remove",
     ]
 
 

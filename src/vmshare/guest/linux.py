@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import posixpath
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -26,30 +27,40 @@ _INSPECT = (
     "cat /proc/net/route 2>/dev/null; true"
 )
 _READ_FSTAB = "cat /etc/fstab 2>/dev/null || true"
-# Replace /etc/fstab atomically, only if it is still the file we read ($1 = its sha256).
+# Replace /etc/fstab atomically, only if it is still the file we read ($1 = its sha256). A
+# symlinked fstab is followed to its final target, which is replaced in its own folder (mode and
+# owner kept, backup next to it): the link stays a link. A dangling link gets its target.
 _WRITE_FSTAB = """set -e
-f=/etc/fstab
+f=$(readlink -f /etc/fstab) || { echo "/etc/fstab: cannot resolve its symlinks" >&2; exit 1; }
 cur=$( (cat "$f" 2>/dev/null || true) | sha256sum | cut -d' ' -f1)
 [ "$cur" = "$1" ] || { echo "/etc/fstab changed while vmshare was editing it" >&2; exit 75; }
 tmp="$f.vmshare-tmp.$$"
 trap 'rm -f "$tmp"' EXIT
+if [ -f "$f" ]; then
+    cp -p "$f" "$tmp"  # mode and owner of the file it replaces
+    cp -p "$f" "$f.vmshare-bak"
+else
+    : > "$tmp"
+    chmod 644 "$tmp"
+fi
 cat > "$tmp"
-chmod 644 "$tmp"
-if [ -f "$f" ]; then cp -p "$f" "$f.vmshare-bak"; fi
 sync
 mv -f "$tmp" "$f"
 trap - EXIT
 sync
 """
-# Write stdin to $1 with mode 0600 from the start (umask), atomically.
+# Write stdin to $1 (its symlinks followed) with mode 0600 from the start (umask), atomically.
 _WRITE_PRIVATE = """set -e
 umask 077
 mkdir -p "$(dirname "$1")"
-cat > "$1.vmshare-tmp"
+f=$(readlink -f "$1") || { echo "$1: cannot resolve its symlinks" >&2; exit 1; }
+cat > "$f.vmshare-tmp"
 sync
-mv -f "$1.vmshare-tmp" "$1"
+mv -f "$f.vmshare-tmp" "$f"
 sync
 """
+# Remove the file $1; its folder too when that is vmshare's own ($2) and now empty.
+_REMOVE_FILE = 'rm -f "$1" && { [ -z "$2" ] || rmdir "$2" 2>/dev/null || true; }'
 # Remove each folder in turn while it is empty; print the first one that is not, and stop.
 _RMDIR_EMPTY = (
     'for d in "$@"; do [ -d "$d" ] || continue; '
@@ -230,7 +241,11 @@ class LinuxGuest:
         self._sh(_WRITE_PRIVATE, path, what=f"writing {path}", input=data)
 
     def remove_file(self, path: str) -> None:
-        self._run(["rm", "-f", path], f"removing {path}")
+        """Remove ``path``; the credentials folder goes with its last file."""
+        from vmshare.protocols.smb import CREDENTIALS_DIR
+
+        own_dir = CREDENTIALS_DIR if posixpath.dirname(path) == CREDENTIALS_DIR else ""
+        self._sh(_REMOVE_FILE, path, own_dir, what=f"removing {path}")
 
     def fstab_remove(self, entry_id: str) -> None:
         self._edit_fstab(

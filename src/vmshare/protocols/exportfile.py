@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vmshare import ownedblock
 from vmshare.errors import HostCommandError
-from vmshare.fsutil import atomic_write, locked_folder, read_text
+from vmshare.fsutil import atomic_write, backup_path, locked_folder, read_text, real_file
 
 ROOT_HINT = "run vmshare as root (sudo) to change the host's file server"
 
@@ -34,6 +34,9 @@ class OwnedConfigFile(ABC):
         """Apply ``change`` to the file's text; reload the server. False if nothing changed."""
         try:
             with locked_folder(self.path):
+                existed = real_file(self.path).exists()
+                backup = backup_path(self.path)
+                old_backup = backup.read_bytes() if backup.exists() else None
                 old = read_text(self.path)
                 new = change(old)
                 if new == old:
@@ -43,7 +46,8 @@ class OwnedConfigFile(ABC):
                     try:
                         self.reload()
                     except Exception:
-                        self._write(old)  # never leave a config the server refused
+                        # never leave a config the server refused, nor a trace of it
+                        self._restore(old if existed else None, old_backup)
                         self.reload()
                         raise
         except PermissionError as exc:
@@ -55,9 +59,24 @@ class OwnedConfigFile(ABC):
             ) from exc
         return True
 
-    def _write(self, text: str) -> None:
+    def _restore(self, old: str | None, old_backup: bytes | None) -> None:
+        """Put the file and its backup back as they were before a refused edit; a file (or
+        backup) that did not exist goes again."""
+        if old is not None:
+            self._write(old, keep_backup=False)
+        else:
+            real_file(self.path).unlink(missing_ok=True)
+        backup = backup_path(self.path)
+        if old_backup is None:
+            backup.unlink(missing_ok=True)
+        else:
+            atomic_write(backup, old_backup)
+
+    def _write(self, text: str, *, keep_backup: bool = True) -> None:
         try:
-            atomic_write(self.path, text.encode("utf-8"), keep_backup=self.path.exists())
+            atomic_write(
+                self.path, text.encode("utf-8"), keep_backup=keep_backup and self.path.exists()
+            )
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM):
                 raise PermissionError(exc.errno, exc.strerror, str(self.path)) from None

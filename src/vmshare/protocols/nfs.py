@@ -27,6 +27,13 @@ SEMANTICS = (
     "NFSv4 semantics: near-POSIX (an open unlinked file's link count and times on symlinks "
     "differ); files appear owned by the mapped owner"
 )
+# Measured through nfs-ganesha 4.3 (tests/integration/test_edited_files.py); kernel nfsd has no
+# export option against it either (nosuid is a client mount option only).
+SETUID_WARNING = (
+    "guest users can set setuid/setgid bits on files in this share (neither nfs-ganesha nor the "
+    "kernel NFS server can refuse them); on the host those files run as their owner, so keep "
+    "the folder out of host users' reach or use smb, which never stores them"
+)
 # A share's attributes are cached for 1 s (actimeo=1) so edit-compile loops see changes fast.
 NEGOTIATION = "NFSv4.2, falling back to 4.1 and then 3 if the server refuses"
 

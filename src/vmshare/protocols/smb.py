@@ -13,6 +13,7 @@ from typing import Any
 
 from vmshare import hostexec, ownedblock
 from vmshare.errors import HostCommandError, UsageError
+from vmshare.fsutil import backup_path
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.secrets import Secret
 from vmshare.spec import SmbHost
@@ -73,6 +74,12 @@ def render_section(share: SmbShare) -> str:
         f"\tsmb encrypt = {'required' if share.encrypt else 'desired'}",
         "\tguest ok = no",
         "\tbrowseable = no",
+        # Samba's defaults, pinned against a [global] that widens them: no mode a guest creates
+        # can carry a setuid/setgid bit onto the host.
+        "\tcreate mask = 0744",
+        "\tdirectory mask = 0755",
+        "\tforce create mode = 0000",
+        "\tforce directory mode = 0000",
     ]
     return "\n".join(lines)
 
@@ -95,7 +102,12 @@ class SambaExporter(OwnedConfigFile):
     def share(self, share: SmbShare) -> None:
         body = render_section(share)
         self.edit(lambda text: ownedblock.with_entry(text, share.entry_id, body))
-        self._include(True)
+        try:
+            self._include(True)
+        except Exception:  # smb.conf refused the include: take the section back out
+            self.edit(lambda text: ownedblock.without_entry(text, share.entry_id), reload=False)
+            self._drop_if_empty()
+            raise
 
     def unshare(self, entry_id: str) -> None:
         self.edit(lambda text: ownedblock.without_entry(text, entry_id))
@@ -108,9 +120,15 @@ class SambaExporter(OwnedConfigFile):
         )
         if not self.entries():
             self._include(False)
-            self.path.unlink(missing_ok=True)
-            for backup in (self.path.with_name(self.path.name + ".vmshare-bak"),):
-                backup.unlink(missing_ok=True)
+            self._drop_if_empty()
+
+    def _drop_if_empty(self) -> None:
+        """vmshare's include file (and its backup) go with its last section; a symlink the
+        user made there stays, to its emptied target."""
+        if self.entries() or self.path.is_symlink():
+            return
+        backup_path(self.path).unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
     def _include(self, present: bool) -> None:
         line = f"include = {_value(str(self.path))}"
@@ -120,10 +138,13 @@ class SambaExporter(OwnedConfigFile):
         else:
             main.edit(lambda text: ownedblock.without_entry(text, "include"))
 
-    def ensure_account(self, secret: Secret) -> None:
-        """The dedicated Unix + Samba account, with the password vmshare keeps."""
+    def ensure_account(self, secret: Secret) -> dict[str, bool]:
+        """The dedicated Unix + Samba account, with the password vmshare keeps; which of the
+        two (``unix_user``, ``samba_entry``) this call created."""
         account = self.settings.account
+        created = {"unix_user": False, "samba_entry": not self._has_samba_entry()}
         if hostexec.run(["id", "-u", account], check=False).returncode != 0:
+            created["unix_user"] = True
             hostexec.run(
                 [
                     "useradd",
@@ -144,9 +165,31 @@ class SambaExporter(OwnedConfigFile):
                 privileged=True,
             )
         except HostCommandError as exc:
+            if created["unix_user"]:  # nothing records it yet: take it away now
+                hostexec.run(["userdel", account], privileged=True, check=False)
             raise HostCommandError(
                 f"cannot set the Samba password of {account}: {exc.message}", hint=exc.hint
             ) from None
+        return created
+
+    def _has_samba_entry(self) -> bool:
+        argv = ["pdbedit", "-s", self.settings.smb_conf, "-u", self.settings.account]
+        return hostexec.run(argv, check=False, privileged=True).returncode == 0
+
+    def account_in_use(self) -> bool:
+        """Whether a vmshare share section still lets the account in."""
+        line = f"\tvalid users = {self.settings.account}"
+        return any(line in body.split("\n") for body in self.entries().values())
+
+    def remove_account(self, unix_user: bool, samba_entry: bool) -> None:
+        """Take away the parts of the account that vmshare created."""
+        account = self.settings.account
+        if samba_entry and self._has_samba_entry():
+            hostexec.run(
+                ["smbpasswd", "-c", self.settings.smb_conf, "-x", account], privileged=True
+            )
+        if unix_user and hostexec.run(["id", "-u", account], check=False).returncode == 0:
+            hostexec.run(["userdel", account], privileged=True)
 
 
 def credentials_path(entry_id: str) -> str:
