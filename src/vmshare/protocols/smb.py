@@ -89,7 +89,9 @@ class SambaExporter(OwnedConfigFile):
 
     def reload(self) -> None:
         hostexec.run(
-            ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "reload-config"], privileged=True
+            ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "reload-config"],
+            privileged=True,
+            timeout=hostexec.RELOAD,
         )
 
     def share(self, share: SmbShare) -> None:
@@ -105,6 +107,7 @@ class SambaExporter(OwnedConfigFile):
             ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "close-share", entry_id],
             privileged=True,
             check=False,
+            timeout=hostexec.QUICK,
         )
         if not self.entries():
             self._include(False)
@@ -123,7 +126,7 @@ class SambaExporter(OwnedConfigFile):
     def ensure_account(self, secret: Secret) -> None:
         """The dedicated Unix + Samba account, with the password vmshare keeps."""
         account = self.settings.account
-        if hostexec.run(["id", "-u", account], check=False).returncode != 0:
+        if hostexec.run(["id", "-u", account], check=False, timeout=hostexec.QUICK).returncode != 0:
             hostexec.run(
                 [
                     "useradd",
@@ -135,6 +138,7 @@ class SambaExporter(OwnedConfigFile):
                     account,
                 ],
                 privileged=True,
+                timeout=hostexec.QUICK,
             )
         password = secret.reveal().encode()
         try:
@@ -142,6 +146,7 @@ class SambaExporter(OwnedConfigFile):
                 ["smbpasswd", "-c", self.settings.smb_conf, "-s", "-a", account],
                 input=password + b"\n" + password + b"\n",
                 privileged=True,
+                timeout=hostexec.QUICK,
             )
         except HostCommandError as exc:
             raise HostCommandError(
