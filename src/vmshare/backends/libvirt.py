@@ -284,7 +284,7 @@ class LibvirtBackend(Backend):
             if found and found[0].driver == "virtiofs":
                 self._detach(dom, found[1], libvirt.VIR_DOMAIN_AFFECT_LIVE)
                 self._wait_gone(dom, tag)
-            elif found:
+            elif found and vm not in self.restart_follows:
                 note = f"the 9p device {tag} leaves the running VM {vm!r} at its next restart"
         return note
 
