@@ -21,7 +21,7 @@ import libvirt
 
 from vmshare.backends import libvirt_xml
 from vmshare.backends.base import Backend
-from vmshare.errors import BackendUnavailable, NotFoundError, VmshareError
+from vmshare.errors import BackendUnavailable, GuestError, NotFoundError, VmshareError
 from vmshare.facts import FsDevice, VmFacts
 from vmshare.guest.agent import READY_TIMEOUT, AgentChannel
 from vmshare.guest.channel import GuestChannel
@@ -217,22 +217,26 @@ class LibvirtBackend(Backend):
         facts.user_networking = libvirt_xml.has_user_networking(live_xml or config_xml)
         if live_xml:
             facts.live_devices = {t: d for t, (d, _) in libvirt_xml.filesystems(live_xml).items()}
-            facts.addresses = self._agent_addresses(dom)
+            facts.addresses = self._agent_addresses(AgentChannel(lambda: dom, vm))
         return facts
 
     @staticmethod
-    def _agent_addresses(dom: libvirt.virDomain) -> list[str]:
-        """The guest's addresses from its agent's interface list (none if it does not answer)."""
+    def _agent_addresses(agent: AgentChannel) -> list[str]:
+        """The guest's addresses from its agent's interface list (none if it does not answer).
+
+        Asked through the agent channel, with its deadline: libvirt's interfaceAddresses waits
+        for the agent with no deadline of its own (a stuck agent would hang it for good).
+        """
         try:
-            interfaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT)
-        except libvirt.libvirtError:
+            interfaces = agent.command("guest-network-get-interfaces")
+        except GuestError:
             return []
         return [
-            address["addr"]
-            for name, info in sorted(interfaces.items())
-            if name != "lo"
-            for address in info.get("addrs") or []
-            if not str(address["addr"]).startswith(("127.", "::1", "fe80:"))
+            str(address.get("ip-address"))
+            for interface in sorted(interfaces, key=lambda i: str(i.get("name")))
+            if interface.get("name") != "lo"
+            for address in interface.get("ip-addresses") or []
+            if not str(address.get("ip-address")).startswith(("127.", "::1", "fe80:"))
         ]
 
     def guest_channel(self, vm: VmSpec) -> GuestChannel:
