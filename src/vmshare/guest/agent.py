@@ -50,6 +50,11 @@ class AgentNoReply(GuestError):
     """The agent did not answer one request in time (it may have received it)."""
 
 
+class AgentLostStatus(GuestError):
+    """The agent no longer knows the pid: the command ended and its exit status went to an
+    earlier guest-exec-status request that libvirt had stopped waiting for."""
+
+
 class AgentChannel:
     name = "qemu-guest-agent"
 
@@ -82,6 +87,8 @@ class AgentChannel:
                     + ("" if unanswered else f" ({text})"),
                     hint=TIMEOUT_HINT,
                 ) from None
+            if execute == "guest-exec-status" and "Invalid parameter 'pid'" in text:
+                raise AgentLostStatus(text) from None
             raise GuestError(
                 f"guest agent of VM {self.vm!r} did not answer: {text}", hint=AGENT_HINT
             ) from None
@@ -130,6 +137,14 @@ class AgentChannel:
             problem: str | None = None
             try:
                 status = self.command("guest-exec-status", {"pid": pid})
+            except AgentLostStatus:
+                raise GuestTimeout(
+                    f"guest command {argv[0]} (pid {pid}) in VM {self.vm!r} ended, but its result "
+                    "was lost: the guest agent answered only after vmshare had stopped waiting "
+                    "(the guest stalled), so the command may or may not have done its work",
+                    hint=TIMEOUT_HINT,
+                    may_still_run=False,
+                ) from None
             except GuestError as exc:  # paused or silent meanwhile: keep asking until the deadline
                 status, problem = {}, exc.message
             if status.get("exited"):
@@ -178,6 +193,8 @@ class AgentChannel:
             while time.monotonic() < deadline:
                 try:
                     exited = self.command("guest-exec-status", {"pid": target}, reply)["exited"]
+                except AgentLostStatus:
+                    exited = True  # it ended; an earlier, abandoned request took its status
                 except GuestError as exc:
                     return gone, exc.message
                 if exited:
