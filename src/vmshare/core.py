@@ -39,6 +39,7 @@ class Session:
         self._servers: HostServers | None = None
         self._backends: dict[tuple[str, str | None], Backend] = {}
         self._guests: dict[str, LinuxGuest] = {}
+        self.restart_follows: set[str] = set()  # VMs the plan being run restarts
 
     @property
     def servers(self) -> HostServers:
@@ -55,6 +56,7 @@ class Session:
         key = (spec.backend, spec.connection)
         if key not in self._backends:
             self._backends[key] = load_backend(spec.backend, spec.connection)
+            self._backends[key].restart_follows = self.restart_follows
         return self._backends[key]
 
     def guest(self, vm: str) -> LinuxGuest:
@@ -82,6 +84,18 @@ class Session:
     def close(self) -> None:
         for backend in self._backends.values():
             backend.close()
+
+
+def restarted_after_detach(plan: Plan) -> set[str]:
+    """The VMs that the plan restarts after detaching a device from them."""
+    detached: set[str] = set()
+    restarted: set[str] = set()
+    for step in plan.steps:
+        if step.action == "detach_filesystem":
+            detached.add(step.vm)
+        elif step.action == "restart" and step.vm in detached:
+            restarted.add(step.vm)
+    return restarted
 
 
 def _vms_of(spec: Spec) -> dict[str, VmSpec]:
@@ -183,6 +197,7 @@ def apply_shares(
             plan = _plan(spec, origin, state, session, allow_restart, prune, replace)
             if plan.blockers:
                 raise UsageError(plan.blockers[0], hint="`vmshare plan` shows every step and why")
+            session.restart_follows.update(restarted_after_detach(plan))
             outcome = execute(plan, session, Journal(store, state, plan), progress)
             return Result(plan=plan, outcome=outcome)
         finally:
@@ -250,6 +265,7 @@ def remove_share(
         if dry_run:
             return Result(plan=plan, dry_run=True)
         session = Session({record.vm: record.vm_spec}, store)
+        session.restart_follows.update(restarted_after_detach(plan))
         try:
             outcome = execute(plan, session, Journal(store, state, plan), progress)
         finally:

@@ -9,7 +9,9 @@ do, and the process exit code. Only ``cli.py`` catches them and prints.
     ├── NotFoundError               exit 1: a VM, share or host path that does not exist
     ├── BackendUnavailable          exit 1: SDK missing or hypervisor not reachable
     ├── HostCommandError            exit 1: a host command failed
+    │   └── HostCommandTimeout      exit 1: it did not finish within its deadline (it was killed)
     ├── GuestError                  exit 1: the guest channel or a guest command failed
+    │   └── GuestTimeout            exit 1: a guest command missed its deadline: it may have run
     ├── LockTimeout                 exit 1: another vmshare run holds the lock
     ├── StateError                  exit 1: the state file is unreadable or from a newer vmshare
     ├── Interrupted                 exit 130 (INTERRUPTED): Ctrl-C before any change
@@ -65,8 +67,26 @@ class HostCommandError(VmshareError):
     pass
 
 
+class HostCommandTimeout(HostCommandError):
+    """A host command did not finish within its deadline; it was killed."""
+
+
 class GuestError(VmshareError):
     pass
+
+
+class GuestTimeout(GuestError):
+    """A guest command missed its deadline, so its effect is unknown: treat the step as maybe-done.
+
+    ``may_still_run`` is True when vmshare could not stop it: the guest did not answer (a suspended
+    guest, a stuck agent), so the command may run, or go on running, when the guest resumes.
+    """
+
+    maybe_done = True
+
+    def __init__(self, message: str, hint: str | None = None, *, may_still_run: bool) -> None:
+        super().__init__(message, hint)
+        self.may_still_run = may_still_run
 
 
 class LockTimeout(VmshareError):

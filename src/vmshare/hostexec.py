@@ -2,17 +2,25 @@
 
 Commands that need root are prefixed with ``sudo -n`` when vmshare itself is not root, so a
 missing sudo rule fails at once with a hint instead of hanging on a password prompt.
+
+Every call states its deadline (there is no default): ``QUICK`` for a command that answers at
+once, ``RELOAD`` for a file server re-reading its configuration, or a bound of the caller's own.
+A command that misses it is killed and raises HostCommandTimeout naming the command and the bound.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vmshare.errors import HostCommandError
+from vmshare.errors import HostCommandError, HostCommandTimeout
+
+QUICK = 30.0  # s: a query or a small change (id, useradd, smbpasswd, close-share)
+RELOAD = 60.0  # s: a file server re-reading its exports or shares (exportfs -ra, smbcontrol)
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,7 @@ def run(
     input: bytes | None = None,
     privileged: bool = False,
     check: bool = True,
-    timeout: float = 120,
+    timeout: float,
 ) -> CommandResult:
     """Run ``argv`` on the host and return its result; raise HostCommandError on failure."""
     if isinstance(argv, str):  # a string here is a bug: it would be split or shell-parsed
@@ -49,8 +57,9 @@ def run(
     try:
         proc = subprocess.run(args, input=input, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise HostCommandError(
-            f"{args[0]} did not finish within {timeout:g} s", hint="check the host and retry"
+        raise HostCommandTimeout(
+            f"`{_shown(args)}` did not finish within its {timeout:g} s deadline and was killed",
+            hint="check the host (is the service hung?) and retry",
         ) from exc
     result = CommandResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
@@ -62,3 +71,8 @@ def run(
             else "see the message above; vmshare changed nothing it did not undo",
         )
     return result
+
+
+def _shown(args: Sequence[str], limit: int = 120) -> str:
+    text = shlex.join(args)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

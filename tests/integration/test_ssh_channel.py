@@ -91,3 +91,17 @@ def test_a_share_through_the_ssh_channel(ssh_guest, tmp_path):
     vmshare("remove", f"{NAME}:/mnt/viassh", check=True)
     assert b"/mnt/viassh" not in agent_exec(dom, ["cat", "/proc/mounts"])[1]
     assert tree_digest(src) == before
+
+
+def test_a_command_past_its_deadline_raises_guest_timeout(ssh_guest):
+    import time
+
+    from vmshare.errors import GuestTimeout
+
+    _, access = ssh_guest
+    started = time.monotonic()
+    with pytest.raises(GuestTimeout) as info:
+        SshChannel(access).run(["sleep", "60"], timeout=2)
+    assert time.monotonic() - started < 30
+    assert info.value.may_still_run  # ssh is stopped; the remote command may go on
+    assert "did not finish within 2 s" in info.value.message

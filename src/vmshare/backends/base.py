@@ -21,6 +21,9 @@ class Backend(ABC):
 
     def __init__(self, connection: str | None = None) -> None:
         self.connection = connection or self.default_connection
+        # VMs whose plan restarts them after its device steps: a device that leaves a running VM
+        # only at a restart needs no note for them (the Session fills it in from the plan)
+        self.restart_follows: set[str] = set()
 
     @abstractmethod
     def inspect(self, vm: str) -> VmFacts:

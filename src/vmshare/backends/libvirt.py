@@ -1,16 +1,29 @@
-"""QEMU/KVM through libvirt: virtiofs and 9p filesystem devices; guest access by the agent."""
+"""QEMU/KVM through libvirt: virtiofs and 9p filesystem devices; guest access by the agent.
+
+Every wait on libvirt is bounded. libvirt's own open has no deadline (a socket that accepts and
+never answers hangs it forever), so it runs in a worker thread that vmshare stops waiting for after
+``OPEN_TIMEOUT``; the binding releases the GIL during the call. Once open, libvirt's keepalive
+(``KEEPALIVE_INTERVAL`` x ``KEEPALIVE_COUNT``, driven by libvirt's default event loop in a daemon
+thread) closes a connection whose daemon stops answering, which fails the call that waits on it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import shlex
+import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import libvirt
 
 from vmshare.backends import libvirt_xml
 from vmshare.backends.base import Backend
-from vmshare.errors import BackendUnavailable, NotFoundError, VmshareError
+from vmshare.errors import BackendUnavailable, GuestError, NotFoundError, VmshareError
 from vmshare.facts import FsDevice, VmFacts
-from vmshare.guest.agent import AgentChannel
+from vmshare.guest.agent import READY_TIMEOUT, AgentChannel
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
 from vmshare.spec import VmSpec
@@ -18,12 +31,102 @@ from vmshare.spec import VmSpec
 # libvirt prints every error to stderr by default; vmshare reports errors itself.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
-SHUTDOWN_TIMEOUT = 60.0
-AGENT_TIMEOUT = 180.0
+OPEN_TIMEOUT = 15.0  # s: to open the connection (connect, authenticate, the daemon's hello)
+KEEPALIVE_INTERVAL = 5  # s: between keepalive probes on an open connection
+KEEPALIVE_COUNT = 3  # unanswered probes after which libvirt closes it: ~5 x (3 + 1) = 20 s
+SHUTDOWN_TIMEOUT = 60.0  # s: a graceful shutdown before the VM is forced off
+UNPLUG_TIMEOUT = 30.0  # s: for the guest to release a hot-unplugged device
+AGENT_TIMEOUT = READY_TIMEOUT  # s: for the guest agent to answer after the VM starts
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_event_loop_lock = threading.Lock()
+_event_loop_running = False
 
 
 def _message(exc: libvirt.libvirtError) -> str:
     return str(exc.get_error_message() or exc)
+
+
+def _start_event_loop() -> None:
+    """libvirt's default event loop in a daemon thread: keepalive needs one (once a process)."""
+    global _event_loop_running
+    with _event_loop_lock:
+        if _event_loop_running:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True).start()
+        _event_loop_running = True
+
+
+def _run_event_loop() -> None:
+    while True:
+        if libvirt.virEventRunDefaultImpl() < 0:
+            time.sleep(0.1)
+
+
+def open_connection(uri: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConnect:
+    """libvirt.open(uri) with a deadline, and keepalive on the connection it returns.
+
+    The open runs in a daemon thread; after ``timeout`` vmshare stops waiting for it (a late
+    connection is closed by that thread), so the process can report and exit.
+    """
+    _start_event_loop()
+    lock = threading.Lock()
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        conn, error = None, None
+        try:
+            conn = libvirt.open(uri)
+            # a driver without keepalive (test:///, a local session) has nothing to probe
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+        except libvirt.libvirtError as exc:
+            error = exc
+        with lock:
+            if outcome.get("abandoned"):
+                if conn is not None:
+                    conn.close()
+                return
+            outcome.update(conn=conn, error=error)
+
+    worker = threading.Thread(target=attempt, name="libvirt-open", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    with lock:
+        if "conn" not in outcome:
+            outcome["abandoned"] = True
+            raise BackendUnavailable(
+                f"libvirt at {uri} did not answer within {timeout:g} s "
+                "(connection deadline); vmshare stopped waiting",
+                hint=f"is libvirtd hung or is something else listening there? "
+                f"try `virsh -c {shlex.quote(uri)} list`",
+            )
+    if outcome["error"] is not None:
+        raise BackendUnavailable(
+            f"cannot connect to libvirt at {uri}: {_message(outcome['error'])}",
+            hint=f"is libvirtd running? try `virsh -c {shlex.quote(uri)} list`",
+        )
+    conn: libvirt.virConnect = outcome["conn"]
+    return conn
+
+
+def _bounded(method: _F) -> _F:
+    """Report a libvirt error that escapes ``method`` as a vmshare error (a lost connection
+    as BackendUnavailable naming the keepalive)."""
+
+    @functools.wraps(method)
+    def wrapper(self: LibvirtBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except libvirt.libvirtError as exc:
+            what = method.__name__.strip("_").replace("_", " ")
+            raise self._lost(exc) or VmshareError(
+                f"libvirt failed in {what}: {_message(exc)}",
+                hint=f"check the VM with `virsh -c {shlex.quote(self.connection)} dumpxml`",
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class LibvirtBackend(Backend):
@@ -33,39 +136,68 @@ class LibvirtBackend(Backend):
     def __init__(self, connection: str | None = None) -> None:
         super().__init__(connection)
         self._conn: libvirt.virConnect | None = None
+        self._unavailable: BackendUnavailable | None = None  # an open that failed: do not retry
 
     @property
     def conn(self) -> libvirt.virConnect:
+        if self._unavailable is not None:
+            raise self._unavailable
         if self._conn is None:
             try:
-                self._conn = libvirt.open(self.connection)
-            except libvirt.libvirtError as exc:
-                raise BackendUnavailable(
-                    f"cannot connect to libvirt at {self.connection}: {_message(exc)}",
-                    hint=f"is libvirtd running? try `virsh -c {self.connection} list`",
-                ) from None
+                self._conn = open_connection(self.connection)
+            except BackendUnavailable as exc:
+                self._unavailable = exc
+                raise
         return self._conn
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(libvirt.libvirtError):  # closed already (keepalive)
+                conn.close()
+
+    def _lost(self, exc: libvirt.libvirtError) -> BackendUnavailable | None:
+        """The error to report when ``exc`` means the connection itself is gone."""
+        if self._conn is None:
+            return None
+        try:
+            alive = bool(self._conn.isAlive())
+        except libvirt.libvirtError:
+            alive = False
+        if alive:
+            return None
+        return BackendUnavailable(
+            f"lost the connection to libvirt at {self.connection}: {_message(exc)} (keepalive "
+            f"deadline: {KEEPALIVE_COUNT} probes {KEEPALIVE_INTERVAL} s apart, about "
+            f"{KEEPALIVE_INTERVAL * (KEEPALIVE_COUNT + 1)} s without an answer, or the daemon "
+            "closed it)",
+            hint="is libvirtd hung or restarting? try "
+            f"`virsh -c {shlex.quote(self.connection)} list`; `vmshare status` then shows what is "
+            "in place",
+        )
 
     def domain(self, vm: str) -> libvirt.virDomain:
         try:
             return self.conn.lookupByName(vm)
-        except libvirt.libvirtError:
-            pass
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise self._lost(exc) or VmshareError(
+                    f"libvirt could not look up VM {vm!r}: {_message(exc)}"
+                ) from None
         try:
             return self.conn.lookupByUUIDString(vm)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as exc:
+            lost = self._lost(exc)
+            if lost is not None:
+                raise lost from None
             raise NotFoundError(
                 f"VM {vm!r} not found on {self.connection}",
-                hint=f"list VMs with `virsh -c {self.connection} list --all`",
+                hint=f"list VMs with `virsh -c {shlex.quote(self.connection)} list --all`",
             ) from None
 
     # --------------------------------------------------------------------- facts
 
+    @_bounded
     def inspect(self, vm: str) -> VmFacts:
         facts = VmFacts(name=vm, backend=self.name, connection=self.connection)
         try:
@@ -85,22 +217,26 @@ class LibvirtBackend(Backend):
         facts.user_networking = libvirt_xml.has_user_networking(live_xml or config_xml)
         if live_xml:
             facts.live_devices = {t: d for t, (d, _) in libvirt_xml.filesystems(live_xml).items()}
-            facts.addresses = self._agent_addresses(dom)
+            facts.addresses = self._agent_addresses(AgentChannel(lambda: dom, vm))
         return facts
 
     @staticmethod
-    def _agent_addresses(dom: libvirt.virDomain) -> list[str]:
-        """The guest's addresses from its agent's interface list (none if it does not answer)."""
+    def _agent_addresses(agent: AgentChannel) -> list[str]:
+        """The guest's addresses from its agent's interface list (none if it does not answer).
+
+        Asked through the agent channel, with its deadline: libvirt's interfaceAddresses waits
+        for the agent with no deadline of its own (a stuck agent would hang it for good).
+        """
         try:
-            interfaces = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT)
-        except libvirt.libvirtError:
+            interfaces = agent.command("guest-network-get-interfaces")
+        except GuestError:
             return []
         return [
-            address["addr"]
-            for name, info in sorted(interfaces.items())
-            if name != "lo"
-            for address in info.get("addrs") or []
-            if not str(address["addr"]).startswith(("127.", "::1", "fe80:"))
+            str(address.get("ip-address"))
+            for interface in sorted(interfaces, key=lambda i: str(i.get("name")))
+            if interface.get("name") != "lo"
+            for address in interface.get("ip-addresses") or []
+            if not str(address.get("ip-address")).startswith(("127.", "::1", "fe80:"))
         ]
 
     def guest_channel(self, vm: VmSpec) -> GuestChannel:
@@ -113,6 +249,7 @@ class LibvirtBackend(Backend):
 
     # ------------------------------------------------------------------- actions
 
+    @_bounded
     def attach_filesystem(
         self, vm: str, tag: str, source: str, driver: str, readonly: bool, live: bool, config: bool
     ) -> str | None:
@@ -132,12 +269,13 @@ class LibvirtBackend(Backend):
         try:
             dom.attachDeviceFlags(libvirt_xml.filesystem_xml(device), flags)
         except libvirt.libvirtError as exc:
-            raise VmshareError(
+            raise self._lost(exc) or VmshareError(
                 f"libvirt refused the {driver} device for {source}: {_message(exc)}",
                 hint="check the domain with `virsh dumpxml`; nothing was left attached",
             ) from None
         return None
 
+    @_bounded
     def detach_filesystem(self, vm: str, tag: str, live: bool, config: bool) -> str | None:
         dom = self.domain(vm)
         note = None
@@ -150,7 +288,7 @@ class LibvirtBackend(Backend):
             if found and found[0].driver == "virtiofs":
                 self._detach(dom, found[1], libvirt.VIR_DOMAIN_AFFECT_LIVE)
                 self._wait_gone(dom, tag)
-            elif found:
+            elif found and vm not in self.restart_follows:
                 note = f"the 9p device {tag} leaves the running VM {vm!r} at its next restart"
         return note
 
@@ -158,21 +296,23 @@ class LibvirtBackend(Backend):
         try:
             dom.detachDeviceFlags(xml, flags)
         except libvirt.libvirtError as exc:
-            raise VmshareError(
+            raise self._lost(exc) or VmshareError(
                 f"libvirt could not detach the share device: {_message(exc)}",
                 hint="unmount it in the guest first; `virsh dumpxml` shows the device",
             ) from None
 
-    def _wait_gone(self, dom: libvirt.virDomain, tag: str, timeout: float = 30) -> None:
+    def _wait_gone(self, dom: libvirt.virDomain, tag: str, timeout: float = UNPLUG_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while tag in libvirt_xml.filesystems(dom.XMLDesc(0)):
             if time.monotonic() > deadline:
                 raise VmshareError(
-                    f"the guest did not release device {tag} within {timeout:g} s",
+                    f"the guest did not release device {tag} within {timeout:g} s "
+                    "(hot-unplug deadline)",
                     hint="the guest must answer ACPI hot-unplug; restart the VM to finish",
                 )
             time.sleep(0.2)
 
+    @_bounded
     def add_shared_memory(self, vm: str) -> str | None:
         dom = self.domain(vm)
         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
@@ -181,24 +321,26 @@ class LibvirtBackend(Backend):
         try:
             self.conn.defineXML(libvirt_xml.with_shared_memory(xml))
         except libvirt.libvirtError as exc:
-            raise VmshareError(
+            raise self._lost(exc) or VmshareError(
                 f"libvirt refused shared memory backing for {vm!r}: {_message(exc)}",
                 hint="virtiofs needs <memoryBacking><access mode='shared'/>; try --protocol 9p",
             ) from None
         return f"VM {vm!r} now has shared memory backing (needed by virtiofs); it stays in place"
 
+    @_bounded
     def start(self, vm: str) -> str | None:
         dom = self.domain(vm)
         if not dom.isActive():
             try:
                 dom.create()
             except libvirt.libvirtError as exc:
-                raise VmshareError(
+                raise self._lost(exc) or VmshareError(
                     f"VM {vm!r} did not start: {_message(exc)}", hint="see `virsh start`"
                 ) from None
         AgentChannel(lambda: self.domain(vm), vm).wait_ready(AGENT_TIMEOUT)
         return None
 
+    @_bounded
     def restart(self, vm: str) -> str | None:
         """Graceful shutdown (agent, then ACPI), forced off after SHUTDOWN_TIMEOUT, then start.
 

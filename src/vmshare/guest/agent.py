@@ -1,4 +1,13 @@
-"""Guest commands through qemu-guest-agent (guest-exec) over libvirt. Imported only by libvirt."""
+"""Guest commands through qemu-guest-agent (guest-exec) over libvirt. Imported only by libvirt.
+
+Every wait is bounded. One agent request waits ``REPLY_TIMEOUT`` (libvirt's own bound; when an
+earlier request went unanswered libvirt first resynchronises, which adds up to 5 s). A command
+must finish within its ``timeout`` (``COMMAND_TIMEOUT`` unless the caller says otherwise); one
+that does not is killed in the guest, with its children (a second guest-exec, bounded by
+``KILL_TIMEOUT``). When the agent does not answer at all (a suspended guest, a stuck agent), a
+request it received may still run when the guest resumes: ``run`` raises GuestTimeout with
+``may_still_run`` so that the caller keeps the step as maybe-done.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +20,39 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-from vmshare.errors import GuestError
+from vmshare.errors import GuestError, GuestTimeout
 from vmshare.guest.channel import GuestResult
+
+REPLY_TIMEOUT = 10  # s: one request to the agent (libvirt's timeout argument, whole seconds)
+COMMAND_TIMEOUT = 60.0  # s: a guest command, unless the caller gives its own bound
+KILL_TIMEOUT = 10.0  # s: to kill a command that missed its deadline, and see it gone
+READY_TIMEOUT = 180.0  # s: for the agent to answer after the VM (re)starts (a TCG boot)
+PING_TIMEOUT = 2  # s: one guest-ping while waiting for the agent
 
 AGENT_HINT = (
     "install and start qemu-guest-agent in the guest; the domain needs a "
     "<channel type='unix'> with target name org.qemu.guest_agent.0"
 )
+TIMEOUT_HINT = (
+    "check the guest (paused? overloaded? a hung mount?); "
+    "`vmshare status` shows what is in place, and running the command again finishes or undoes it"
+)
+# Stop the process and every descendant (found through /proc/PID/task/*/children), then kill them:
+# a stopped process cannot fork, so no child escapes. $1 is the pid guest-exec returned.
+_KILL_TREE = (
+    'k() { kill -STOP "$1" 2>/dev/null; '
+    'for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do k "$c"; done; '
+    'kill -KILL "$1" 2>/dev/null; }; k "$1"'
+)
+
+
+class AgentNoReply(GuestError):
+    """The agent did not answer one request in time (it may have received it)."""
+
+
+class AgentLostStatus(GuestError):
+    """The agent no longer knows the pid: the command ended and its exit status went to an
+    earlier guest-exec-status request that libvirt had stopped waiting for."""
 
 
 class AgentChannel:
@@ -28,7 +63,7 @@ class AgentChannel:
         self.vm = vm
 
     def command(
-        self, execute: str, arguments: dict[str, Any] | None = None, timeout: int = 10
+        self, execute: str, arguments: dict[str, Any] | None = None, timeout: int = REPLY_TIMEOUT
     ) -> Any:
         message: dict[str, Any] = {"execute": execute}
         if arguments is not None:
@@ -36,31 +71,50 @@ class AgentChannel:
         try:
             reply = libvirt_qemu.qemuAgentCommand(self._domain(), json.dumps(message), timeout, 0)
         except libvirt.libvirtError as exc:
+            text = str(exc.get_error_message() or exc)
+            code = exc.get_error_code()
+            if code == libvirt.VIR_ERR_OPERATION_INVALID:  # refused before it reached the agent
+                raise GuestError(
+                    f"VM {self.vm!r} is not running (paused?): its guest agent cannot take "
+                    f"{execute} ({text})",
+                    hint=f"resume or start it (`virsh resume {self.vm}`), then run the command "
+                    "again",
+                ) from None
+            unanswered = code == libvirt.VIR_ERR_AGENT_UNRESPONSIVE and "not responding" in text
+            if unanswered or exc.get_error_domain() == libvirt.VIR_FROM_RPC:  # maybe delivered
+                raise AgentNoReply(
+                    f"guest agent of VM {self.vm!r} did not answer {execute} within {timeout} s"
+                    + ("" if unanswered else f" ({text})"),
+                    hint=TIMEOUT_HINT,
+                ) from None
+            if execute == "guest-exec-status" and "Invalid parameter 'pid'" in text:
+                raise AgentLostStatus(text) from None
             raise GuestError(
-                f"guest agent of VM {self.vm!r} did not answer: {exc.get_error_message()}",
-                hint=AGENT_HINT,
+                f"guest agent of VM {self.vm!r} did not answer: {text}", hint=AGENT_HINT
             ) from None
         return json.loads(reply)["return"]
 
-    def ping(self, timeout: int = 5) -> bool:
+    def ping(self, timeout: int = PING_TIMEOUT) -> bool:
         try:
             self.command("guest-ping", timeout=timeout)
         except GuestError:
             return False
         return True
 
-    def wait_ready(self, timeout: float = 120) -> None:
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.ping(timeout=2):
+            if self.ping():
                 return
             time.sleep(0.5)
         raise GuestError(
-            f"guest agent of VM {self.vm!r} not ready after {timeout:g} s", hint=AGENT_HINT
+            f"guest agent of VM {self.vm!r} did not answer within {timeout:g} s of the VM "
+            "starting (agent start-up deadline)",
+            hint=AGENT_HINT,
         )
 
     def run(
-        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 60
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = COMMAND_TIMEOUT
     ) -> GuestResult:
         arguments: dict[str, Any] = {
             "path": argv[0],
@@ -69,18 +123,34 @@ class AgentChannel:
         }
         if input is not None:
             arguments["input-data"] = base64.b64encode(input).decode()
-        pid = self.command("guest-exec", arguments)["pid"]
         deadline = time.monotonic() + timeout
+        try:
+            pid = self.command("guest-exec", arguments)["pid"]
+        except AgentNoReply as exc:
+            raise GuestTimeout(
+                f"{exc.message}: guest command {argv[0]} may still run when the guest resumes",
+                hint=TIMEOUT_HINT,
+                may_still_run=True,
+            ) from None
         delay = 0.02
         while True:
-            status = self.command("guest-exec-status", {"pid": pid})
+            problem: str | None = None
+            try:
+                status = self.command("guest-exec-status", {"pid": pid})
+            except AgentLostStatus:
+                raise GuestTimeout(
+                    f"guest command {argv[0]} (pid {pid}) in VM {self.vm!r} ended, but its result "
+                    "was lost: the guest agent answered only after vmshare had stopped waiting "
+                    "(the guest stalled), so the command may or may not have done its work",
+                    hint=TIMEOUT_HINT,
+                    may_still_run=False,
+                ) from None
+            except GuestError as exc:  # paused or silent meanwhile: keep asking until the deadline
+                status, problem = {}, exc.message
             if status.get("exited"):
                 break
             if time.monotonic() > deadline:
-                raise GuestError(
-                    f"guest command {argv[0]} did not finish within {timeout:g} s",
-                    hint="check the guest; it may be overloaded or the mount may hang",
-                )
+                raise self._missed_deadline(argv[0], pid, timeout, problem)
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
         return GuestResult(
@@ -88,3 +158,49 @@ class AgentChannel:
             stdout=base64.b64decode(status.get("out-data", "")),
             stderr=base64.b64decode(status.get("err-data", "")),
         )
+
+    def _missed_deadline(
+        self, program: str, pid: int, timeout: float, problem: str | None
+    ) -> GuestTimeout:
+        what = f"guest command {program} (pid {pid}) in VM {self.vm!r}"
+        killed, why = self._kill(pid)
+        if killed:
+            return GuestTimeout(
+                f"{what} did not finish within {timeout:g} s; vmshare killed it in the guest",
+                hint=TIMEOUT_HINT,
+                may_still_run=False,
+            )
+        detail = f" ({problem})" if problem else ""
+        return GuestTimeout(
+            f"{what} did not finish within {timeout:g} s{detail} and could not be killed "
+            f"within {KILL_TIMEOUT:g} s ({why}): it may still run when the guest resumes",
+            hint=TIMEOUT_HINT,
+            may_still_run=True,
+        )
+
+    def _kill(self, pid: int) -> tuple[bool, str]:
+        """Kill ``pid`` and its descendants in the guest: (gone, why not), within KILL_TIMEOUT."""
+        deadline = time.monotonic() + KILL_TIMEOUT
+        reply = max(1, min(REPLY_TIMEOUT, int(KILL_TIMEOUT)))
+        try:
+            killer = self.command(
+                "guest-exec", {"path": "sh", "arg": ["-c", _KILL_TREE, "vmshare", str(pid)]}, reply
+            )["pid"]
+        except GuestError as exc:
+            return False, exc.message
+        gone = False
+        for target in (pid, killer):  # collect both exit statuses, so the agent forgets them
+            while time.monotonic() < deadline:
+                try:
+                    exited = self.command("guest-exec-status", {"pid": target}, reply)["exited"]
+                except AgentLostStatus:
+                    exited = True  # it ended; an earlier, abandoned request took its status
+                except GuestError as exc:
+                    return gone, exc.message
+                if exited:
+                    gone = True
+                    break
+                time.sleep(0.1)
+            if not gone:
+                break
+        return gone, "" if gone else "it did not exit after SIGKILL (stuck in the kernel?)"

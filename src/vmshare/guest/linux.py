@@ -19,7 +19,7 @@ from vmshare.guest import fstab
 from vmshare.guest.channel import GuestChannel, GuestResult
 from vmshare.secrets import SecretStore
 
-MOUNT_RETRY_SECONDS = 10.0
+MOUNT_RETRY_SECONDS = 10.0  # s: retrying a refused mount (device not probed yet, server reloading)
 _SEPARATOR = "@@vmshare-section@@"
 _INSPECT = (
     'cat /proc/self/mounts; echo "$0"; cat /etc/fstab 2>/dev/null; echo "$0"; '
@@ -178,7 +178,8 @@ class LinuxGuest:
                     return
             if time.monotonic() > deadline:
                 raise GuestError(
-                    f"mounting {target} in VM {self.vm!r} failed: {result.error_line}",
+                    f"mounting {target} in VM {self.vm!r} failed (retried for "
+                    f"{MOUNT_RETRY_SECONDS:g} s, the mount retry bound): {result.error_line}",
                     hint=f"check that the guest kernel supports {fstype}; vmshare undid its steps",
                 )
             time.sleep(0.25)

@@ -6,7 +6,7 @@ import shlex
 from collections.abc import Sequence
 
 from vmshare import hostexec
-from vmshare.errors import GuestError, HostCommandError
+from vmshare.errors import GuestError, GuestTimeout, HostCommandError, HostCommandTimeout
 from vmshare.guest.channel import GuestResult
 from vmshare.spec import GuestAccess
 
@@ -18,10 +18,21 @@ def remote_command(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
+CONNECT_TIMEOUT = 10  # s: ssh's own ConnectTimeout (TCP connect and the ssh handshake)
+
+
 def ssh_argv(access: GuestAccess, argv: Sequence[str]) -> list[str]:
     if not access.ssh_host:
         raise GuestError("ssh channel needs ssh_host", hint="set [vm.NAME.guest] ssh_host")
-    command = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(access.ssh_port)]
+    command = [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={CONNECT_TIMEOUT}",
+        "-p",
+        str(access.ssh_port),
+    ]
     command += ["-o", "StrictHostKeyChecking=yes"]  # never trust an unknown host key silently
     if access.ssh_known_hosts:
         command += ["-o", f"UserKnownHostsFile={access.ssh_known_hosts}"]
@@ -43,6 +54,13 @@ class SshChannel:
             result = hostexec.run(
                 ssh_argv(self.access, argv), input=input, check=False, timeout=timeout
             )
+        except HostCommandTimeout:
+            raise GuestTimeout(
+                f"guest command {argv[0]} over ssh to {self.access.ssh_host} did not finish "
+                f"within {timeout:g} s; ssh was stopped, but the command may still run there",
+                hint="check the guest (overloaded? a hung mount?); then run the command again",
+                may_still_run=True,
+            ) from None
         except HostCommandError as exc:
             raise GuestError(f"ssh to the guest failed: {exc.message}", hint=exc.hint) from None
         if result.returncode == 255:

@@ -121,7 +121,7 @@ class KernelNfsExporter(NfsExporter):
 
     def reload(self) -> None:
         try:
-            hostexec.run(["exportfs", "-ra"], privileged=True)
+            hostexec.run(["exportfs", "-ra"], privileged=True, timeout=hostexec.RELOAD)
         except HostCommandError as exc:
             if "not found" in exc.message:
                 raise HostCommandError(
@@ -219,8 +219,8 @@ class MacNfsExporter(NfsExporter):
         return " ".join([quoted, *flags, export.client])
 
     def reload(self) -> None:
-        hostexec.run(["nfsd", "checkexports"], privileged=True)
-        hostexec.run(["nfsd", "update"], privileged=True)
+        hostexec.run(["nfsd", "checkexports"], privileged=True, timeout=hostexec.QUICK)
+        hostexec.run(["nfsd", "update"], privileged=True, timeout=hostexec.RELOAD)
 
 
 def _netmask(prefix: int) -> str:

@@ -96,7 +96,9 @@ class SambaExporter(OwnedConfigFile):
 
     def reload(self) -> None:
         hostexec.run(
-            ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "reload-config"], privileged=True
+            ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "reload-config"],
+            privileged=True,
+            timeout=hostexec.RELOAD,
         )
 
     def share(self, share: SmbShare) -> None:
@@ -117,6 +119,7 @@ class SambaExporter(OwnedConfigFile):
             ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "close-share", entry_id],
             privileged=True,
             check=False,
+            timeout=hostexec.QUICK,
         )
         if not self.entries():
             self._include(False)
@@ -143,7 +146,7 @@ class SambaExporter(OwnedConfigFile):
         two (``unix_user``, ``samba_entry``) this call created."""
         account = self.settings.account
         created = {"unix_user": False, "samba_entry": not self._has_samba_entry()}
-        if hostexec.run(["id", "-u", account], check=False).returncode != 0:
+        if hostexec.run(["id", "-u", account], check=False, timeout=hostexec.QUICK).returncode != 0:
             created["unix_user"] = True
             hostexec.run(
                 [
@@ -156,6 +159,7 @@ class SambaExporter(OwnedConfigFile):
                     account,
                 ],
                 privileged=True,
+                timeout=hostexec.QUICK,
             )
         password = secret.reveal().encode()
         try:
@@ -163,10 +167,13 @@ class SambaExporter(OwnedConfigFile):
                 ["smbpasswd", "-c", self.settings.smb_conf, "-s", "-a", account],
                 input=password + b"\n" + password + b"\n",
                 privileged=True,
+                timeout=hostexec.QUICK,
             )
         except HostCommandError as exc:
             if created["unix_user"]:  # nothing records it yet: take it away now
-                hostexec.run(["userdel", account], privileged=True, check=False)
+                hostexec.run(
+                    ["userdel", account], privileged=True, check=False, timeout=hostexec.QUICK
+                )
             raise HostCommandError(
                 f"cannot set the Samba password of {account}: {exc.message}", hint=exc.hint
             ) from None
@@ -174,7 +181,9 @@ class SambaExporter(OwnedConfigFile):
 
     def _has_samba_entry(self) -> bool:
         argv = ["pdbedit", "-s", self.settings.smb_conf, "-u", self.settings.account]
-        return hostexec.run(argv, check=False, privileged=True).returncode == 0
+        return (
+            hostexec.run(argv, check=False, privileged=True, timeout=hostexec.QUICK).returncode == 0
+        )
 
     def account_in_use(self) -> bool:
         """Whether a vmshare share section still lets the account in."""
@@ -186,10 +195,13 @@ class SambaExporter(OwnedConfigFile):
         account = self.settings.account
         if samba_entry and self._has_samba_entry():
             hostexec.run(
-                ["smbpasswd", "-c", self.settings.smb_conf, "-x", account], privileged=True
+                ["smbpasswd", "-c", self.settings.smb_conf, "-x", account],
+                privileged=True,
+                timeout=hostexec.QUICK,
             )
-        if unix_user and hostexec.run(["id", "-u", account], check=False).returncode == 0:
-            hostexec.run(["userdel", account], privileged=True)
+        exists = hostexec.run(["id", "-u", account], check=False, timeout=hostexec.QUICK)
+        if unix_user and exists.returncode == 0:
+            hostexec.run(["userdel", account], privileged=True, timeout=hostexec.QUICK)
 
 
 def credentials_path(entry_id: str) -> str:
