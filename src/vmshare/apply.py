@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -176,17 +176,8 @@ class _CtrlC:
             self.in_step = False
             raise KeyboardInterrupt
 
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        try:
-            previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: leave signals alone
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    def installed(self) -> AbstractContextManager[None]:
+        return _sigint_handled_by(self._handler)
 
     @contextmanager
     def step(self) -> Iterator[None]:
@@ -200,10 +191,11 @@ class _CtrlC:
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
+def _sigint_handled_by(handler: Callable[[int, FrameType | None], None] | int) -> Iterator[None]:
+    """SIGINT goes to ``handler`` (or SIG_IGN) inside the block, as before after it."""
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
@@ -285,7 +277,7 @@ def _rollback(
 ) -> ApplyFailed:
     undone: list[str] = []
     failures: list[str] = []
-    with _sigint_ignored():
+    with _sigint_handled_by(signal.SIG_IGN):
         for step in reversed(begun):
             assert step.undo is not None
             report("undo", step.undo)
