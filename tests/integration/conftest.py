@@ -30,11 +30,10 @@ from tests.testbed.servers import Ganesha, Samba
 URI = "qemu:///system"
 # VMSHARE_IT_VM lets several test runs share one libvirtd (each boots its own guests)
 VM = os.environ.get("VMSHARE_IT_VM", "vmshare-it")
-# The host's Samba account for the tests' shares: one per test run, since vmshare removes the
-# account it made once its last share goes (and other runs on this host may still need theirs).
-SMB_ACCOUNT = (
-    "vmshare" if VM == "vmshare-it" else ("vs-" + re.sub(r"[^a-z0-9_-]", "-", VM.lower()))[:31]
-)
+# The host's Samba account for the tests' shares: the test run's own (vmshare removes the account
+# it made once its last share goes, and keeps one it found: a machine where vmshare's default
+# account already exists must not change what the tests see).
+SMB_ACCOUNT = ("vs-" + re.sub(r"[^a-z0-9_-]", "-", VM.lower()))[:31]
 
 pytestmark = pytest.mark.integration
 # Owner of network-shared test trees: www-data is not root (vmshare refuses to make every guest
@@ -139,6 +138,8 @@ class FileServers:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServers]:
     """nfs-ganesha and smbd on loopback, and the host.toml that points vmshare at them."""
     root = tmp_path_factory.mktemp("servers")
+    # an account of this name is the tests' own: one left by a killed run goes first
+    subprocess.run(["userdel", SMB_ACCOUNT], capture_output=True, check=False)
     with Ganesha.start(root / "ganesha") as ganesha, Samba.start(root / "samba") as samba:
         config = root / "host.toml"
         config.write_text(
