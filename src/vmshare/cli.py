@@ -383,21 +383,29 @@ def remove(
 ) -> None:
     """Undo every layer of shares (fstab, mount, device, folders vmshare made). Aliases: rm, umount.
 
-    Removing more than one share (or every share of a VM) shows the plan and asks first.
+    Removing more than one share, or every share of a VM, shows the plan and asks first.
     Host files are never touched.
 
     Examples: vmshare remove devvm:/mnt/src · vmshare remove devvm --yes
     """
     from vmshare import core, specfile
 
+    store = _store()
+    state = store.load()
+    # a VM's name removes shares the user did not name one by one: always ask
+    whole_vm = any(":" not in ref and state.find(ref) is None for ref in shares)
     result = core.remove_shares(
         shares,
-        _store(),
+        store,
         allow_restart=restart,
         dry_run=dry_run,
         progress=_progress(json_out),
         confirm=_confirmer(
-            "remove", yes=yes, json_out=json_out, preview=_rerun("--dry-run"), several_only=True
+            "remove",
+            yes=yes,
+            json_out=json_out,
+            preview=_rerun("--dry-run"),
+            several_only=not whole_vm,
         ),
     )
     if save and not dry_run and save.exists():

@@ -428,7 +428,8 @@ def load_spec(path: Path) -> Spec:
     except FileNotFoundError:
         raise SpecError(
             f"spec file not found: {path}",
-            hint=f"create it, or record a share in it with `vmshare add ... --save {path}`",
+            hint=f"pass the right file with -f, or create {path}: `vmshare add` with "
+            f"`--save {path}` records a share in it",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {path}: {exc}", hint="check the file") from None

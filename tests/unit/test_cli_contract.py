@@ -132,6 +132,14 @@ def test_removing_several_shares_refuses_without_a_terminal(capsys, store, comma
     ]
 
 
+def test_remove_vm_asks_even_for_one_share(capsys, store):
+    store.save(applied_state(spec_of(f"/srv/a {VM}:/mnt/a")))
+    before = store.path.read_text()
+    code, _, err = vmshare(capsys, "remove", VM)
+    assert code == 2 and "refusing without a terminal" in err
+    assert store.path.read_text() == before
+
+
 def test_remove_with_one_unknown_share_removes_nothing(capsys, store):
     store.save(applied_state(spec_of(f"/srv/a {VM}:/mnt/a")))
     before = store.path.read_text()
