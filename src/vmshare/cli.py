@@ -186,9 +186,10 @@ def _confirmer(
         if yes or not removes or (several_only and len(removes) < 2):
             return True
         listed = ", ".join(removes)
+        what = "remove" if command == "remove" else "remove or replace"
         if json_out or not _interactive():
             raise UsageError(
-                f"{command} would remove or replace {len(removes)} share(s) ({listed}); "
+                f"{command} would {what} {len(removes)} share(s) ({listed}); "
                 "refusing without a terminal to ask: nothing changed",
                 hint=f"see the plan with `{preview}`, then run the command again with --yes",
             )
@@ -197,7 +198,9 @@ def _confirmer(
 
         try:
             return Ask.ask(
-                f"Remove or replace {len(removes)} share(s) ({listed})?", console=err, default=False
+                f"{what.capitalize()} {len(removes)} share(s) ({listed})?",
+                console=err,
+                default=False,
             )
         except EOFError:
             return False

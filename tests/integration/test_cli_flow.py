@@ -103,7 +103,7 @@ def test_remove_vm_asks_at_a_terminal_and_refuses_without_one(
 
     code, shown = at_a_terminal(vmshare, "remove", guest.name, answer=b"n\n")
     assert code == 1, shown
-    assert "Remove or replace 2 share(s)" in shown and "not confirmed; nothing changed" in shown
+    assert "Remove 2 share(s)" in shown and "not confirmed; nothing changed" in shown
     assert "unmount /mnt/cli1" in shown  # the steps were shown before the question
     assert {t: guest.mounts().get(t) for t in targets} == mounts and vmshare.shares() == shares
 

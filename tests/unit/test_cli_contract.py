@@ -122,7 +122,7 @@ def test_removing_several_shares_refuses_without_a_terminal(capsys, store, comma
     store.save(applied_state(spec_of(f"/srv/a {VM}:/mnt/a", f"/srv/b {VM}:/mnt/b")))
     before = store.path.read_text()
     code, _, err = vmshare(capsys, command, *refs)
-    assert code == 2 and "remove would remove or replace 2 share(s)" in err
+    assert code == 2 and "remove would remove 2 share(s)" in err
     assert "--dry-run" in err  # the hint names the command that shows this plan
     assert store.path.read_text() == before
     code, out, _ = vmshare(capsys, command, *refs, "--dry-run", "--json")
