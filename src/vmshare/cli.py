@@ -7,6 +7,7 @@ Heavy modules (pydantic models, backends, SDKs) are imported inside the commands
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -17,14 +18,21 @@ from rich.console import Console
 from rich.text import Text
 
 from vmshare import __version__
-from vmshare.errors import ExitCode, VmshareError
+from vmshare.errors import ExitCode, UsageError, VmshareError, unknown
 
 if TYPE_CHECKING:
-    from vmshare.core import Result
+    from vmshare.core import Confirm, Result
+    from vmshare.plan import Plan
     from vmshare.steps import Step
 
-EXIT_CODES = """Exit codes: 0 success · 1 failure · 2 usage or spec error ·
-3 failed and rolled back · 4 failed and the rollback was incomplete · 130 interrupted."""
+EXIT_CODES = """Exit codes: 0 success · 1 failure · 2 usage or spec error, or a blocked plan ·
+3 failed and rolled back · 4 failed and the rollback was incomplete ·
+5 changes pending (`plan --exit-code`) · 130 interrupted."""
+
+# The choices of spec.BackendName and spec.ProtocolName, spelled out here so that parsing the
+# command line imports no pydantic (a unit test keeps them equal).
+BACKENDS = ("libvirt", "vmware", "vmware-desktop", "virtualbox", "hyperv")
+PROTOCOLS = ("auto", "virtiofs", "9p", "nfs", "smb", "native")
 
 app = typer.Typer(
     name="vmshare",
@@ -33,7 +41,8 @@ app = typer.Typer(
         "Shows a plan before it changes anything, undoes exactly what it did.\n\n" + EXIT_CODES
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
@@ -41,7 +50,10 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Show the plan; change nothing. Exits 2 if it is blocked."),
+]
 RestartOpt = Annotated[
     bool,
     typer.Option(
@@ -50,8 +62,54 @@ RestartOpt = Annotated[
         "(graceful shutdown first).",
     ),
 ]
+YesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Do not ask before removing or replacing shares (needed without a terminal).",
+    ),
+]
 SpecFileOpt = Annotated[
     Path, typer.Option("--file", "-f", help="Spec file (TOML).", show_default=True)
+]
+
+
+def _choice(kind: str, choices: tuple[str, ...]) -> Any:
+    """An option callback: a value outside ``choices`` fails at once, naming the closest."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(unknown(kind, value, choices))
+        return value
+
+    return check
+
+
+def _complete(choices: tuple[str, ...]) -> Any:
+    return lambda incomplete: [c for c in choices if c.startswith(incomplete)]
+
+
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        "-p",
+        metavar="PROTOCOL",
+        callback=_choice("protocol", PROTOCOLS),
+        autocompletion=_complete(PROTOCOLS),
+        help=f"{' | '.join(PROTOCOLS)}. auto picks the best and says why.",
+    ),
+]
+BackendOpt = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        metavar="BACKEND",
+        callback=_choice("backend", BACKENDS),
+        autocompletion=_complete(BACKENDS),
+        help=f"{' | '.join(BACKENDS)}; this version has libvirt.",
+    ),
 ]
 
 
@@ -64,7 +122,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
     pass
@@ -77,16 +136,20 @@ def _store() -> Any:
 
 
 def _progress(json_out: bool) -> Any:
-    """Step-by-step progress on stderr: a spinner on the running step (on a terminal), one line
-    per finished or undone step. Silent with --json."""
+    """Step-by-step progress on stderr, silent with --json. On a terminal a spinner shows the
+    running step; elsewhere (CI logs) a line when each step starts too, so a step that hangs
+    is visible."""
     if json_out:
         return None
     status = err.status("") if err.is_terminal else None
 
     def report(event: str, step: Step) -> None:
-        if event == "start" and status is not None:
-            status.update(Text(step.summary))
-            status.start()
+        if event == "start":
+            if status is not None:
+                status.update(Text(step.summary))
+                status.start()
+            else:
+                err.print(Text.assemble(("… ", "dim"), step.summary))
             return
         if status is not None:
             status.stop()
@@ -94,59 +157,116 @@ def _progress(json_out: bool) -> Any:
             err.print(Text.assemble(("✓ ", "green"), step.summary))
         elif event == "failed":
             err.print(Text.assemble(("✗ ", "red"), step.summary))
-        elif event == "undo":
-            err.print(Text.assemble(("↶ undo ", "yellow"), step.summary))
+        elif event == "undo":  # the step that takes a change back, e.g. "unmount /mnt/src"
+            err.print(Text.assemble(("↶ ", "yellow"), step.summary, (" (rolling back)", "yellow")))
         elif event == "redo":
-            err.print(Text.assemble(("↷ restore ", "yellow"), step.summary))
+            err.print(Text.assemble(("↷ ", "yellow"), step.summary, (" (restoring)", "yellow")))
 
     return report
 
 
-def _show_result(command: str, result: Result, json_out: bool) -> None:
+def _interactive() -> bool:
+    return sys.stdin.isatty() and err.is_terminal
+
+
+def _confirmer(
+    command: str, *, yes: bool, json_out: bool, preview: str, several_only: bool = False
+) -> Confirm:
+    """What the CLI does between planning and the first change: print the protocol choices
+    (so they come before the steps' progress) and, when the plan removes or replaces shares,
+    ask at a terminal; without one, refuse unless --yes."""
+
+    def confirm(plan: Plan) -> bool:
+        from vmshare import render
+
+        if not json_out:
+            for item in render.plan_head(plan):
+                out.print(item)
+        removes = plan.removes
+        if yes or not removes or (several_only and len(removes) < 2):
+            return True
+        listed = ", ".join(removes)
+        what = "remove" if command == "remove" else "remove or replace"
+        if json_out or not _interactive():
+            raise UsageError(
+                f"{command} would {what} {len(removes)} share(s) ({listed}); "
+                "refusing without a terminal to ask: nothing changed",
+                hint=f"see the plan with `{preview}`, then run the command again with --yes",
+            )
+        out.print(render.steps_table(plan))
+        from rich.prompt import Confirm as Ask
+
+        try:
+            return Ask.ask(
+                f"{what.capitalize()} {len(removes)} share(s) ({listed})?",
+                console=err,
+                default=False,
+            )
+        except EOFError:
+            return False
+
+    return confirm
+
+
+def _rerun(*extra: str) -> str:
+    """This command line again (as typed, without --yes/--json) plus ``extra``: for hints."""
+    args = [a for a in _ARGV if a not in ("--yes", "-y", "--json")]
+    return shlex.join(["vmshare", *args, *extra])
+
+
+_ARGV: list[str] = []
+
+
+def _show_result(command: str, result: Result, json_out: bool, *, exit_code: bool = False) -> None:
+    """Print the result; a blocked plan exits 2, and with ``exit_code`` a plan with changes
+    exits 5."""
     from vmshare import render
 
+    blocked = bool(result.plan.blockers)
+    pending = not result.plan.empty
+    notes = (result.outcome.notes if result.outcome else []) + result.notes
     if json_out:
         data = {
             "dry_run": result.dry_run,
+            "changes_pending": result.dry_run and pending,
             "plan": result.plan.model_dump(mode="json", exclude={"records"}),
             "done": [s.summary for s in result.outcome.done] if result.outcome else [],
-            "notes": (result.outcome.notes if result.outcome else []) + result.notes,
+            "notes": notes,
             "saved_to": result.saved_to,
         }
-        out.print_json(render.envelope(command, data))
-        return
-    if result.dry_run or result.plan.empty:
-        for item in render.plan_view(result.plan):
-            out.print(item)
+        out.print_json(render.envelope(command, data, ok=not blocked))
     else:
-        for item in render.plan_view(result.plan.model_copy(update={"steps": []}))[:-1]:
-            out.print(item)
-        assert result.outcome is not None
-        count = len(result.outcome.done)
-        summary = (
-            f"Removed: {count} step(s) undone; host files untouched."
-            if command == "remove"
-            else f"Done: {count} step(s) applied."
-        )
-        out.print(Text(summary, style="green"))
-    for note in (result.outcome.notes if result.outcome else []) + result.notes:
-        out.print(Text.assemble(("note: ", "bold"), note))
+        if result.dry_run or result.plan.empty:
+            for item in render.plan_view(result.plan):
+                out.print(item)
+        else:  # the plan's choices and notes were printed before the steps ran
+            assert result.outcome is not None
+            count = len(result.outcome.done)
+            summary = (
+                f"Removed: {count} step(s) undone; host files untouched."
+                if command == "remove"
+                else f"Done: {count} step(s) applied."
+            )
+            out.print(Text(summary, style="green"))
+        for note in notes:
+            out.print(Text.assemble(("note: ", "bold"), note))
+        if result.dry_run:
+            out.print(Text("Dry run: nothing changed.", style="dim"))
+    if blocked:
+        raise typer.Exit(int(ExitCode.USAGE))
+    if exit_code and pending:
+        raise typer.Exit(int(ExitCode.CHANGES_PENDING))
 
 
 @app.command()
 def add(
-    source: Annotated[str, typer.Argument(help="Host directory to share.", show_default=False)],
+    source: Annotated[
+        str, typer.Argument(metavar="SRC", help="Host directory to share.", show_default=False)
+    ],
     vm_target: Annotated[
         str, typer.Argument(metavar="VM:DST", help="VM name (or UUID) and absolute guest path.")
     ],
-    protocol: Annotated[
-        str,
-        typer.Option(
-            "--protocol",
-            "-p",
-            help="auto | virtiofs | 9p | nfs | smb | native. auto picks the best and says why.",
-        ),
-    ] = "auto",
+    protocol: ProtocolOpt = "auto",
     readonly: Annotated[bool, typer.Option("--readonly", help="Share read-only.")] = False,
     owner: Annotated[
         str | None,
@@ -154,16 +274,27 @@ def add(
     ] = None,
     mount_option: Annotated[
         list[str] | None,
-        typer.Option("--mount-option", "-o", help="Extra guest mount option (repeatable)."),
+        typer.Option(
+            "--mount-option",
+            "-o",
+            metavar="OPT",
+            help="Extra guest mount option (repeatable, or comma-separated).",
+        ),
     ] = None,
-    backend: Annotated[str, typer.Option("--backend", help="Hypervisor backend.")] = "libvirt",
+    backend: BackendOpt = "libvirt",
     connection: Annotated[
         str | None,
         typer.Option(
-            "--connection", "-c", help="Backend connection URI (libvirt: qemu:///system)."
+            "--connection",
+            "-c",
+            metavar="URI",
+            help="Backend connection URI (libvirt: qemu:///system).",
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="A short name for the share.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="NAME", help="A short name for the share, unique per VM."),
+    ] = None,
     create: Annotated[
         bool, typer.Option("--create", help="Create the host directory if missing.")
     ] = False,
@@ -175,19 +306,20 @@ def add(
         bool,
         typer.Option(
             "--replace",
-            help="Replace a share vmshare already made at DST with other settings; if the new "
-            "share fails, the old one is restored.",
+            help="Replace a share vmshare already made at DST with other settings (asks "
+            "first); if the new share fails, the old one is restored.",
         ),
     ] = False,
     restart: RestartOpt = False,
     dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
     save: Annotated[
         Path | None,
         typer.Option("--save", metavar="FILE", help="Also record the share in this spec file."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Share SOURCE into a VM at DST, now: host folder, device, guest mount, fstab.
+    """Share SRC into a VM at DST, now: host folder, device, guest mount, fstab.
 
     Examples:
 
@@ -215,6 +347,7 @@ def add(
     )
     spec = Spec(vm={vm.name: vm}, share=[share])
     saved_text = specfile.prepare_save(save, share, vm) if save else None
+    preview = _rerun("--dry-run")
     result = core.apply_shares(
         spec,
         "cli",
@@ -223,6 +356,8 @@ def add(
         replace=replace,
         dry_run=dry_run,
         progress=_progress(json_out),
+        confirm=_confirmer("add", yes=yes, json_out=json_out, preview=preview),
+        preview=preview,
     )
     if save and saved_text is not None and not dry_run:
         specfile.write_spec(save, saved_text)
@@ -233,21 +368,62 @@ def add(
 
 @app.command()
 def remove(
-    share: Annotated[str, typer.Argument(metavar="VM:DST|NAME", help="The share to remove.")],
+    shares: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="VM:DST|NAME|VM",
+            help="Shares to remove; a VM's name removes every share vmshare made in it.",
+        ),
+    ],
     restart: RestartOpt = False,
     dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    save: Annotated[
+        Path | None,
+        typer.Option("--save", metavar="FILE", help="Also drop the shares from this spec file."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Undo every layer of a share (fstab, mount, device, folders vmshare made).
+    """Undo every layer of shares (fstab, mount, device, folders vmshare made). Aliases: rm, umount.
 
-    Host files are never touched. Example: vmshare remove devvm:/mnt/src
+    Removing more than one share, or every share of a VM, shows the plan and asks first.
+    Host files are never touched.
+
+    Examples: vmshare remove devvm:/mnt/src · vmshare remove devvm --yes
     """
-    from vmshare import core
+    from vmshare import core, specfile
 
-    result = core.remove_share(
-        share, _store(), allow_restart=restart, dry_run=dry_run, progress=_progress(json_out)
+    store = _store()
+    state = store.load()
+    # a VM's name removes shares the user did not name one by one: always ask
+    whole_vm = any(":" not in ref and state.find(ref) is None for ref in shares)
+    result = core.remove_shares(
+        shares,
+        store,
+        allow_restart=restart,
+        dry_run=dry_run,
+        progress=_progress(json_out),
+        confirm=_confirmer(
+            "remove",
+            yes=yes,
+            json_out=json_out,
+            preview=_rerun("--dry-run"),
+            several_only=not whole_vm,
+        ),
     )
+    if save and not dry_run and save.exists():
+        text, dropped = specfile.without_shares(
+            save.read_text(encoding="utf-8"), result.plan.removes
+        )
+        if dropped:
+            specfile.write_spec(save, text)
+            result.saved_to = str(save)
+            result.notes.append(f"dropped {dropped} share(s) from {save}")
     _show_result("remove", result, json_out)
+
+
+app.command("rm", hidden=True, help="Alias of remove.")(remove)
+app.command("umount", hidden=True, help="Alias of remove.")(remove)
 
 
 @app.command("apply")
@@ -262,9 +438,13 @@ def apply_cmd(
     ] = False,
     restart: RestartOpt = False,
     dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Make every share in a spec file real; idempotent (a second run does nothing).
+
+    A plan that removes or replaces shares (changed settings, --prune) is shown and asked
+    about first; --yes skips the question.
 
     Example: vmshare apply -f vmshare.toml --prune
     """
@@ -273,6 +453,7 @@ def apply_cmd(
     from vmshare.spec import load_spec
 
     spec = load_spec(file)
+    preview = shlex.join(["vmshare", "plan", "-f", str(file), *(["--prune"] if prune else [])])
     result = core.apply_shares(
         spec,
         origin_of(file),
@@ -282,6 +463,8 @@ def apply_cmd(
         replace=True,  # a spec file states the settings it wants; its plan says what it replaces
         dry_run=dry_run,
         progress=_progress(json_out),
+        confirm=_confirmer("apply", yes=yes, json_out=json_out, preview=preview),
+        preview=preview,
     )
     _show_result("apply", result, json_out)
 
@@ -290,14 +473,25 @@ def apply_cmd(
 def plan(
     file: SpecFileOpt = Path("vmshare.toml"),
     prune: Annotated[
-        bool, typer.Option("--prune", help="Include the removals --prune would make.")
+        bool,
+        typer.Option("--prune", help="Include the removals --prune would make."),
     ] = False,
     restart: RestartOpt = False,
+    exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--exit-code",
+            help="Exit 5 when apply would change something, 0 when nothing (drift check).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show what `apply` would change, layer by layer, and why; change nothing.
 
-    Example: vmshare plan -f vmshare.toml --json
+    Exits 2 when the plan is blocked (e.g. needs --restart); with --exit-code, 5 when changes
+    are pending.
+
+    Example: vmshare plan -f vmshare.toml --exit-code
     """
     from vmshare import core
     from vmshare.plan import origin_of
@@ -307,7 +501,7 @@ def plan(
     result = core.plan_shares(
         spec, origin_of(file), _store(), allow_restart=restart, prune=prune, replace=True
     )
-    _show_result("plan", result, json_out)
+    _show_result("plan", result, json_out, exit_code=exit_code)
 
 
 @app.command("list")
@@ -315,7 +509,7 @@ def list_cmd(
     vm: Annotated[str | None, typer.Argument(help="Only this VM.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the shares vmshare made (from its state; contacts no hypervisor).
+    """List the shares vmshare made (from its state; contacts no hypervisor). Alias: ls.
 
     Examples: vmshare list · vmshare list devvm --json
     """
@@ -331,80 +525,147 @@ def list_cmd(
         out.print("No shares. Add one with: vmshare add SRC VM:DST")
 
 
+app.command("ls", hidden=True, help="Alias of list.")(list_cmd)
+
+
 @app.command()
 def status(
-    vm: Annotated[str | None, typer.Argument(help="Only this VM.")] = None,
+    target: Annotated[
+        str | None,
+        typer.Argument(metavar="[VM|VM:DST|NAME]", help="Only this VM, or only this share."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check every share live: host folder, device, guest mount, fstab, read/write probe.
 
-    Exits 0 when every share is healthy, 1 otherwise.
+    Exits 0 when every share is healthy, 1 otherwise, and 1 when the VM or share named does
+    not exist or there is no share to check.
 
     Examples: vmshare status · vmshare status devvm --json
     """
     from vmshare import render
+    from vmshare.errors import NotFoundError
     from vmshare.status import share_health
 
-    health = share_health(_store(), vm)
+    store = _store()
+    record = store.load().find(target) if target else None
+    if target and record is None and ":" in target:
+        raise NotFoundError(
+            f"vmshare has no share {target!r}",
+            hint="`vmshare list` shows the shares vmshare made",
+        )
+    health = share_health(store, record.vm if record else target)
+    if record is not None:
+        health = [h for h in health if h.key == record.key]
+    if not health:
+        where = f" in VM {target!r}" if target else ""
+        raise NotFoundError(
+            f"no share to check{where}",
+            hint="`vmshare list` shows the shares vmshare made; `vmshare add` makes one",
+        )
     healthy = all(h.healthy for h in health)
     if json_out:
         data = [{**h.model_dump(mode="json"), "healthy": h.healthy} for h in health]
         out.print_json(render.envelope("status", data, ok=healthy))
-    elif health:
-        out.print(render.health_table(health))
     else:
-        out.print("No shares.")
+        out.print(render.health_table(health))
     if not healthy:
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
 @app.command()
 def doctor(
+    vm: Annotated[
+        str | None, typer.Argument(help="Also check this VM end to end (guest, mount helpers).")
+    ] = None,
     connection: Annotated[
-        str | None, typer.Option("--connection", "-c", help="libvirt URI to check.")
+        str | None,
+        typer.Option("--connection", "-c", metavar="URI", help="libvirt URI to check."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """What is installed and reachable, and what to do about what is not. Exits 1 on a failure.
 
-    Examples: vmshare doctor · vmshare doctor -c qemu+ssh://host/system --json
+    Examples: vmshare doctor · vmshare doctor devvm · vmshare doctor -c qemu+ssh://host/system
     """
     from vmshare import render
-    from vmshare.doctor import diagnose
+    from vmshare.doctor import diagnose, diagnose_vm
 
     checks = diagnose(_store(), connection)
+    if vm is not None:
+        checks += diagnose_vm(_store(), vm, connection)
     failed = any(c.status == "fail" for c in checks)
     if json_out:
         out.print_json(render.envelope("doctor", [c.model_dump() for c in checks], ok=not failed))
     else:
-        out.print(render.checks_table(checks))
+        for item in render.checks_view(checks):
+            out.print(item)
     if failed:
         raise typer.Exit(int(ExitCode.FAILURE))
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of the spec file (vmshare.toml).
+def schema(json_out: JsonOpt = False) -> None:
+    """Print the JSON Schema of the spec file (vmshare.toml); with --json, inside the envelope.
 
     Example: vmshare schema > vmshare.schema.json
     """
     import json
 
+    from vmshare import render
     from vmshare.spec import json_schema
 
-    out.print_json(json.dumps(json_schema()))
+    if json_out:
+        out.print_json(render.envelope("schema", json_schema()))
+    else:
+        out.print_json(json.dumps(json_schema()))
+
+
+def _without_flag_types(command: Any) -> Any:
+    """Help shows no <bool> after a flag (it takes no value) and no <str>/<list[str]> after an
+    argument (its name says what it is). Typer 0.29 prints the type unless an option's metavar
+    is set (an argument's never), and builds the -h/--help option itself, late."""
+    params = list(getattr(command, "params", []))
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+        if getattr(param, "param_type_name", "") == "argument":
+            param.display_type_rich = lambda ctx: None
+    build_help = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = build_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _without_flag_types(sub)
+    return command
 
 
 def _command_name(argv: list[str]) -> str:
-    return next((a for a in argv if not a.startswith("-")), "vmshare")
+    name = next((a for a in argv if not a.startswith("-")), "vmshare")
+    return {"rm": "remove", "umount": "remove", "ls": "list"}.get(name, name)
+
+
+def _usage_error(exc: typer.TyperException) -> VmshareError:
+    """A command line that did not parse, as vmshare's own error (for the --json envelope)."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "vmshare"
+    return UsageError(message, hint=f"`{command} --help` lists the arguments and options")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place errors become messages and exit codes."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _ARGV[:] = args
     json_out = "--json" in args
     try:
-        code = app(args=args, prog_name="vmshare", standalone_mode=False)
+        command = _without_flag_types(typer.main.get_command(app))
+        code = command.main(args=args, prog_name="vmshare", standalone_mode=False)
     except VmshareError as exc:
         from vmshare import render
 
@@ -417,7 +678,12 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
     except typer.TyperException as exc:  # the command line itself did not parse
-        exc.show()  # type: ignore[attr-defined]
+        from vmshare import render
+
+        if json_out:
+            out.print_json(render.error_envelope(_command_name(args), _usage_error(exc)))
+        else:
+            exc.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.USAGE))
     except Exception as exc:  # a bug: say so in one line, trace only on request
         if os.environ.get("VMSHARE_DEBUG"):

@@ -6,13 +6,14 @@ runtime: it maps a step's layer to the object that carries out its action.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from vmshare.apply import Journal, Outcome, Progress, execute
 from vmshare.backends import load_backend
 from vmshare.backends.base import Backend
-from vmshare.errors import GuestError, NotFoundError, UsageError, VmshareError
+from vmshare.errors import Declined, GuestError, NotFoundError, UsageError, VmshareError
 from vmshare.facts import GuestFacts, VmFacts, gather
 from vmshare.guest.linux import LinuxGuest
 from vmshare.hostops import HostOps
@@ -27,7 +28,11 @@ from vmshare.plan import (
 )
 from vmshare.secrets import SecretStore
 from vmshare.spec import Spec, VmSpec, load_host_settings, share_ref
-from vmshare.state import State, StateStore
+from vmshare.state import ShareRecord, State, StateStore
+
+# Called with a plan that has steps, after planning and before any change; False stops the run.
+# The CLI shows the plan there and, when the plan removes or replaces shares, asks.
+Confirm = Callable[[Plan], bool]
 
 
 class Session:
@@ -135,6 +140,34 @@ def _plan(
     return plan
 
 
+def _check_names(spec: Spec, state: State, origin: str, prune: bool) -> None:
+    """A share name is unique per VM: it is what `remove NAME` and `list` show."""
+    listed = {share.key for share in spec.share}
+    for share in spec.share:
+        if share.name is None:
+            continue
+        for record in state.shares.values():
+            if record.key == share.key or record.vm != share.vm or record.name != share.name:
+                continue
+            if prune and record.origin == origin and record.key not in listed:
+                continue  # this run removes it
+            raise UsageError(
+                f"share name {share.name!r} is already used in VM {share.vm!r} by {record.key}",
+                hint=f"choose another --name, or remove that share first: "
+                f"vmshare remove {record.key}",
+            )
+
+
+def _prune_notes(spec: Spec, origin: str, state: State) -> list[str]:
+    """What `--prune` would remove: shares an earlier apply of this file made that it dropped."""
+    listed = {share.key for share in spec.share}
+    return [
+        f"{record.label}: no longer in the spec; `apply --prune` would remove it"
+        for record in state.shares.values()
+        if record.origin == origin and record.key not in listed
+    ]
+
+
 def _recover(
     spec: Spec, store: StateStore, state: State, session: Session, progress: Progress | None
 ) -> None:
@@ -159,13 +192,16 @@ def plan_shares(
     session = Session(_vms_of(spec), store, spec)
     try:
         state = store.load()
+        _check_names(spec, state, origin, prune)
         plan = _plan(spec, origin, state, session, allow_restart, prune, replace)
         interrupted = [r.label for r in state.shares.values() if r.pending]
         notes = [
-            f"{label}: an earlier run was interrupted; apply first undoes its unfinished step"
+            f"{label}: an earlier run was interrupted; apply would first undo its unfinished step"
             for label in interrupted
             if any(label == s.label for s in spec.share)
         ]
+        if not prune and origin != "cli":
+            notes += _prune_notes(spec, origin, state)
         return Result(plan=plan, dry_run=True, notes=notes)
     finally:
         session.close()
@@ -181,10 +217,12 @@ def apply_shares(
     replace: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
+    confirm: Confirm | None = None,
+    preview: str = "vmshare plan",
 ) -> Result:
     """Make the systems match ``spec``; on failure undo this run's steps (and bring back a
     share it was replacing). A share vmshare made with other settings is replaced only with
-    ``replace``."""
+    ``replace``. ``preview`` is the command that shows this plan, for hints."""
     if dry_run:
         return plan_shares(
             spec, origin, store, allow_restart=allow_restart, prune=prune, replace=replace
@@ -193,10 +231,12 @@ def apply_shares(
         state = store.load()
         session = Session(_vms_of(spec), store, spec)
         try:
+            _check_names(spec, state, origin, prune)
             _recover(spec, store, state, session, progress)
             plan = _plan(spec, origin, state, session, allow_restart, prune, replace)
             if plan.blockers:
-                raise UsageError(plan.blockers[0], hint="`vmshare plan` shows every step and why")
+                raise UsageError(plan.blockers[0], hint=f"`{preview}` shows every step and why")
+            _confirmed(plan, confirm)
             session.restart_follows.update(restarted_after_detach(plan))
             outcome = execute(plan, session, Journal(store, state, plan), progress)
             return Result(plan=plan, outcome=outcome)
@@ -204,8 +244,19 @@ def apply_shares(
             session.close()
 
 
+def _confirmed(plan: Plan, confirm: Confirm | None) -> None:
+    if plan.steps and confirm is not None and not confirm(plan):
+        raise Declined("not confirmed; nothing changed")
+
+
 def _remove_orphans(
-    ref: str, store: StateStore, state: State, *, dry_run: bool, progress: Progress | None
+    ref: str,
+    store: StateStore,
+    state: State,
+    *,
+    dry_run: bool,
+    progress: Progress | None,
+    confirm: Confirm | None,
 ) -> Result:
     """``remove VM:PATH`` with no record: clean what carries that share's names, if anything."""
     key = share_ref(ref)
@@ -227,10 +278,11 @@ def _remove_orphans(
             raise not_found
         plan.notes.append(
             f"no record of {key}, but the VM or the host's file servers hold objects with its "
-            "names (a lost state file, or one in another state dir): removing them"
+            "names (a lost state file, or one in another state dir): remove undoes them"
         )
         if dry_run:
             return Result(plan=plan, dry_run=True)
+        _confirmed(plan, confirm)
         outcome = execute(plan, session, Journal(store, state, plan), progress)
         return Result(plan=plan, outcome=outcome)
     finally:
@@ -247,6 +299,59 @@ def _servers_and_exports(session: Session) -> tuple[HostServers | None, dict[str
         return None, {}
 
 
+def find_records(refs: list[str], state: State) -> list[ShareRecord] | None:
+    """The records ``refs`` name: each a share (VM:DST or name) or a VM (every share of it).
+    None when a single ref names nothing (it may name an unrecorded share)."""
+    found: dict[str, ShareRecord] = {}
+    for ref in refs:
+        record = state.find(ref)
+        if record is not None:
+            found.setdefault(record.key, record)
+            continue
+        of_vm = state.listed(ref) if ":" not in ref else []
+        if of_vm:
+            found.update((r.key, r) for r in of_vm if r.key not in found)
+            continue
+        if len(refs) == 1:
+            return None
+        raise NotFoundError(
+            f"vmshare has no share or VM {ref!r}; nothing was removed",
+            hint="`vmshare list` shows the shares vmshare made (as VM:GUEST_PATH or name)",
+        )
+    return list(found.values())
+
+
+def remove_shares(
+    refs: list[str],
+    store: StateStore,
+    *,
+    allow_restart: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    confirm: Confirm | None = None,
+) -> Result:
+    """Undo every layer vmshare set up for these shares (a VM's name: all of its shares) in one
+    plan; the user's files are not touched."""
+    with store.locked():
+        state = store.load()
+        records = find_records(refs, state)
+        if records is None:
+            return _remove_orphans(
+                refs[0], store, state, dry_run=dry_run, progress=progress, confirm=confirm
+            )
+        plan = removal_plan(records, allow_restart=allow_restart)
+        if dry_run:
+            return Result(plan=plan, dry_run=True)
+        _confirmed(plan, confirm)
+        session = Session({r.vm: r.vm_spec for r in records}, store)
+        session.restart_follows.update(restarted_after_detach(plan))
+        try:
+            outcome = execute(plan, session, Journal(store, state, plan), progress)
+        finally:
+            session.close()
+        return Result(plan=plan, outcome=outcome)
+
+
 def remove_share(
     ref: str,
     store: StateStore,
@@ -256,18 +361,6 @@ def remove_share(
     progress: Progress | None = None,
 ) -> Result:
     """Undo every layer vmshare set up for one share; the user's files are not touched."""
-    with store.locked():
-        state = store.load()
-        record = state.find(ref)
-        if record is None:
-            return _remove_orphans(ref, store, state, dry_run=dry_run, progress=progress)
-        plan = removal_plan([record], allow_restart=allow_restart)
-        if dry_run:
-            return Result(plan=plan, dry_run=True)
-        session = Session({record.vm: record.vm_spec}, store)
-        session.restart_follows.update(restarted_after_detach(plan))
-        try:
-            outcome = execute(plan, session, Journal(store, state, plan), progress)
-        finally:
-            session.close()
-        return Result(plan=plan, outcome=outcome)
+    return remove_shares(
+        [ref], store, allow_restart=allow_restart, dry_run=dry_run, progress=progress
+    )

@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -19,7 +19,7 @@ VIRTIOFSD_PATHS = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/li
 
 class Check(BaseModel):
     name: str
-    status: Literal["ok", "warn", "fail"]
+    status: Literal["ok", "info", "warn", "fail"]
     detail: str
     hint: str | None = None
 
@@ -41,11 +41,9 @@ def _state_dir(store: StateStore) -> Check:
 
 def _backends(connection: str | None) -> list[Check]:
     checks = []
+    later = [entry.name for entry in REGISTRY.values() if entry.module is None]
     for entry in REGISTRY.values():
         if entry.module is None:
-            checks.append(
-                Check(name=f"backend {entry.name}", status="warn", detail="not in this version yet")
-            )
             continue
         if not sdk_installed(entry):
             checks.append(
@@ -75,6 +73,14 @@ def _backends(connection: str | None) -> list[Check]:
                 detail=f"connected to {backend.connection}",
             )
         )
+    if later:  # planned, not missing: nothing to do about them
+        checks.append(
+            Check(
+                name="other backends",
+                status="info",
+                detail=f"not in this version: {', '.join(later)}",
+            )
+        )
     return checks
 
 
@@ -89,14 +95,29 @@ def _file_servers() -> list[Check]:
         return [Check(name="host.toml", status="fail", detail=exc.message, hint=exc.hint)]
     checks = []
     exporter = exporter_for(settings.nfs)
-    tool = {"kernel": "exportfs", "macos": "nfsd", "ganesha": None}[exporter.name]
-    if tool and not shutil.which(tool):
+    if settings.nfs.exporter == "auto":
+        how = (
+            "auto: ganesha when it runs (its pidfile exists), else the kernel server; "
+            "set [nfs] exporter in host.toml to choose"
+        )
+    else:
+        how = "set by [nfs] exporter in host.toml"
+    tool = {"kernel": "exportfs", "macos": "nfsd", "ganesha": "ganesha.nfsd"}[exporter.name]
+    ganesha = shutil.which("ganesha.nfsd") or (
+        "/usr/bin/ganesha.nfsd" if Path("/usr/bin/ganesha.nfsd").exists() else None
+    )
+    installed = (
+        f"; nfs-ganesha is installed ({ganesha})" if ganesha and exporter.name != "ganesha" else ""
+    )
+    if not shutil.which(tool) and not (tool == "ganesha.nfsd" and ganesha):
         checks.append(
             Check(
                 name="nfs exporter",
                 status="warn",
-                detail=f"{exporter.name}: {tool} not found; --protocol nfs will fail",
-                hint="apt install nfs-kernel-server (or nfs-ganesha)",
+                detail=f"{exporter.name} ({how}): {tool} not found; --protocol nfs will fail"
+                + installed,
+                hint="apt install nfs-kernel-server, or run nfs-ganesha and set "
+                '[nfs] exporter = "ganesha" in host.toml (see docs/network.md)',
             )
         )
     else:
@@ -104,7 +125,7 @@ def _file_servers() -> list[Check]:
             Check(
                 name="nfs exporter",
                 status="ok",
-                detail=f"{exporter.name}, entries in {exporter.path}",
+                detail=f"{exporter.name} ({how}), entries in {exporter.path}{installed}",
             )
         )
     if shutil.which("smbcontrol") and Path(settings.smb.smb_conf).exists():
@@ -155,4 +176,129 @@ def diagnose(store: StateStore, connection: str | None = None) -> list[Check]:
             hint="apt install openssh-client",
         )
     )
+    return checks
+
+
+_HELPERS = (
+    "cat /proc/filesystems; "
+    "for h in mount.nfs mount.nfs4 mount.cifs; do command -v $h >/dev/null && echo have:$h; done"
+)
+_DIAL = (
+    'if command -v nc >/dev/null; then nc -z -w 3 "$1" "$2" </dev/null && echo open '
+    "|| echo closed; else echo unknown; fi"
+)
+
+
+def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> list[Check]:
+    """One VM end to end: it exists and runs, the guest channel answers, the guest has what each
+    protocol mounts with, and the host's file servers answer from inside the guest."""
+    from vmshare.core import Session
+    from vmshare.spec import VmSpec, load_host_settings
+
+    records = store.load().listed(vm)
+    spec = records[0].vm_spec if records else VmSpec(name=vm, connection=connection)
+    session = Session({vm: spec}, store)
+    name = f"vm {vm}"
+    try:
+        try:
+            facts = session.probe_vm(vm, [])
+        except VmshareError as exc:
+            return [Check(name=name, status="fail", detail=exc.message, hint=exc.hint)]
+        if not facts.exists:
+            return [
+                Check(
+                    name=name,
+                    status="fail",
+                    detail=f"not found on {facts.connection}",
+                    hint=f"check the name with `virsh -c {facts.connection} list --all`",
+                )
+            ]
+        if not facts.running:
+            return [
+                Check(
+                    name=name,
+                    status="warn",
+                    detail="exists but is not running: the guest cannot be checked",
+                    hint="start it (`vmshare add --restart` starts it when needed)",
+                )
+            ]
+        checks = [Check(name=name, status="ok", detail=f"running on {facts.connection}")]
+        if not facts.guest.reachable:
+            checks.append(
+                Check(
+                    name="guest channel",
+                    status="fail",
+                    detail=facts.guest.error or "no guest channel answered",
+                    hint="install and start qemu-guest-agent in the guest, or set "
+                    f'[vm.{vm}.guest] channel = "ssh" and ssh_host in the spec',
+                )
+            )
+            return checks
+        checks.append(Check(name="guest channel", status="ok", detail=facts.guest.channel or ""))
+        channel = session.guest(vm).channel
+        text = channel.run(["sh", "-c", _HELPERS]).stdout.decode("utf-8", "replace")
+        kernel = {
+            line.split()[-1] for line in text.splitlines() if line.strip() and ":" not in line
+        }
+        helpers = {
+            line.removeprefix("have:") for line in text.splitlines() if line.startswith("have:")
+        }
+        for protocol, ok, missing_hint in (
+            ("virtiofs", "virtiofs" in kernel, "a guest kernel with CONFIG_VIRTIO_FS"),
+            ("9p", "9p" in kernel, "a guest kernel with 9p and 9pnet_virtio (modprobe 9p)"),
+            (
+                "nfs",
+                bool(helpers & {"mount.nfs", "mount.nfs4"}),
+                "apt install nfs-common in the guest",
+            ),
+            ("smb", "mount.cifs" in helpers, "apt install cifs-utils in the guest"),
+        ):
+            checks.append(
+                Check(name=f"guest {protocol}", status="ok", detail="can mount")
+                if ok
+                else Check(
+                    name=f"guest {protocol}",
+                    status="warn",
+                    detail=f"cannot mount {protocol}: --protocol {protocol} will fail",
+                    hint=missing_hint,
+                )
+            )
+        checks += _servers_from_guest(
+            channel, spec.host_address or facts.guest.gateway, load_host_settings()
+        )
+        return checks
+    finally:
+        session.close()
+
+
+def _servers_from_guest(channel: Any, host: str | None, settings: Any) -> list[Check]:
+    checks = []
+    for protocol, port in (("nfs", settings.nfs.port or 2049), ("smb", settings.smb.port or 445)):
+        name = f"guest -> host {protocol}"
+        if not host:
+            checks.append(
+                Check(name=name, status="warn", detail="the guest has no route to the host")
+            )
+            continue
+        answer = channel.run(["sh", "-c", _DIAL, "doctor", host, str(port)]).stdout.decode().strip()
+        if answer == "open":
+            checks.append(Check(name=name, status="ok", detail=f"{host}:{port} answers"))
+        elif answer == "closed":
+            checks.append(
+                Check(
+                    name=name,
+                    status="warn",
+                    detail=f"{host}:{port} does not answer from the guest: "
+                    f"--protocol {protocol} will fail",
+                    hint=f"start the {protocol} server on the host, or open port {port} to the VM",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    name=name,
+                    status="info",
+                    detail=f"not checked: the guest has no nc to dial {host}:{port}",
+                )
+            )
     return checks

@@ -14,6 +14,7 @@ do, and the process exit code. Only ``cli.py`` catches them and prints.
     │   └── GuestTimeout            exit 1: a guest command missed its deadline: it may have run
     ├── LockTimeout                 exit 1: another vmshare run holds the lock
     ├── StateError                  exit 1: the state file is unreadable or from a newer vmshare
+    ├── Declined                    exit 1: the user answered no; nothing changed
     ├── Interrupted                 exit 130 (INTERRUPTED): Ctrl-C before any change
     └── ApplyFailed                 exit 3  (ROLLED_BACK): a step failed, completed steps undone
         └── RollbackIncomplete      exit 4  (ROLLBACK_INCOMPLETE): some undo failed too
@@ -21,7 +22,23 @@ do, and the process exit code. Only ``cli.py`` catches them and prints.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import IntEnum
+
+
+def closest(value: str, choices: Iterable[str]) -> str | None:
+    """The choice a typo most likely meant, if any is close."""
+    found = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown(kind: str, value: object, choices: Iterable[str]) -> str:
+    """ "unknown backend 'libvrt'; did you mean 'libvirt'?" (or the list when nothing is close)."""
+    options = list(choices)
+    guess = closest(str(value), options)
+    tail = f"did you mean {guess!r}?" if guess else "choose one of: " + ", ".join(options)
+    return f"unknown {kind} {str(value)!r}; {tail}"
 
 
 class ExitCode(IntEnum):
@@ -32,6 +49,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     ROLLED_BACK = 3
     ROLLBACK_INCOMPLETE = 4
+    CHANGES_PENDING = 5  # `plan --exit-code`: the plan would change something
     INTERRUPTED = 130
 
 
@@ -95,6 +113,10 @@ class LockTimeout(VmshareError):
 
 class StateError(VmshareError):
     pass
+
+
+class Declined(VmshareError):
+    """The user answered no to a plan that removes or replaces shares; nothing changed."""
 
 
 class Interrupted(VmshareError):

@@ -350,7 +350,7 @@ def resolve(
             if record.origin == origin and record.key not in listed:
                 plan.steps.extend(removal_steps(record))
                 plan.removes.append(record.key)
-                plan.notes.append(f"{record.label}: no longer in the spec, so it is removed")
+                plan.notes.append(f"{record.label}: no longer in the spec, so it would be removed")
     return plan
 
 

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
 
 ENVELOPE_VERSION = 1
 LAYER_TITLES = {"host": "host", "hypervisor": "hypervisor", "guest": "guest"}
-MARKS = {"ok": "green", "warn": "yellow", "fail": "red", "missing": "red", "failed": "red"}
+MARKS = {
+    "ok": "green",
+    "warn": "yellow",
+    "fail": "red",
+    "missing": "red",
+    "failed": "red",
+    "info": "dim",
+}
 
 
 def envelope(command: str, data: Any, *, ok: bool = True) -> str:
@@ -55,8 +62,8 @@ def print_error(console: Console, error: VmshareError) -> None:
         console.print(Text.assemble(("hint: ", "bold"), error.hint))
 
 
-def plan_view(plan: Plan) -> list[Any]:
-    """Renderables for a plan: choices, then steps grouped by layer, then blockers."""
+def plan_head(plan: Plan) -> list[Any]:
+    """The protocol chosen for each share and why, its warnings, and the plan's notes."""
     out: list[Any] = []
     for choice in plan.choices:
         out.append(
@@ -70,17 +77,31 @@ def plan_view(plan: Plan) -> list[Any]:
         )
         out += [Text.assemble(("  warning: ", "yellow"), w) for w in choice.warnings]
     out += [Text.assemble(("note: ", "bold"), note) for note in plan.notes]
+    return out
+
+
+def steps_table(plan: Plan) -> Table:
+    """One row per step; the reason goes under its step (dim) rather than in a column of its
+    own, so a row stays readable in 80 columns."""
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("layer", no_wrap=True)
+    table.add_column("step", overflow="fold")
+    for index, step in enumerate(plan.steps, 1):
+        cell = Text(step.summary)
+        if step.reason:
+            cell.append("\nwhy: " + step.reason, style="dim")
+        table.add_row(str(index), step.layer, cell)
+    return table
+
+
+def plan_view(plan: Plan) -> list[Any]:
+    """Renderables for a plan: choices, then its steps in order, then blockers."""
+    out = plan_head(plan)
     if plan.empty:
         out.append(Text("Nothing to do: everything is already in place.", style="green"))
     else:
-        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        table.add_column("#", justify="right")
-        table.add_column("layer")
-        table.add_column("step")
-        table.add_column("why", style="dim")
-        for index, step in enumerate(plan.steps, 1):
-            table.add_row(str(index), step.layer, Text(step.summary), Text(step.reason or ""))
-        out.append(table)
+        out.append(steps_table(plan))
     out += [Text.assemble(("blocked: ", "bold red"), b) for b in plan.blockers]
     return out
 
@@ -115,12 +136,17 @@ def health_table(health: Iterable[ShareHealth]) -> Table:
     return table
 
 
-def checks_table(checks: Iterable[Check]) -> Table:
+def checks_view(checks: Iterable[Check]) -> list[Any]:
+    """The checks as a table, then each hint in full below it (a hint is never cut short)."""
+    checks = list(checks)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("check", "status", "detail", "what to do"):
-        table.add_column(column)
+    for column in ("check", "status", "detail"):
+        table.add_column(column, overflow="fold")
     for c in checks:
-        table.add_row(
-            c.name, Text(c.status, style=MARKS[c.status]), Text(c.detail), Text(c.hint or "")
-        )
-    return table
+        table.add_row(c.name, Text(c.status, style=MARKS.get(c.status, "")), Text(c.detail))
+    out: list[Any] = [table]
+    hints = [c for c in checks if c.hint]
+    if hints:
+        out.append(Text("\nWhat to do:", style="bold"))
+        out += [Text.assemble(("  " + c.name + ": ", "bold"), c.hint or "") for c in hints]
+    return out

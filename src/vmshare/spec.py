@@ -25,11 +25,11 @@ import os
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vmshare.errors import SpecError
+from vmshare.errors import SpecError, unknown
 
 BackendName = Literal["libvirt", "vmware", "vmware-desktop", "virtualbox", "hyperv"]
 ProtocolName = Literal["auto", "virtiofs", "9p", "nfs", "smb", "native"]
@@ -347,17 +347,59 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out or "spec"
 
 
-def _spec_error(exc: ValidationError, origin: str, text: str | None = None) -> SpecError:
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model whose field ``loc`` names (``share[0].x`` -> ShareSpec), to list its keys."""
+    model, dict_key = root, False
+    for part in loc:
+        if isinstance(part, int) or dict_key:
+            dict_key = False
+            continue
+        field = model.model_fields.get(part)
+        sub = _model_in(field.annotation) if field is not None else None
+        if field is None or sub is None:
+            return None
+        dict_key = get_origin(field.annotation) is dict
+        model = sub
+    return model
+
+
+def _user_words(err: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+    """The message in the user's words: an unknown key or choice names the closest one."""
+    kind, field = err.get("type"), str(loc[-1]) if loc else ""
+    if kind == "extra_forbidden":
+        model = _model_at(root, loc[:-1])
+        return unknown("key", field, model.model_fields if model else [])
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = re.findall(r"'([^']*)'", expected)
+        return unknown(field.replace("_", " "), err.get("input"), choices)
+    return str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+
+
+def _spec_error(
+    exc: ValidationError,
+    origin: str,
+    text: str | None = None,
+    root: type[BaseModel] | None = None,
+    hint: str | None = None,
+) -> SpecError:
     err = exc.errors()[0]
     loc = tuple(err.get("loc", ()))
-    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    message = _user_words(err, loc, root or Spec)
     where = _format_loc(loc)
     line = _locate_line(text, loc) if text is not None else None
     at = f"{origin}:{line}" if line else origin
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return SpecError(
         f"{at}: {where}: {message}{more}",
-        hint="fix the value and check with `vmshare plan -f FILE`; `vmshare schema` lists all keys",
+        hint=hint
+        or f"fix it, then check with `vmshare plan -f {origin}`; `vmshare schema` lists all keys",
     )
 
 
@@ -386,7 +428,8 @@ def load_spec(path: Path) -> Spec:
     except FileNotFoundError:
         raise SpecError(
             f"spec file not found: {path}",
-            hint="create it, or use `vmshare add SRC VM:DST --save FILE`",
+            hint=f"pass the right file with -f, or create {path}: `vmshare add` with "
+            f"`--save {path}` records a share in it",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {path}: {exc}", hint="check the file") from None
@@ -445,7 +488,9 @@ def shorthand(
             {"name": vm_name, "backend": backend, "connection": connection}
         )
     except ValidationError as exc:
-        raise _spec_error(exc, "arguments") from None
+        model = ShareSpec if exc.title == "ShareSpec" else VmSpec
+        hint = "`vmshare add --help` lists the options and their values"
+        raise _spec_error(exc, "arguments", root=model, hint=hint) from None
     return share, vm_spec
 
 
@@ -472,7 +517,8 @@ def load_host_settings(spec: Spec | None = None) -> HostSettings:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}", hint="fix the TOML syntax") from None
     except ValidationError as exc:
-        raise _spec_error(exc, str(path), text) from None
+        hint = f"fix it in {path} (see docs/network.md); `vmshare doctor` checks it"
+        raise _spec_error(exc, str(path), text, root=HostSettings, hint=hint) from None
 
 
 def json_schema() -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from vmshare.core import Session
-from vmshare.errors import VmshareError
+from vmshare.errors import NotFoundError, VmshareError
 from vmshare.facts import VmFacts
 from vmshare.guest import fstab
 from vmshare.hostops import HostOps
@@ -180,7 +180,16 @@ def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
         try:
             facts = session.probe_vm(vm_name, [r.target for r in vm_records])
         except VmshareError as exc:
+            if not vm_records:  # a VM named on the command line: its error is the answer
+                session.close()
+                raise
             error = exc.message
+        if not vm_records and facts is not None and not facts.exists:
+            session.close()
+            raise NotFoundError(
+                f"VM {vm_name!r} not found on {facts.connection}, and vmshare has no share in it",
+                hint=f"check the name with `virsh -c {facts.connection} list --all`",
+            )
         try:
             health += [_check_record(r, facts, session, error) for r in vm_records]
             if facts is not None and facts.exists:

@@ -167,7 +167,7 @@ def test_failure_in_the_guest_rolls_back_the_device(guest: Guest, vmshare: Vmsha
     proc = vmshare("add", str(src), f"{guest.name}:/tmp/blocker/mnt")
     assert proc.returncode == 3, proc.stderr
     assert "undid 2 step(s)" in proc.stderr and "everything is as before" in proc.stderr
-    assert "undo detach" in proc.stderr
+    assert "↶ detach" in proc.stderr and "(rolling back)" in proc.stderr
     assert_untouched(guest, vmshare, xml_before, fstab)
 
 
@@ -187,7 +187,7 @@ def test_apply_is_idempotent_and_prune_removes_what_the_file_dropped(
     assert vmshare.json("plan", "-f", str(spec))["data"]["plan"]["steps"] == []
     assert "Nothing to do" in vmshare("apply", "-f", str(spec), check=True).stdout
     spec.write_text(both.split('\n\n[[share]]\nsource = "b"')[0] + "\n")
-    vmshare("apply", "-f", str(spec), "--prune", check=True)
+    vmshare("apply", "-f", str(spec), "--prune", "--yes", check=True)
     assert "/mnt/b" not in guest.mounts() and "/mnt/a" in guest.mounts()
     assert [s["target"] for s in vmshare.shares()] == ["/mnt/a"]
     assert guest.read("/mnt/a/hello.txt") == (a / "hello.txt").read_bytes()

@@ -36,7 +36,9 @@ def test_changed_settings_are_refused_without_replace_and_restored_when_the_new_
     assert layers(guest, target) == before and vmshare.shares() == shares
 
     # a mount option the kernel rejects: the new share fails, the old one comes back whole
-    failed = vmshare("add", str(src), f"{guest.name}:{target}", "-o", "nosuchoption", "--replace")
+    failed = vmshare(
+        "add", str(src), f"{guest.name}:{target}", "-o", "nosuchoption", "--replace", "--yes"
+    )
     assert failed.returncode == 3, failed.stderr
     assert "restored" in failed.stderr and "as before" in failed.stderr
     assert layers(guest, target) == before
@@ -44,7 +46,9 @@ def test_changed_settings_are_refused_without_replace_and_restored_when_the_new_
     assert [s["requested"] for s in vmshare.shares()] == [s["requested"] for s in shares]
     assert vmshare.json("status")["ok"]
 
-    replaced = vmshare("add", str(src), f"{guest.name}:{target}", "-o", "noatime", "--replace")
+    replaced = vmshare(
+        "add", str(src), f"{guest.name}:{target}", "-o", "noatime", "--replace", "--yes"
+    )
     assert replaced.returncode == 0, replaced.stderr
     assert "noatime" in guest.mounts()[target][2]
     assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
@@ -120,7 +124,9 @@ def test_a_share_whose_record_is_lost_is_reported_and_removed(
     removed = other("remove", f"{guest.name}:{target}")
     assert removed.returncode == 0, removed.stderr
     assert layers(guest, target) == (None, None, None, [])
-    assert other.json("status", guest.name)["ok"]
+    # nothing left to report: no record and no unrecorded object (status exits 1: no share)
+    after = other.json("status", guest.name)
+    assert after["data"]["error"]["message"] == f"no share to check in VM {guest.name!r}"
     # the first state dir's record now finds nothing to undo, and goes
     vmshare("remove", f"{guest.name}:{target}", check=True)
     assert vmshare.shares() == []
