@@ -23,9 +23,12 @@ from vmshare.fsutil import read_text
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.spec import NfsHost
 
+# Measured on vmshare's own share (nfs-ganesha): benchmarks/semantics.py, docs/semantics.md.
 SEMANTICS = (
-    "NFSv4 semantics: near-POSIX (an open unlinked file's link count and times on symlinks "
-    "differ); files appear owned by the mapped owner"
+    "NFSv4: near-POSIX, but every guest user acts as the share's owner (all_squash: permission "
+    "bits do not stop another guest user, and setuid survives a write by another user); an open "
+    "file that is deleted keeps a .nfs name and a link count of 1 until closed; a symlink's own "
+    "times cannot be set"
 )
 # A share's attributes are cached for 1 s (actimeo=1) so edit-compile loops see changes fast.
 NEGOTIATION = "NFSv4.2, falling back to 4.1 and then 3 if the server refuses"

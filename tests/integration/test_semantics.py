@@ -1,0 +1,88 @@
+"""What the plan says about each protocol is what vmshare's own share of it does in the guest.
+
+The POSIX semantics probe (tests/testbed/semantics.sh) runs as root on a share made by the real
+CLI; the properties it finds broken must be exactly the ones the protocol's semantics text names.
+"""
+
+from __future__ import annotations
+
+import pytest
+from tests.testbed.semantics import probe
+
+from conftest import FileServers, Guest, Vmshare
+from vmshare.protocols import nfs, smb
+from vmshare.protocols.ninep import NINEP
+from vmshare.protocols.virtiofs import VIRTIOFS
+
+pytestmark = pytest.mark.integration
+
+PROTOCOLS = ("virtiofs", "9p", "nfs", "smb")
+TEXT = {
+    "virtiofs": VIRTIOFS.semantics,
+    "9p": NINEP.semantics,
+    "nfs": nfs.SEMANTICS,
+    "smb": smb.SEMANTICS,
+}
+# Every probe property that fails on vmshare's share of the protocol, with the words of the
+# protocol's semantics text that state it. All other properties must pass.
+DEVIATIONS = {
+    "virtiofs": {
+        "mknod_char": "device nodes",
+        "mknod_block": "device nodes",
+    },
+    "9p": {
+        "subsecond_mtime": "sub-second timestamps are lost",
+        "symlink_times": "sub-second timestamps are lost",
+        "setuid_cleared_on_write": "setuid survives a write by another user",
+    },
+    "nfs": {
+        "permissions_enforced": "every guest user acts as the share's owner",
+        "setuid_cleared_on_write": "setuid survives a write by another user",
+        "unlinked_open_file": "an open file that is deleted keeps a .nfs name",
+        "symlink_times": "a symlink's own times cannot be set",
+    },
+    "smb": {
+        "chmod": "chmod and chown are ignored",
+        "chown": "chmod and chown are ignored",
+        "new_file_mode": "every file shows mode 0755",
+        "mkfifo": "no FIFOs, device nodes or sockets",
+        "mknod_char": "no FIFOs, device nodes or sockets",
+        "mknod_block": "no FIFOs, device nodes or sockets",
+        "unix_socket": "no FIFOs, device nodes or sockets",
+        "case_sensitive": "names are case-insensitive",
+        "name_special_chars": "cannot hold \\",
+        "setuid_cleared_on_write": "only the mount's uid and root may write",
+        "unlinked_open_file": "an open file that is deleted keeps its name until closed",
+    },
+}
+
+
+@pytest.fixture
+def share(guest: Guest, vmshare: Vmshare, servers: FileServers, tmp_path):
+    """add(protocol) -> (host dir, guest dir) of a fresh share made by the real CLI."""
+    vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
+
+    def add(protocol: str) -> tuple:
+        src = tmp_path / f"src-{protocol}"
+        src.mkdir()
+        target = f"/mnt/sem-{protocol}"
+        vmshare("add", str(src), f"{guest.name}:{target}", "--protocol", protocol, "--restart",
+                check=True)  # fmt: skip
+        return src, target
+
+    return add
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_semantics_text_is_what_the_share_does(guest: Guest, share, protocol):
+    _, target = share(protocol)
+    checks = probe(guest.dom, target)
+    assert len(checks) >= 26, checks  # the probe ran to its end
+    failing = {name: check.detail for name, check in checks.items() if not check.ok}
+    expected = DEVIATIONS[protocol]
+    assert set(failing) == set(expected), (
+        f"{protocol}: the probe finds {sorted(failing)} broken, the text states "
+        f"{sorted(expected)}; details: {failing}"
+    )
+    for phrase in set(expected.values()):
+        assert phrase in TEXT[protocol], f"{protocol} semantics text does not say {phrase!r}"
