@@ -2,12 +2,13 @@
 
 The POSIX semantics probe (tests/testbed/semantics.sh) runs as root on a share made by the real
 CLI; the properties it finds broken must be exactly the ones the protocol's semantics text names.
+And a host edit must reach a guest reader that never stops polling within a second.
 """
 
 from __future__ import annotations
 
 import pytest
-from tests.testbed.semantics import probe
+from tests.testbed.semantics import probe, visibility
 
 from conftest import FileServers, Guest, Vmshare
 from vmshare.protocols import nfs, smb
@@ -86,3 +87,10 @@ def test_the_semantics_text_is_what_the_share_does(guest: Guest, share, protocol
     )
     for phrase in set(expected.values()):
         assert phrase in TEXT[protocol], f"{protocol} semantics text does not say {phrase!r}"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_host_edits_reach_a_polling_guest_reader_within_a_second(guest: Guest, share, protocol):
+    src, target = share(protocol)
+    seen = visibility(guest.dom, src / "edited.txt", f"{target}/edited.txt", rewrites=20)
+    assert seen.p95 <= 1.0, f"{protocol}: host rewrites seen in the guest after {seen.summary()}"

@@ -143,7 +143,8 @@ def test_ganesha_block_is_one_export_with_the_exact_path(path):
     assert block.count("EXPORT {") == 1 and block.count("CLIENT {") == 1
     assert ganesha_strings(block, "Path") == [path]
     assert ganesha_strings(block, "Pseudo") == ["/vmshare/vmshare-0123456789abcdef"]
-    assert block.count("\n") == 13  # no line added
+    assert block.count("\n") == 14  # no line added
+    assert "\tAttr_Expiration_Time = 0;" in block  # host edits reach the guest at once
     assert "Clients = 10.0.2.15;" in block and "Access_Type = RW; }" in block
     assert "Squash = All_Squash;" in block and "Anonymous_Uid = 1000;" in block
 
@@ -198,6 +199,7 @@ def test_samba_section_parses_to_exactly_one_share_with_the_exact_path(tmp_path,
     assert re.search(r"^\tread only = No$", share, re.M)
     assert "hosts allow = 127.0.0.1" in share and "valid users = vmshare" in share
     assert "smb encrypt = required" in share
+    assert re.search(r"^\toplocks = No$", share, re.M)  # a share parameter Samba takes
     assert not re.search(r"^\s*include", share, re.M)
     options = re.findall(r"^\t([a-z ]+) = ", share, re.M)
     assert len(options) == len(set(options))  # nothing injected a second value

@@ -76,6 +76,9 @@ def render_section(share: SmbShare) -> str:
         f"\tread only = {'yes' if share.readonly else 'no'}",
         f"\tsmb encrypt = {'required' if share.encrypt else 'desired'}",
         "\tguest ok = no",
+        # No oplocks or leases: with one, the guest's cifs client kept serving its cached copy
+        # to a reader that reopens the file every few ms, and never saw a host edit.
+        "\toplocks = no",
         "\tbrowseable = no",
     ]
     return "\n".join(lines)
