@@ -76,7 +76,7 @@ def share(guest: Guest, vmshare: Vmshare, servers: FileServers, tmp_path):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_the_semantics_text_is_what_the_share_does(guest: Guest, share, protocol):
-    _, target = share(protocol)
+    src, target = share(protocol)
     checks = probe(guest.dom, target)
     assert len(checks) >= 26, checks  # the probe ran to its end
     failing = {name: check.detail for name, check in checks.items() if not check.ok}
@@ -87,6 +87,11 @@ def test_the_semantics_text_is_what_the_share_does(guest: Guest, share, protocol
     )
     for phrase in set(expected.values()):
         assert phrase in TEXT[protocol], f"{protocol} semantics text does not say {phrase!r}"
+    if protocol == "smb":  # "symlinks made in the guest are mfsymlinks files on the host"
+        assert "mfsymlinks files on the host" in TEXT[protocol]
+        assert guest.sh('ln -s hello.txt "$1/made-link"', target)[0] == 0
+        made = src / "made-link"
+        assert not made.is_symlink() and made.read_bytes().startswith(b"XSym\n")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
