@@ -2,7 +2,8 @@
 
 The POSIX semantics probe (tests/testbed/semantics.sh) runs as root on a share made by the real
 CLI; the properties it finds broken must be exactly the ones the protocol's semantics text names.
-And a host edit must reach a guest reader that never stops polling within a second.
+And a host edit must reach a guest reader that never stops polling within a second (except on
+SMB, whose text says so).
 """
 
 from __future__ import annotations
@@ -63,10 +64,10 @@ def share(guest: Guest, vmshare: Vmshare, servers: FileServers, tmp_path):
     """add(protocol) -> (host dir, guest dir) of a fresh share made by the real CLI."""
     vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
 
-    def add(protocol: str) -> tuple:
+    def add(protocol: str, prefix: str) -> tuple:
         src = tmp_path / f"src-{protocol}"
         src.mkdir()
-        target = f"/mnt/sem-{protocol}"
+        target = f"/mnt/{prefix}-{protocol}"
         vmshare("add", str(src), f"{guest.name}:{target}", "--protocol", protocol, "--restart",
                 check=True)  # fmt: skip
         return src, target
@@ -76,7 +77,7 @@ def share(guest: Guest, vmshare: Vmshare, servers: FileServers, tmp_path):
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_the_semantics_text_is_what_the_share_does(guest: Guest, share, protocol):
-    src, target = share(protocol)
+    src, target = share(protocol, "sem")
     checks = probe(guest.dom, target)
     assert len(checks) >= 26, checks  # the probe ran to its end
     failing = {name: check.detail for name, check in checks.items() if not check.ok}
@@ -94,8 +95,12 @@ def test_the_semantics_text_is_what_the_share_does(guest: Guest, share, protocol
         assert not made.is_symlink() and made.read_bytes().startswith(b"XSym\n")
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+# Not smb: Samba's lease keeps a 10 ms reader on its cached copy, and the settings that end that
+# (oplocks = no, kernel oplocks = yes, or the client's cache=none) make Linux 6.1's cifs return
+# the file padded with NULs to 128 KiB to a reader that splices it (cat into a pipe): see
+# docs/semantics.md. test_network_shares.py reads every SMB file through such a pipe.
+@pytest.mark.parametrize("protocol", ["virtiofs", "9p", "nfs"])
 def test_host_edits_reach_a_polling_guest_reader_within_a_second(guest: Guest, share, protocol):
-    src, target = share(protocol)
+    src, target = share(protocol, "vis")
     seen = visibility(guest.dom, src / "edited.txt", f"{target}/edited.txt", rewrites=20)
     assert seen.p95 <= 1.0, f"{protocol}: host rewrites seen in the guest after {seen.summary()}"

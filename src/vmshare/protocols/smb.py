@@ -23,7 +23,8 @@ SEMANTICS = (
     "and the mount's uid/gid, so only the mount's uid and root may write); no FIFOs, device "
     "nodes or sockets; names are case-insensitive and cannot hold \\; symlinks made in the "
     "guest are mfsymlinks files on the host; an open file that is deleted keeps its name until "
-    "closed; times are kept to 100 ns"
+    "closed; times are kept to 100 ns; a host edit can stay unseen by a guest program that "
+    "reopens the file every few ms (the client's lease stays alive)"
 )
 CREDENTIALS_DIR = "/etc/vmshare"
 
@@ -76,9 +77,6 @@ def render_section(share: SmbShare) -> str:
         f"\tread only = {'yes' if share.readonly else 'no'}",
         f"\tsmb encrypt = {'required' if share.encrypt else 'desired'}",
         "\tguest ok = no",
-        # No oplocks or leases: with one, the guest's cifs client kept serving its cached copy
-        # to a reader that reopens the file every few ms, and never saw a host edit.
-        "\toplocks = no",
         "\tbrowseable = no",
     ]
     return "\n".join(lines)
