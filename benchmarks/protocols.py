@@ -59,6 +59,8 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=32, help="file size for throughput")
     parser.add_argument("--files", type=int, default=200, help="files for the metadata loop")
     parser.add_argument("--runs", type=int, default=3, help="median of this many runs")
+    parser.add_argument("--name", default=NAME, help="name of the guest to boot")
+    parser.add_argument("protocols", nargs="*", default=list(PROTOCOLS))
     args = parser.parse_args()
     ensure_libvirtd(URI)
     work = Path(tempfile.mkdtemp(prefix="vmshare-bench-"))
@@ -78,11 +80,15 @@ def main() -> int:
             "VMSHARE_HOST_CONFIG": str(host_config),
         }
         dom, boot = boot_domain(
-            URI, NAME, Path("/var/tmp/vmshare-testbed") / NAME, build_image(), memory_mib=512
+            URI,
+            args.name,
+            Path("/var/tmp/vmshare-testbed") / args.name,
+            build_image(),
+            memory_mib=512,
         )
         try:
             results["tmpfs (guest)"] = measure(dom, "/tmp", args.mib, args.files, args.runs)
-            for protocol in PROTOCOLS:
+            for protocol in args.protocols:
                 src = work / f"src-{protocol}"
                 src.mkdir()
                 vmshare = [sys.executable, "-m", "vmshare.cli"]
@@ -91,7 +97,7 @@ def main() -> int:
                         *vmshare,
                         "add",
                         str(src),
-                        f"{NAME}:/mnt/{protocol}",
+                        f"{args.name}:/mnt/{protocol}",
                         "--protocol",
                         protocol,
                         "--restart",
@@ -106,7 +112,7 @@ def main() -> int:
                     dom, f"/mnt/{protocol}", args.mib, args.files, args.runs
                 )
         finally:
-            destroy_domain(URI, NAME)
+            destroy_domain(URI, args.name)
     base = results["tmpfs (guest)"]
     print(
         f"guest boot {boot:.1f} s; {args.mib} MiB files, {args.files} files, median of {args.runs}"

@@ -161,8 +161,9 @@ def test_a_killed_remove_is_finished_by_the_next_remove(
     killed = crash("remove", share, env={FAULT_ENV: f"{point}:{index}:kill"})
     if index < steps:
         assert killed.returncode == -9, killed.stderr
-        finished = crash("remove", share)
-        assert finished.returncode == 0, finished.stderr
+        if crash.shares():  # a kill after the last step's journal entry left nothing to finish
+            finished = crash("remove", share)
+            assert finished.returncode == 0, finished.stderr
     else:  # the point is past the last step: the removal simply completes
         assert killed.returncode == 0, killed.stderr
     assert leftovers.found(crash, before) == []

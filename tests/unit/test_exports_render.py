@@ -143,7 +143,8 @@ def test_ganesha_block_is_one_export_with_the_exact_path(path):
     assert block.count("EXPORT {") == 1 and block.count("CLIENT {") == 1
     assert ganesha_strings(block, "Path") == [path]
     assert ganesha_strings(block, "Pseudo") == ["/vmshare/vmshare-0123456789abcdef"]
-    assert block.count("\n") == 13  # no line added
+    assert block.count("\n") == 14  # no line added
+    assert "\tAttr_Expiration_Time = 0;" in block  # host edits reach the guest at once
     assert "Clients = 10.0.2.15;" in block and "Access_Type = RW; }" in block
     assert "Squash = All_Squash;" in block and "Anonymous_Uid = 1000;" in block
 

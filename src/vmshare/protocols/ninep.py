@@ -9,8 +9,9 @@ NINEP = DeviceProtocol(
     hotplug=False,  # libvirt cannot hot-plug 9p filesystems
     needs_shared_memory=False,
     readonly_at_device=True,
+    # Measured on vmshare's own share: benchmarks/semantics.py, docs/semantics.md.
     semantics=(
-        "near-POSIX with security_model=mapped-xattr: sub-second timestamps are lost and "
-        "setuid survives a write by another user"
+        "near-POSIX with security_model=mapped-xattr: sub-second timestamps are lost (times "
+        "are kept to the second) and setuid survives a write by another user"
     ),
 )

@@ -18,9 +18,14 @@ from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.secrets import Secret
 from vmshare.spec import SmbHost
 
+# Measured on vmshare's own share (Samba): benchmarks/semantics.py, docs/semantics.md.
 SEMANTICS = (
-    "SMB 3.1.1 semantics: chmod/chown are ignored, symlinks work through mfsymlinks, "
-    "no FIFOs; files appear owned by the mount's uid/gid"
+    "SMB 3.1.1 without POSIX extensions: chmod and chown are ignored (every file shows mode 0755 "
+    "and the mount's uid/gid, so only the mount's uid and root may write); no FIFOs, device "
+    "nodes or sockets; names are case-insensitive and cannot hold \\; symlinks made in the "
+    "guest are mfsymlinks files on the host; an open file that is deleted keeps its name until "
+    "closed; times are kept to 100 ns; a host edit can stay unseen by a guest program that "
+    "reopens the file every few ms (the client's lease stays alive)"
 )
 CREDENTIALS_DIR = "/etc/vmshare"
 
