@@ -1,31 +1,25 @@
 """Read/write throughput and metadata speed of each share protocol in the test guest, next to the
 guest's own tmpfs, in one run. Run as root from the repo: .venv/bin/python benchmarks/protocols.py
 
-Each share is set up by the real vmshare CLI (virtiofs, 9p, nfs to nfs-ganesha, smb to Samba on
-loopback); timings come from busybox `time` inside the guest, so the agent round trip is excluded.
+Each share is set up by the real vmshare CLI with its default settings (virtiofs, 9p, nfs to
+nfs-ganesha, smb to Samba on loopback; network folders owned by a non-root user); timings come
+from busybox `time` inside the guest, so the agent round trip is excluded.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.testbed.domain import agent_exec, boot_domain, destroy_domain
-from tests.testbed.guest_image import build_image
-from tests.testbed.libvirtd import ensure_libvirtd
-from tests.testbed.servers import Ganesha, Samba
+from tests.testbed.domain import agent_exec
+from tests.testbed.sharebed import PROTOCOLS, share_bed
 
-URI = "qemu:///system"
 NAME = "vmshare-bench"
-PROTOCOLS = ("virtiofs", "9p", "nfs", "smb")
 
 WRITE = 'dd if=/dev/zero of="$1/bench.bin" bs=1M count="$2" conv=fsync 2>/dev/null'
 READ = 'echo 3 > /proc/sys/vm/drop_caches; dd if="$1/bench.bin" of=/dev/null bs=1M 2>/dev/null'
@@ -62,57 +56,13 @@ def main() -> int:
     parser.add_argument("--name", default=NAME, help="name of the guest to boot")
     parser.add_argument("protocols", nargs="*", default=list(PROTOCOLS))
     args = parser.parse_args()
-    ensure_libvirtd(URI)
-    work = Path(tempfile.mkdtemp(prefix="vmshare-bench-"))
     results: dict[str, tuple[float, float, float]] = {}
-    with Ganesha.start(work / "ganesha") as ganesha, Samba.start(work / "samba") as samba:
-        host_config = work / "host.toml"
-        host_config.write_text(
-            f'[nfs]\nexporter = "ganesha"\nport = {ganesha.port}\n'
-            f'exports_file = "{ganesha.exports_path}"\nganesha_config = "{ganesha.config_path}"\n'
-            f'ganesha_pidfile = "{ganesha.pidfile}"\n'
-            f'[smb]\nport = {samba.port}\nsmb_conf = "{samba.config_path}"\n'
-            f'include_file = "{work / "samba" / "vmshare.conf"}"\n'
-        )
-        env = {
-            **os.environ,
-            "VMSHARE_STATE_DIR": str(work / "state"),
-            "VMSHARE_HOST_CONFIG": str(host_config),
-        }
-        dom, boot = boot_domain(
-            URI,
-            args.name,
-            Path("/var/tmp/vmshare-testbed") / args.name,
-            build_image(),
-            memory_mib=512,
-        )
-        try:
-            results["tmpfs (guest)"] = measure(dom, "/tmp", args.mib, args.files, args.runs)
-            for protocol in args.protocols:
-                src = work / f"src-{protocol}"
-                src.mkdir()
-                vmshare = [sys.executable, "-m", "vmshare.cli"]
-                subprocess.run(
-                    [
-                        *vmshare,
-                        "add",
-                        str(src),
-                        f"{args.name}:/mnt/{protocol}",
-                        "--protocol",
-                        protocol,
-                        "--restart",
-                        # a root-owned folder: network shares write as root only when asked
-                        *(["--owner", "0:0"] if protocol in ("nfs", "smb") else []),
-                    ],
-                    check=True,
-                    env=env,
-                    capture_output=True,
-                )
-                results[protocol] = measure(
-                    dom, f"/mnt/{protocol}", args.mib, args.files, args.runs
-                )
-        finally:
-            destroy_domain(URI, args.name)
+    with share_bed(args.name) as bed:
+        boot = bed.boot_seconds
+        results["tmpfs (guest)"] = measure(bed.dom, "/tmp", args.mib, args.files, args.runs)
+        for protocol in args.protocols:
+            _, target = bed.share(protocol)
+            results[protocol] = measure(bed.dom, target, args.mib, args.files, args.runs)
     base = results["tmpfs (guest)"]
     print(
         f"guest boot {boot:.1f} s; {args.mib} MiB files, {args.files} files, median of {args.runs}"
