@@ -260,7 +260,10 @@ class SmbHost(BaseModel):
     include_file: str = "/etc/samba/vmshare.conf"
     account: str = Field(default="vmshare", pattern=r"^[a-z_][a-z0-9_-]{0,30}$")
     encrypt: bool = True
-    mount_options: list[str] = ["vers=3.1.1", "mfsymlinks"]
+    # cache=loose: without leases, Linux 6.1's strict mode reads uncached, and a spliced read
+    # (cat into a pipe) of such a file came back padded with NULs; loose reads through the page
+    # cache and revalidates every actimeo seconds (docs/semantics.md).
+    mount_options: list[str] = ["vers=3.1.1", "mfsymlinks", "cache=loose", "actimeo=1"]
 
 
 class HostSettings(BaseModel):

@@ -104,11 +104,9 @@ def test_the_semantics_text_is_what_the_share_does(guest: Guest, share, protocol
         assert not made.is_symlink() and made.read_bytes().startswith(b"XSym\n")
 
 
-# Not smb: Samba's lease keeps a 10 ms reader on its cached copy, and the settings that end that
-# (oplocks = no, kernel oplocks = yes, or the client's cache=none) make Linux 6.1's cifs return
-# the file padded with NULs to 128 KiB to a reader that splices it (cat into a pipe): see
-# docs/semantics.md. test_network_shares.py reads every SMB file through such a pipe.
-@pytest.mark.parametrize("protocol", ["virtiofs", "9p", "nfs"])
+# smb: no leases (oplocks = no) and cifs cache=loose with actimeo=1; test_network_shares.py
+# reads every SMB file through a pipe, where cache=strict without a lease returned NULs on 6.1.
+@pytest.mark.parametrize("protocol", ["virtiofs", "9p", "nfs", "smb"])
 def test_host_edits_reach_a_polling_guest_reader_within_a_second(guest: Guest, share, protocol):
     src, target = share(protocol, "vis")
     seen = visibility(guest.dom, src / "edited.txt", f"{target}/edited.txt", rewrites=20)

@@ -24,8 +24,7 @@ SEMANTICS = (
     "and the mount's uid/gid, so only the mount's uid and root may write); no FIFOs, device "
     "nodes or sockets; names are case-insensitive and cannot hold \\; symlinks made in the "
     "guest are mfsymlinks files on the host; an open file that is deleted keeps its name until "
-    "closed; times are kept to 100 ns; a host edit can stay unseen by a guest program that "
-    "reopens the file every few ms (the client's lease stays alive)"
+    "closed; times are kept to 100 ns; no leases, so host edits show within about a second"
 )
 CREDENTIALS_DIR = "/etc/vmshare"
 
@@ -85,6 +84,9 @@ def render_section(share: SmbShare) -> str:
         "\tdirectory mask = 0755",
         "\tforce create mode = 0000",
         "\tforce directory mode = 0000",
+        # No oplocks or leases: a lease let a guest reader that kept reopening a file serve its
+        # cached copy for as long as it ran, blind to host edits (docs/semantics.md).
+        "\toplocks = no",
     ]
     return "\n".join(lines)
 
