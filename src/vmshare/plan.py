@@ -179,29 +179,18 @@ def orphan_plan(
                 config=True,
             )
         )
-    if servers is not None and tag in exports.get("nfs", {}):
-        settings = servers.settings.nfs.model_dump(mode="json")
-        plan.steps.append(
-            step(
-                "host",
-                "nfs_unexport",
-                f"remove the NFS export {tag}",
-                exporter=servers.nfs.name,
-                settings=settings,
-                entry_id=tag,
-            )
-        )
-    if servers is not None and tag in exports.get("smb", {}):
-        settings = servers.settings.smb.model_dump(mode="json")
-        plan.steps.append(
-            step(
-                "host",
-                "smb_unshare",
-                f"remove the Samba share {tag}",
-                settings=settings,
-                entry_id=tag,
-            )
-        )
+    if servers is not None:
+        nfs_settings = servers.settings.nfs.model_dump(mode="json")
+        smb_settings = servers.settings.smb.model_dump(mode="json")
+        unexports = {
+            "nfs": ("nfs_unexport", "NFS export", {"exporter": servers.nfs.name}, nfs_settings),
+            "smb": ("smb_unshare", "Samba share", {}, smb_settings),
+        }
+        for protocol, (action, what, extra, settings) in unexports.items():
+            if tag in exports.get(protocol, {}):
+                summary = f"remove the {what} {tag}"
+                args = {**extra, "settings": settings, "entry_id": tag}
+                plan.steps.append(step("host", action, summary, **args))
     if len(plan.steps) == 1 and plan.steps[0].action == "remove_file":
         plan.steps = []  # nothing but the always-planned credentials clean-up: nothing found
     return plan

@@ -369,3 +369,19 @@ def test_ctrl_c_after_a_step_without_undo_leaves_no_record(store, tmp_path, monk
     with pytest.raises(ApplyFailed, match="interrupted"):
         run(plan, Recorder(), store)
     assert store.load().shares == {}
+
+
+def test_remove_without_a_record_also_drops_the_share_names_server_entries(tmp_path):
+    from test_netplan import servers
+
+    from vmshare.plan import orphan_plan
+
+    key = "testvm:/mnt/x"
+    tag = mount_tag(key)
+    srv = servers(tmp_path)
+    plan = orphan_plan(key, fresh_vm(), {"nfs": {tag: "x"}, "smb": {tag: "y"}}, srv)
+    unexports = [s for s in plan.steps if s.layer == "host"]
+    assert [s.action for s in unexports] == ["nfs_unexport", "smb_unshare"]
+    assert unexports[0].args["exporter"] == srv.nfs.name
+    assert all(s.args["entry_id"] == tag for s in unexports)
+    assert orphan_plan(key, fresh_vm(), {"nfs": {"other": "x"}}, srv).steps == []
