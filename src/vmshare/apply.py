@@ -21,9 +21,9 @@ from types import FrameType
 from typing import Any, Protocol
 
 from vmshare.errors import ApplyFailed, Interrupted, RollbackIncomplete, VmshareError
-from vmshare.plan import Plan
+from vmshare.plan.model import Plan
+from vmshare.plan.step import ACTIONS, Step
 from vmshare.state import ShareRecord, State, StateStore
-from vmshare.steps import ACTIONS, Step
 
 # (event, step): "start", "done", "failed", "undo", "redo" (restoring a replaced share)
 Progress = Callable[[str, Step], None]

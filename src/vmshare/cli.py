@@ -22,8 +22,8 @@ from vmshare.errors import ExitCode, UsageError, VmshareError, unknown
 
 if TYPE_CHECKING:
     from vmshare.core import Confirm, Result
-    from vmshare.plan import Plan
-    from vmshare.steps import Step
+    from vmshare.plan.model import Plan
+    from vmshare.plan.step import Step
 
 EXIT_CODES = """Exit codes: 0 success · 1 failure · 2 usage or spec error, or a blocked plan ·
 3 failed and rolled back · 4 failed and the rollback was incomplete ·
@@ -449,7 +449,7 @@ def apply_cmd(
     Example: vmshare apply -f vmshare.toml --prune
     """
     from vmshare import core
-    from vmshare.plan import origin_of
+    from vmshare.plan.resolve import origin_of
     from vmshare.spec import load_spec
 
     spec = load_spec(file)
@@ -494,7 +494,7 @@ def plan(
     Example: vmshare plan -f vmshare.toml --exit-code
     """
     from vmshare import core
-    from vmshare.plan import origin_of
+    from vmshare.plan.resolve import origin_of
     from vmshare.spec import load_spec
 
     spec = load_spec(file)

@@ -17,15 +17,11 @@ from vmshare.errors import Declined, GuestError, NotFoundError, UsageError, Vmsh
 from vmshare.facts import GuestFacts, VmFacts, gather
 from vmshare.guest.linux import LinuxGuest
 from vmshare.hostops import HostOps
-from vmshare.netsteps import HostServers
-from vmshare.plan import (
-    NETWORK_PROTOCOLS,
-    Plan,
-    orphan_plan,
-    recovery_plan,
-    removal_plan,
-    resolve,
-)
+from vmshare.plan.choice import NETWORK_PROTOCOLS
+from vmshare.plan.model import Plan
+from vmshare.plan.network import HostServers
+from vmshare.plan.removal import orphan_plan, recovery_plan, removal_plan
+from vmshare.plan.resolve import resolve
 from vmshare.secrets import SecretStore
 from vmshare.spec import Spec, VmSpec, load_host_settings, share_ref
 from vmshare.state import ShareRecord, State, StateStore

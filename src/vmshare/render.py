@@ -19,7 +19,7 @@ from vmshare.secrets import redact
 if TYPE_CHECKING:
     from vmshare.doctor import Check
     from vmshare.errors import VmshareError
-    from vmshare.plan import Plan
+    from vmshare.plan.model import Plan
     from vmshare.state import ShareRecord
     from vmshare.status import ShareHealth
 

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ValidationError
 
 from vmshare.errors import LockTimeout, StateError
 from vmshare.fsutil import atomic_write
+from vmshare.plan.step import Step
 from vmshare.spec import VmSpec, share_ref
-from vmshare.steps import Step
 
 STATE_VERSION = 2
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from vmshare.core import Session
 from vmshare.errors import NotFoundError, VmshareError
 from vmshare.facts import VmFacts
-from vmshare.guest import fstab
+from vmshare.formats import fstab
 from vmshare.hostops import HostOps
 from vmshare.protocols import TAG_PREFIX
 from vmshare.spec import VmSpec

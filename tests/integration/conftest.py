@@ -63,7 +63,7 @@ class Guest:
 
     def mounts(self) -> dict[str, tuple[str, str, str]]:
         """mount point -> (source, fstype, options), decoded from /proc/mounts."""
-        from vmshare.guest.fstab import parse_table
+        from vmshare.formats.fstab import parse_table
 
         text = self.read("/proc/self/mounts").decode()
         return {m.target: (m.source, m.fstype, ",".join(m.options)) for m in parse_table(text)}

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import OWNER, FileServers, Guest, Vmshare, make_tree, tree_digest
-from vmshare import ownedblock
 from vmshare.apply import FAULT_ENV, FAULT_POINTS
+from vmshare.formats import ownedblock
 from vmshare.protocols import mount_tag
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import OWNER, SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree
-from vmshare import ownedblock
+from vmshare.formats import ownedblock
 from vmshare.protocols import mount_tag
 from vmshare.protocols.nfs import SETUID_WARNING
 

@@ -117,7 +117,7 @@ def test_hostile_host_and_guest_paths_share_correctly(
     assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
     assert guest.run("test", "-e", "/tmp/pwned")[0] != 0
     assert not Path("/tmp/pwned").exists()
-    from vmshare.guest.fstab import parse_table
+    from vmshare.formats.fstab import parse_table
 
     entries = [e for e in parse_table(guest.fstab()) if e.target == target]
     assert len(entries) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import OWNER, SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree, tree_digest
-from vmshare import ownedblock
+from vmshare.formats import ownedblock
 from vmshare.protocols import mount_tag
 
 pytestmark = pytest.mark.integration
@@ -162,8 +162,8 @@ def test_two_network_adds_at_the_same_moment_both_land(
 
 
 def test_addresses_come_from_the_guest_agent_and_route(guest: Guest):
-    from vmshare.backends.libvirt import LibvirtBackend
-    from vmshare.guest.agent import AgentChannel
+    from vmshare.backends.libvirt.agent import AgentChannel
+    from vmshare.backends.libvirt.backend import LibvirtBackend
     from vmshare.guest.linux import LinuxGuest
 
     backend = LibvirtBackend("qemu:///system")

@@ -20,14 +20,14 @@ from tests.integration.conftest import Guest, Vmshare
 from tests.testbed.domain import wait_for_agent
 from tests.testbed.stalls import FreezableProxy, HungSocket, stop_guest_agent
 
-from vmshare.backends.libvirt import (
+from vmshare.backends.libvirt.agent import REPLY_TIMEOUT, AgentChannel
+from vmshare.backends.libvirt.backend import (
     KEEPALIVE_COUNT,
     KEEPALIVE_INTERVAL,
     OPEN_TIMEOUT,
     LibvirtBackend,
 )
 from vmshare.errors import BackendUnavailable, GuestTimeout
-from vmshare.guest.agent import REPLY_TIMEOUT, AgentChannel
 from vmshare.spec import VmSpec
 from vmshare.state import ShareRecord, State, StateStore
 

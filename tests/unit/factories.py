@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vmshare.facts import Facts, FsDevice, GuestFacts, GuestMount, PathFact, VmFacts
-from vmshare.plan import Plan, resolve
+from vmshare.plan.model import Plan
+from vmshare.plan.resolve import resolve
 from vmshare.protocols import mount_tag
 from vmshare.spec import Spec, parse_spec
 from vmshare.state import State

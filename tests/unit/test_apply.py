@@ -7,7 +7,7 @@ from test_plan import plan_for
 
 from vmshare.apply import Journal, execute
 from vmshare.errors import ApplyFailed, GuestError, RollbackIncomplete
-from vmshare.plan import removal_plan
+from vmshare.plan.removal import removal_plan
 from vmshare.state import StateStore
 
 
@@ -127,7 +127,7 @@ def test_interrupted_remove_resumes_where_it_stopped(store):
 
 
 def test_journal_refuses_unknown_actions():
-    from vmshare.steps import Step
+    from vmshare.plan.step import Step
 
     with pytest.raises(ValueError, match="unknown"):
         Step(share="a", layer="guest", action="__class__", vm="v", summary="x")

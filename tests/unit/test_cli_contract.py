@@ -15,7 +15,7 @@ from factories import applied_state, applied_vm, facts_for, fresh_vm, spec_of
 
 from vmshare import core, render
 from vmshare.cli import BACKENDS, PROTOCOLS, main
-from vmshare.plan import origin_of
+from vmshare.plan.resolve import origin_of
 from vmshare.spec import BackendName, ProtocolName, load_spec
 from vmshare.specfile import portable_source
 from vmshare.state import StateStore
@@ -150,7 +150,7 @@ def test_remove_with_one_unknown_share_removes_nothing(capsys, store):
 
 def test_confirm_callback_shows_choices_first_and_asks_only_for_removals(monkeypatch, capsys):
     from vmshare.cli import _confirmer
-    from vmshare.plan import Choice, Plan
+    from vmshare.plan.model import Choice, Plan
 
     plan = Plan(choices=[Choice(share="v:/a", protocol="virtiofs", reason="r", semantics="s")])
     assert _confirmer("add", yes=False, json_out=False, preview="p")(plan)
@@ -369,7 +369,7 @@ def test_plan_fits_80_columns_and_dry_runs_say_nothing_changed(capsys, store, vm
 
 def test_progress_without_a_terminal_prints_each_start(capsys):
     from vmshare.cli import _progress
-    from vmshare.steps import Step
+    from vmshare.plan.step import Step
 
     step = Step(share="v:/a", layer="guest", action="unmount", vm="v", summary="unmount /a")
     report = _progress(json_out=False)

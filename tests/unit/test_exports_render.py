@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from vmshare import ownedblock
 from vmshare.errors import UsageError
+from vmshare.formats import ownedblock
 from vmshare.protocols import nfs, smb
 from vmshare.spec import NfsHost, SmbHost
 

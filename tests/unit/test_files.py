@@ -14,17 +14,18 @@ import pytest
 from factories import spec_of
 from test_netplan import actions, net_facts, net_vm, servers
 
-from vmshare import ownedblock
 from vmshare.errors import UsageError
 from vmshare.facts import PathFact
+from vmshare.formats import ownedblock
 from vmshare.fsutil import atomic_write, backup_path, locked_folder, read_text, real_file
 from vmshare.hostops import HostOps
-from vmshare.plan import removal_plan, resolve
+from vmshare.plan.removal import removal_plan
+from vmshare.plan.resolve import resolve
+from vmshare.plan.step import Step
 from vmshare.protocols import nfs, smb
 from vmshare.secrets import SecretStore
 from vmshare.spec import NfsHost, SmbHost
 from vmshare.state import State
-from vmshare.steps import Step
 
 # ------------------------------------------------------------------ atomic writes and symlinks
 

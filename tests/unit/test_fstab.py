@@ -3,8 +3,7 @@ import subprocess
 
 import pytest
 
-from vmshare import ownedblock
-from vmshare.guest import fstab
+from vmshare.formats import fstab, ownedblock
 
 HOSTILE = [
     "/mnt/plain",

@@ -12,10 +12,11 @@ from test_plan import actions, plan_for
 from vmshare.apply import FAULT_ENV, Journal, execute
 from vmshare.errors import ApplyFailed, Interrupted, UsageError
 from vmshare.facts import FsDevice
-from vmshare.plan import recovery_plan, removal_plan, resolve
+from vmshare.plan.removal import recovery_plan, removal_plan
+from vmshare.plan.resolve import resolve
+from vmshare.plan.step import Step
 from vmshare.protocols import mount_tag
 from vmshare.state import State, StateStore
-from vmshare.steps import Step
 
 
 class Killed(BaseException):
@@ -317,7 +318,7 @@ def test_objects_no_journal_explains_get_their_steps_so_remove_can_clean_them():
 
 def test_remove_without_a_record_cleans_what_carries_the_share_names():
     from vmshare.facts import GuestMount
-    from vmshare.plan import orphan_plan
+    from vmshare.plan.removal import orphan_plan
 
     key = "testvm:/mnt/x"
     tag = mount_tag(key)
@@ -374,7 +375,7 @@ def test_ctrl_c_after_a_step_without_undo_leaves_no_record(store, tmp_path, monk
 def test_remove_without_a_record_also_drops_the_share_names_server_entries(tmp_path):
     from test_netplan import servers
 
-    from vmshare.plan import orphan_plan
+    from vmshare.plan.removal import orphan_plan
 
     key = "testvm:/mnt/x"
     tag = mount_tag(key)

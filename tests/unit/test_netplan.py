@@ -3,11 +3,12 @@ import stat
 import pytest
 from factories import apply_journal, fresh_vm, spec_of
 
-from vmshare import ownedblock
 from vmshare.errors import UsageError
 from vmshare.facts import Facts, GuestFacts, GuestMount, PathFact
-from vmshare.netsteps import USER_NET_WARNING, HostServers
-from vmshare.plan import removal_plan, resolve
+from vmshare.formats import ownedblock
+from vmshare.plan.network import USER_NET_WARNING, HostServers
+from vmshare.plan.removal import removal_plan
+from vmshare.plan.resolve import resolve
 from vmshare.protocols import mount_tag, nfs, smb
 from vmshare.secrets import Secret, SecretStore, redact
 from vmshare.spec import HostSettings, NfsHost, SmbHost

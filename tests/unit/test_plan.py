@@ -3,7 +3,8 @@ from factories import applied_state, applied_vm, apply_journal, facts_for, fresh
 
 from vmshare.errors import GuestError, NotFoundError, UsageError
 from vmshare.facts import GuestFacts, GuestMount
-from vmshare.plan import removal_plan, resolve
+from vmshare.plan.removal import removal_plan
+from vmshare.plan.resolve import resolve
 from vmshare.protocols import mount_tag
 from vmshare.state import State
 

@@ -16,9 +16,9 @@ import stat
 
 import pytest
 
-from vmshare import powershell as ps
 from vmshare.errors import HostCommandError, UsageError
-from vmshare.powershell import PsResult, Var
+from vmshare.formats import powershell as ps
+from vmshare.formats.powershell import PsResult, Var
 from vmshare.protocols.smb_windows import WindowsSmbExporter, validate_share_name
 
 QUOTES = "'\u2018\u2019\u201a\u201b"

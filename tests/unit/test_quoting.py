@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from vmshare.backends.libvirt_xml import filesystem_xml, filesystems, with_shared_memory
+from vmshare.backends.libvirt.domain_xml import filesystem_xml, filesystems, with_shared_memory
 from vmshare.facts import FsDevice
 from vmshare.guest.ssh import remote_command, ssh_argv
 from vmshare.spec import GuestAccess

@@ -30,7 +30,7 @@ REGISTRY: dict[str, BackendEntry] = {
     for entry in (
         BackendEntry(
             "libvirt",
-            "vmshare.backends.libvirt",
+            "vmshare.backends.libvirt.backend",
             "libvirt",
             "libvirt",
             "pip install 'vmshare[libvirt]' (building it needs apt install libvirt-dev pkg-config)",

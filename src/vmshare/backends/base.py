@@ -1,7 +1,7 @@
 """The interface every hypervisor backend implements.
 
 A backend answers read-only questions (``inspect``), gives a guest channel, and offers the
-hypervisor-layer actions that plan steps name (see ``vmshare.steps.ACTIONS``). Actions are
+hypervisor-layer actions that plan steps name (see ``vmshare.plan.step.ACTIONS``). Actions are
 idempotent, and return an optional note for the user.
 """
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from vmshare.errors import GuestError
 from vmshare.facts import GuestFacts, GuestMount, ancestors
-from vmshare.guest import fstab
+from vmshare.formats import fstab
 from vmshare.guest.channel import GuestChannel, GuestResult
 from vmshare.secrets import SecretStore
 

@@ -11,8 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
-from vmshare import ownedblock
 from vmshare.errors import HostCommandError
+from vmshare.formats import ownedblock
 from vmshare.fsutil import atomic_write, backup_path, locked_folder, read_text, real_file
 
 ROOT_HINT = "run vmshare as root (sudo) to change the host's file server"

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vmshare import hostexec, ownedblock
+from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
+from vmshare.formats import ownedblock
 from vmshare.fsutil import read_text
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.spec import NfsHost

@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vmshare import hostexec, ownedblock
+from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
+from vmshare.formats import ownedblock
 from vmshare.fsutil import backup_path
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.secrets import Secret

@@ -10,7 +10,7 @@ import re
 import unicodedata
 
 from vmshare.errors import HostCommandError, UsageError
-from vmshare.powershell import (
+from vmshare.formats.powershell import (
     PowerShellRunner,
     PsResult,
     Var,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vmshare import ownedblock
+from vmshare.formats import ownedblock
 
 _ESCAPES = {"\\": "\\134", " ": "\\040", "\t": "\\011", "\n": "\\012"}
 _OCTAL = re.compile(r"\\([0-7]{3})")

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from vmshare.errors import UsageError
 from vmshare.facts import Facts, PathFact, VmFacts
+from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.protocols import nfs, smb, with_extras
-from vmshare.sharesteps import StepMaker, VmSteps
 from vmshare.spec import HostSettings, ShareSpec, VmSpec
 
 USER_NET_WARNING = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from vmshare.errors import UsageError
 from vmshare.facts import FsDevice, VmFacts
+from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.protocols import DeviceProtocol
-from vmshare.sharesteps import StepMaker, VmSteps
 from vmshare.spec import ShareSpec
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from vmshare.errors import UsageError
 from vmshare.facts import PathFact, VmFacts, missing_parents
+from vmshare.plan.step import Layer, Step
 from vmshare.protocols import mount_tag
 from vmshare.spec import ShareSpec
-from vmshare.steps import Layer, Step
 
 
 class VmSteps:

@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from vmshare.backends import libvirt_xml
 from vmshare.backends.base import Backend
+from vmshare.backends.libvirt import domain_xml
+from vmshare.backends.libvirt.agent import READY_TIMEOUT, AgentChannel
 from vmshare.errors import BackendUnavailable, GuestError, NotFoundError, VmshareError
 from vmshare.facts import FsDevice, VmFacts
-from vmshare.guest.agent import READY_TIMEOUT, AgentChannel
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
 from vmshare.spec import VmSpec
@@ -210,13 +210,13 @@ class LibvirtBackend(Backend):
         facts.exists = True
         facts.uuid = dom.UUIDString()
         facts.running = running
-        facts.acpi = libvirt_xml.has_acpi(live_xml or config_xml)
-        facts.shared_memory_config = libvirt_xml.has_shared_memory(config_xml)
-        facts.shared_memory_live = bool(live_xml) and libvirt_xml.has_shared_memory(live_xml or "")
-        facts.config_devices = {t: d for t, (d, _) in libvirt_xml.filesystems(config_xml).items()}
-        facts.user_networking = libvirt_xml.has_user_networking(live_xml or config_xml)
+        facts.acpi = domain_xml.has_acpi(live_xml or config_xml)
+        facts.shared_memory_config = domain_xml.has_shared_memory(config_xml)
+        facts.shared_memory_live = bool(live_xml) and domain_xml.has_shared_memory(live_xml or "")
+        facts.config_devices = {t: d for t, (d, _) in domain_xml.filesystems(config_xml).items()}
+        facts.user_networking = domain_xml.has_user_networking(live_xml or config_xml)
         if live_xml:
-            facts.live_devices = {t: d for t, (d, _) in libvirt_xml.filesystems(live_xml).items()}
+            facts.live_devices = {t: d for t, (d, _) in domain_xml.filesystems(live_xml).items()}
             facts.addresses = self._agent_addresses(AgentChannel(lambda: dom, vm))
         return facts
 
@@ -257,9 +257,9 @@ class LibvirtBackend(Backend):
         dom = self.domain(vm)
         # Idempotent: a device already in place (a rerun after a crash, a restored share)
         # is not attached twice.
-        if config and tag in libvirt_xml.filesystems(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
+        if config and tag in domain_xml.filesystems(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
             config = False
-        if live and (not dom.isActive() or tag in libvirt_xml.filesystems(dom.XMLDesc(0))):
+        if live and (not dom.isActive() or tag in domain_xml.filesystems(dom.XMLDesc(0))):
             live = False
         flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0) | (
             libvirt.VIR_DOMAIN_AFFECT_CONFIG if config else 0
@@ -267,7 +267,7 @@ class LibvirtBackend(Backend):
         if not flags:
             return None
         try:
-            dom.attachDeviceFlags(libvirt_xml.filesystem_xml(device), flags)
+            dom.attachDeviceFlags(domain_xml.filesystem_xml(device), flags)
         except libvirt.libvirtError as exc:
             raise self._lost(exc) or VmshareError(
                 f"libvirt refused the {driver} device for {source}: {_message(exc)}",
@@ -280,11 +280,11 @@ class LibvirtBackend(Backend):
         dom = self.domain(vm)
         note = None
         if config:
-            found = libvirt_xml.filesystems(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).get(tag)
+            found = domain_xml.filesystems(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).get(tag)
             if found:
                 self._detach(dom, found[1], libvirt.VIR_DOMAIN_AFFECT_CONFIG)
         if live and dom.isActive():
-            found = libvirt_xml.filesystems(dom.XMLDesc(0)).get(tag)
+            found = domain_xml.filesystems(dom.XMLDesc(0)).get(tag)
             if found and found[0].driver == "virtiofs":
                 self._detach(dom, found[1], libvirt.VIR_DOMAIN_AFFECT_LIVE)
                 self._wait_gone(dom, tag)
@@ -303,7 +303,7 @@ class LibvirtBackend(Backend):
 
     def _wait_gone(self, dom: libvirt.virDomain, tag: str, timeout: float = UNPLUG_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
-        while tag in libvirt_xml.filesystems(dom.XMLDesc(0)):
+        while tag in domain_xml.filesystems(dom.XMLDesc(0)):
             if time.monotonic() > deadline:
                 raise VmshareError(
                     f"the guest did not release device {tag} within {timeout:g} s "
@@ -316,10 +316,10 @@ class LibvirtBackend(Backend):
     def add_shared_memory(self, vm: str) -> str | None:
         dom = self.domain(vm)
         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-        if libvirt_xml.has_shared_memory(xml):
+        if domain_xml.has_shared_memory(xml):
             return None
         try:
-            self.conn.defineXML(libvirt_xml.with_shared_memory(xml))
+            self.conn.defineXML(domain_xml.with_shared_memory(xml))
         except libvirt.libvirtError as exc:
             raise self._lost(exc) or VmshareError(
                 f"libvirt refused shared memory backing for {vm!r}: {_message(exc)}",

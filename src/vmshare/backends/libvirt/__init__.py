@@ -1,0 +1,1 @@
+"""QEMU/KVM through libvirt: the backend, its domain XML and its guest-agent channel."""

@@ -1,0 +1,1 @@
+"""One renderer/parser per file format vmshare edits: owned blocks, fstab, PowerShell."""
