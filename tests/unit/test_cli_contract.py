@@ -45,7 +45,7 @@ def vm_facts(monkeypatch):
         vm = fresh_vm(VM)
 
     holder = Holder()
-    monkeypatch.setattr(core, "gather", lambda spec, probe, exports: facts_for(spec, holder.vm))
+    monkeypatch.setattr(core, "gather", lambda spec, probe: facts_for(spec, holder.vm))
     return holder
 
 
