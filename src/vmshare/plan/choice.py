@@ -87,8 +87,6 @@ def _auto(share: ShareSpec, vm: VmFacts) -> tuple[str, str]:
             hint="see `vmshare doctor` for what this backend and guest support",
         )
     name = caps.network[0]
-    if share.owner is not None:
-        return name, "--owner maps ownership, which only network shares do"
     if caps.guest_os == "windows":
         return name, f"a Windows guest mounts {name} natively"
     return (
