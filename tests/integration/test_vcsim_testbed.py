@@ -211,6 +211,25 @@ def test_program_runs_in_the_real_guest(
         )
 
 
+def test_terminate_process(vcsim: Vcsim, si: vim.ServiceInstance, guest: Guest) -> None:
+    vm, _ = find_vm(si, vcsim.vm, [])
+    auth = guest_auth(vcsim)
+    manager = si.RetrieveContent().guestOperationsManager.processManager
+    marker = f"/tmp/vcsim-{uuid.uuid4().hex}"
+    spec = vim.vm.guest.ProcessManager.ProgramSpec(
+        programPath="/bin/sh", arguments=f"-c 'sleep 600; touch {marker}'"
+    )
+    pid = manager.StartProgramInGuest(vm, auth, spec)
+    started = time.monotonic()
+    manager.TerminateProcessInGuest(vm, auth, pid)
+    info = wait_for_exit(si, vm, auth, pid, timeout=30)
+    assert info.exitCode != 0 and time.monotonic() - started < 30
+    _, out, _ = guest.sh("ps | grep -c '[s]leep 600' || true")
+    assert out == b"0\n" and guest.sh(f"test -e {marker}")[0] != 0
+    with pytest.raises(vim.fault.GuestProcessNotFound):
+        manager.TerminateProcessInGuest(vm, auth, pid)
+
+
 def test_file_transfers_round_trip(vcsim: Vcsim, si: vim.ServiceInstance, guest: Guest) -> None:
     vm, _ = find_vm(si, vcsim.vm, [])
     auth = guest_auth(vcsim)

@@ -327,6 +327,7 @@ type transfer struct {
 
 type guestOps struct {
 	c   config
+	run string // this launcher run's id, in the guest's pid file names
 	vm  types.ManagedObjectReference
 	mu  sync.Mutex
 	pid int64
@@ -337,8 +338,11 @@ type guestOps struct {
 }
 
 func newGuestOps(c config) *guestOps {
+	id := make([]byte, 6)
+	_, _ = rand.Read(id)
 	return &guestOps{
 		c:         c,
+		run:       hex.EncodeToString(id),
 		pid:       4000,
 		processes: map[int64]*process{},
 		transfers: map[string]*transfer{},
@@ -493,8 +497,6 @@ func (m *processManager) StartProgramInGuest(ctx *simulator.Context, req *types.
 			fmt.Fprintf(&prelude, "export %s\n", quote(kv))
 		}
 	}
-	argv := []string{"sh", "-c", prelude.String() + "exec /bin/sh -c " + quote(cmdline)}
-
 	g.mu.Lock()
 	g.pid++
 	p := &process{info: types.GuestProcessInfo{
@@ -507,9 +509,12 @@ func (m *processManager) StartProgramInGuest(ctx *simulator.Context, req *types.
 	g.processes[p.info.Pid] = p
 	g.mu.Unlock()
 
+	// The guest pid goes to a file for TerminateProcessInGuest; exec keeps that pid.
+	pidFile := g.pidFile(p.info.Pid)
+	script := "echo $$ > " + quote(pidFile) + "\n" + prelude.String() + "exec /bin/sh -c " + quote(cmdline)
 	go func() {
 		code := int32(-1)
-		result, err := g.exec(argv, nil, g.c.execTimeout)
+		result, err := g.exec([]string{"sh", "-c", script}, nil, g.c.execTimeout)
 		if err != nil {
 			log.Printf("pid %d: %v", p.info.Pid, err)
 		} else {
@@ -521,9 +526,55 @@ func (m *processManager) StartProgramInGuest(ctx *simulator.Context, req *types.
 		p.ended = true
 		p.exitCode = code
 		g.mu.Unlock()
+		if _, err := g.exec([]string{"rm", "-f", pidFile}, nil, time.Minute); err != nil {
+			log.Printf("pid %d: removing %s: %v", p.info.Pid, pidFile, err)
+		}
 	}()
 
 	body.Res = &types.StartProgramInGuestResponse{Returnval: p.info.Pid}
+	return body
+}
+
+func (g *guestOps) pidFile(pid int64) string {
+	return fmt.Sprintf("/tmp/.vmshare-vcsim-%s-%d.pid", g.run, pid)
+}
+
+// TerminateProcessInGuest sends SIGTERM to a program started through StartProgramInGuest and
+// its descendants, then SIGKILL to what is left after 5 s, as Tools does on Linux.
+func (m *processManager) TerminateProcessInGuest(ctx *simulator.Context, req *types.TerminateProcessInGuest) soap.HasFault {
+	body := new(methods.TerminateProcessInGuestBody)
+	g := m.g
+	if f := g.check(ctx, req.Vm, req.Auth); f != nil {
+		body.Fault_ = fault(f)
+		return body
+	}
+	g.mu.Lock()
+	p, ok := g.processes[req.Pid]
+	running := ok && !p.ended
+	g.mu.Unlock()
+	if !running {
+		body.Fault_ = fault(&types.GuestProcessNotFound{Pid: req.Pid})
+		return body
+	}
+	// The tree is frozen (parents first) before SIGTERM, so that no shell in it runs on
+	// when its child dies first; a process gone meanwhile is no error.
+	result, f := g.script(`i=0; while [ ! -s "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+p=$(cat "$1" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null || exit 2
+tree() { echo $1; for c in $(cat /proc/$1/task/*/children 2>/dev/null); do tree $c; done; }
+pids=$(tree $p); kill -STOP $pids 2>/dev/null; kill -TERM $pids 2>/dev/null; kill -CONT $pids 2>/dev/null
+i=0; while [ $i -lt 50 ]; do alive=; for q in $pids; do kill -0 $q 2>/dev/null && alive=1; done
+[ -z "$alive" ] && exit 0; sleep 0.1; i=$((i+1)); done
+kill -KILL $pids 2>/dev/null; exit 0`, nil, g.pidFile(req.Pid))
+	if f != nil {
+		body.Fault_ = fault(f)
+		return body
+	}
+	if result.ExitCode != 0 {
+		log.Printf("terminating pid %d: exit %d: %s", req.Pid, result.ExitCode, result.Stderr)
+		body.Fault_ = fault(&types.GuestProcessNotFound{Pid: req.Pid})
+		return body
+	}
+	body.Res = &types.TerminateProcessInGuestResponse{}
 	return body
 }
 
