@@ -798,3 +798,60 @@ func (g *guestOps) serveTransfer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
 }
+
+// CreateTemporaryDirectoryInGuest makes a new folder (mktemp -d) in directoryPath, or in the
+// guest's temp dir, named prefix + random + suffix, and returns its path.
+func (m *fileManager) CreateTemporaryDirectoryInGuest(ctx *simulator.Context, req *types.CreateTemporaryDirectoryInGuest) soap.HasFault {
+	body := new(methods.CreateTemporaryDirectoryInGuestBody)
+	g := m.g
+	if f := g.check(ctx, req.Vm, req.Auth); f != nil {
+		body.Fault_ = fault(f)
+		return body
+	}
+	made, f := g.script(`dir=${1:-${TMPDIR:-/tmp}}; [ -d "$dir" ] || exit 2; `+
+		`exec mktemp -d -- "$dir/$2XXXXXXXXXX$3"`, nil, req.DirectoryPath, req.Prefix, req.Suffix)
+	if f != nil {
+		body.Fault_ = fault(f)
+		return body
+	}
+	if made.ExitCode != 0 {
+		body.Fault_ = fault(&types.FileNotFound{FileFault: types.FileFault{File: req.DirectoryPath}})
+		return body
+	}
+	path := strings.TrimRight(string(made.Stdout), "\n")
+	body.Res = &types.CreateTemporaryDirectoryInGuestResponse{Returnval: path}
+	return body
+}
+
+// DeleteDirectoryInGuest removes a folder: an empty one, or with recursive its whole tree.
+func (m *fileManager) DeleteDirectoryInGuest(ctx *simulator.Context, req *types.DeleteDirectoryInGuest) soap.HasFault {
+	body := new(methods.DeleteDirectoryInGuestBody)
+	g := m.g
+	if f := g.check(ctx, req.Vm, req.Auth); f != nil {
+		body.Fault_ = fault(f)
+		return body
+	}
+	recursive := "0"
+	if req.Recursive {
+		recursive = "1"
+	}
+	removed, f := g.script(`[ -e "$1" ] || exit 2; [ -d "$1" ] || exit 4; `+
+		`if [ "$2" = 1 ]; then rm -rf -- "$1"; else rmdir -- "$1" || exit 5; fi`,
+		nil, req.DirectoryPath, recursive)
+	if f != nil {
+		body.Fault_ = fault(f)
+		return body
+	}
+	file := types.FileFault{File: req.DirectoryPath}
+	switch removed.ExitCode {
+	case 0:
+		body.Res = &types.DeleteDirectoryInGuestResponse{}
+	case 4:
+		body.Fault_ = fault(&types.NotADirectory{FileFault: file})
+	case 5:
+		body.Fault_ = fault(&types.DirectoryNotEmpty{FileFault: file})
+	default:
+		body.Fault_ = fault(&types.FileNotFound{FileFault: file})
+	}
+	return body
+}
