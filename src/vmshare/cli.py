@@ -29,9 +29,9 @@ EXIT_CODES = """Exit codes: 0 success · 1 failure · 2 usage or spec error, or 
 3 failed and rolled back · 4 failed and the rollback was incomplete ·
 5 changes pending (`plan --exit-code`) · 130 interrupted."""
 
-# The choices of spec.BackendName and spec.ProtocolName, spelled out here so that parsing the
-# command line imports no pydantic (a unit test keeps them equal).
-BACKENDS = ("libvirt", "vmware", "vmware-desktop", "virtualbox", "hyperv")
+# The choices of spec.BackendName (then its aliases) and spec.ProtocolName, spelled out here so
+# that parsing the command line imports no pydantic (a unit test keeps them equal).
+BACKENDS = ("libvirt", "vsphere", "vmware-desktop", "virtualbox", "hyperv", "vmware")
 PROTOCOLS = ("auto", "native", "virtiofs", "9p", "vboxsf", "hgfs", "nfs", "smb")
 
 app = typer.Typer(
@@ -288,7 +288,8 @@ def add(
             "--connection",
             "-c",
             metavar="URI",
-            help="Backend connection URI (libvirt: qemu:///system).",
+            help="libvirt connection URI (default qemu:///system). Other backends take their "
+            "settings from a [vm.NAME] table in a spec file.",
         ),
     ] = None,
     name: Annotated[

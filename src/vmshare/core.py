@@ -23,7 +23,7 @@ from vmshare.plan.network import HostServers
 from vmshare.plan.removal import orphan_plan, recovery_plan, removal_plan
 from vmshare.plan.resolve import resolve
 from vmshare.secrets import SecretStore
-from vmshare.spec import Spec, VmSpec, load_host_settings, share_ref
+from vmshare.spec import Spec, VmSpec, load_host_settings, share_ref, vm_settings
 from vmshare.state import ShareRecord, State, StateStore
 
 # Called with a plan that has steps, after planning and before any change; False stops the run.
@@ -38,7 +38,7 @@ class Session:
         self.secrets = SecretStore(store.directory)
         self.host = HostOps(self.secrets)
         self._servers: HostServers | None = None
-        self._backends: dict[tuple[str, str | None], Backend] = {}
+        self._backends: dict[tuple[str, str], Backend] = {}
         self._guests: dict[str, LinuxGuest] = {}
         self.restart_follows: set[str] = set()  # VMs the plan being run restarts
 
@@ -54,9 +54,9 @@ class Session:
 
     def backend(self, vm: str) -> Backend:
         spec = self.vms[vm]
-        key = (spec.backend, spec.connection)
+        key = (spec.backend, spec.connection_key())
         if key not in self._backends:
-            self._backends[key] = load_backend(spec.backend, spec.connection)
+            self._backends[key] = load_backend(spec)
             self._backends[key].restart_follows = self.restart_follows
         return self._backends[key]
 
@@ -287,7 +287,7 @@ def _remove_orphans(
     )
     if not sep or not target.startswith("/"):
         raise not_found
-    session = Session({vm_name: VmSpec(name=vm_name)}, store)
+    session = Session({vm_name: vm_settings(vm_name)}, store)
     try:
         vm = session.probe_vm(vm_name, [target])
         if not vm.exists:

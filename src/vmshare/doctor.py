@@ -10,7 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from vmshare.backends import REGISTRY, load_backend, sdk_installed
+from vmshare.backends import (
+    REGISTRY,
+    BackendEntry,
+    load_backend,
+    sdk_installed,
+    tool_installed,
+)
 from vmshare.errors import VmshareError
 from vmshare.state import StateStore
 
@@ -39,48 +45,55 @@ def _state_dir(store: StateStore) -> Check:
     )
 
 
+def _needs(entry: BackendEntry) -> list[str]:
+    """What the backend needs, each said installed or missing (never installed unless found)."""
+    needs = []
+    if entry.sdk:
+        have = "installed" if sdk_installed(entry) else "missing"
+        needs.append(f"Python package {entry.sdk!r} {have}")
+    if entry.tool:
+        needs.append(f"{entry.tool} {'installed' if tool_installed(entry) else 'missing'}")
+    return needs
+
+
+def _not_built(entry: BackendEntry) -> Check:
+    """A registry entry whose backend this version does not have: planned, nothing to do."""
+    needs = _needs(entry)
+    return Check(
+        name=f"backend {entry.name}",
+        status="info",
+        detail="not built in this version" + (f" ({'; '.join(needs)})" if needs else ""),
+    )
+
+
 def _backends(connection: str | None) -> list[Check]:
+    from vmshare.spec import vm_settings
+
     checks = []
-    later = [entry.name for entry in REGISTRY.values() if entry.module is None]
     for entry in REGISTRY.values():
+        name = f"backend {entry.name}"
         if entry.module is None:
+            checks.append(_not_built(entry))
             continue
-        if not sdk_installed(entry):
+        if not sdk_installed(entry) or not tool_installed(entry):
             checks.append(
                 Check(
-                    name=f"backend {entry.name}",
+                    name=name,
                     status="fail",
-                    detail=f"Python package for {entry.sdk!r} missing",
+                    detail="; ".join(n for n in _needs(entry) if n.endswith("missing")),
                     hint=entry.install_hint,
                 )
             )
             continue
+        fields = {} if connection is None else {"connection": connection}
         try:
-            backend = load_backend(entry.name, connection)
+            backend = load_backend(vm_settings("vmshare-doctor-probe", entry.name, **fields))
             backend.inspect("vmshare-doctor-probe")  # any answer proves the connection works
             backend.close()
         except VmshareError as exc:
-            checks.append(
-                Check(
-                    name=f"backend {entry.name}", status="fail", detail=exc.message, hint=exc.hint
-                )
-            )
+            checks.append(Check(name=name, status="fail", detail=exc.message, hint=exc.hint))
             continue
-        checks.append(
-            Check(
-                name=f"backend {entry.name}",
-                status="ok",
-                detail=f"connected to {backend.connection}",
-            )
-        )
-    if later:  # planned, not missing: nothing to do about them
-        checks.append(
-            Check(
-                name="other backends",
-                status="info",
-                detail=f"not in this version: {', '.join(later)}",
-            )
-        )
+        checks.append(Check(name=name, status="ok", detail=f"connected to {backend.connection}"))
     return checks
 
 
@@ -193,10 +206,11 @@ def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> li
     """One VM end to end: it exists and runs, the guest channel answers, the guest has what each
     protocol mounts with, and the host's file servers answer from inside the guest."""
     from vmshare.core import Session
-    from vmshare.spec import VmSpec, load_host_settings
+    from vmshare.spec import load_host_settings, vm_settings
 
     records = store.load().listed(vm)
-    spec = records[0].vm_spec if records else VmSpec(name=vm, connection=connection)
+    fields = {} if connection is None else {"connection": connection}
+    spec = records[0].vm_spec if records else vm_settings(vm, **fields)
     session = Session({vm: spec}, store)
     name = f"vm {vm}"
     try:

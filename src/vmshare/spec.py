@@ -20,47 +20,41 @@ The ``SRC VM:DST`` shorthand of ``vmshare add`` resolves to the same models.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from vmshare.backends.hyperv.settings import HypervVm
+from vmshare.backends.libvirt.settings import LibvirtVm
+from vmshare.backends.settings import GuestAccess as GuestAccess  # re-exported
+from vmshare.backends.virtualbox.settings import VirtualboxVm
+from vmshare.backends.vmware_desktop.settings import VmwareDesktopVm
+from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.errors import SpecError, unknown
+from vmshare.values import expand, no_control
 
-BackendName = Literal["libvirt", "vmware", "vmware-desktop", "virtualbox", "hyperv"]
+BackendName = Literal["libvirt", "vsphere", "vmware-desktop", "virtualbox", "hyperv"]
+# another name a spec or --backend may use: "vmware" is vmware-desktop with a vmx setting,
+# else vsphere
+BACKEND_ALIASES = ("vmware",)
 ProtocolName = Literal["auto", "native", "virtiofs", "9p", "vboxsf", "hgfs", "nfs", "smb"]
 SPEC_VERSION: Literal[1] = 1
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_VM_NAME = re.compile(r"^[^\x00-\x1f\x7f/:]{1,200}$")
+_no_control = no_control
 _MOUNT_OPTION = re.compile(r"^[A-Za-z0-9_.=:/+@-]+$")
-
-
-def _no_control(value: str, what: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError(
-            f"{what} contains a control character (newline, tab, NUL...); "
-            "rename it: such names break fstab and export files"
-        )
-    return value
-
-
-def expand(value: str, environ: dict[str, str] | None = None) -> str:
-    """Expand ``${NAME}`` (strictly: an unset variable is an error) and a leading ``~``."""
-    env = os.environ if environ is None else environ
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            raise ValueError(f"environment variable ${{{name}}} is not set")
-        return env[name]
-
-    return os.path.expanduser(_ENV_REF.sub(sub, value))
 
 
 def normal_guest_path(value: str) -> str:
@@ -90,84 +84,29 @@ class Owner(BaseModel):
         return f"{self.uid}:{self.gid}"
 
 
-class GuestAccess(BaseModel):
-    """How vmshare reaches inside the guest."""
-
-    model_config = ConfigDict(extra="forbid")
-    channel: Literal["auto", "agent", "ssh"] = "auto"
-    os: Literal["linux"] = "linux"
-    ssh_host: str | None = None
-    ssh_user: str = "root"
-    ssh_port: int = Field(default=22, ge=1, le=65535)
-    ssh_key: str | None = None
-    # a known_hosts file holding the guest's host key; host keys are always checked
-    ssh_known_hosts: str | None = None
-
-    @field_validator("ssh_host", "ssh_user", "ssh_key", "ssh_known_hosts")
-    @classmethod
-    def _plain(cls, value: str | None) -> str | None:
-        if value is not None:
-            _no_control(value, "ssh setting")
-            if value.startswith("-"):
-                raise ValueError("ssh settings may not start with '-'")
-        return value
-
-    @field_validator("ssh_known_hosts")
-    @classmethod
-    def _one_file(cls, value: str | None) -> str | None:
-        if value is not None and any(ch.isspace() for ch in value):
-            raise ValueError("ssh_known_hosts may not contain spaces (ssh reads them as a list)")
-        return value
+def _backend_of(data: Any) -> Any:
+    """A ``[vm.NAME]`` table's backend: libvirt when it names none; the ``vmware`` alias becomes
+    vmware-desktop when the table has a ``vmx`` setting, else vsphere."""
+    if isinstance(data, dict):
+        backend = data.get("backend", "libvirt")
+        if backend == "vmware":
+            backend = "vmware-desktop" if "vmx" in data else "vsphere"
+        data = {**data, "backend": backend}
+    return data
 
 
-def _address(value: str | None, *, network: bool) -> str | None:
-    if value is None:
-        return None
-    try:
-        parsed = ipaddress.ip_network(value) if network else ipaddress.ip_address(value)
-    except ValueError:
-        kind = "an IP address or network (CIDR)" if network else "an IP address"
-        raise ValueError(f"{value!r} is not {kind}") from None
-    if isinstance(parsed, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        if parsed.prefixlen == 0:
-            raise ValueError("refusing to export to every address (prefix /0)")
-        if parsed.num_addresses == 1:
-            return str(parsed.network_address)
-    return str(parsed)
+# A VM's settings: one model per backend, each owned by its backend's folder.
+VmSpec = Annotated[
+    Union[LibvirtVm, VsphereVm, VmwareDesktopVm, VirtualboxVm, HypervVm],  # noqa: UP007
+    Field(discriminator="backend"),
+    BeforeValidator(_backend_of),
+]
+_VM_SPEC: TypeAdapter[VmSpec] = TypeAdapter(VmSpec)
 
 
-class VmSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    backend: BackendName = "libvirt"
-    connection: str | None = None
-    guest: GuestAccess = GuestAccess()
-    # network shares: the address the host's file server sees the VM connect from (default:
-    # discovered), and the address the guest dials to reach the host (default: its gateway)
-    client_address: str | None = None
-    host_address: str | None = None
-
-    @field_validator("client_address")
-    @classmethod
-    def _client(cls, value: str | None) -> str | None:
-        return _address(value, network=True)
-
-    @field_validator("host_address")
-    @classmethod
-    def _host(cls, value: str | None) -> str | None:
-        return _address(value, network=False)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _VM_NAME.fullmatch(value):
-            raise ValueError(f"invalid VM name {value!r}: no '/', ':' or control characters")
-        return value
-
-    @field_validator("connection")
-    @classmethod
-    def _connection(cls, value: str | None) -> str | None:
-        return None if value is None else _no_control(expand(value), "connection")
+def vm_settings(name: str, backend: str = "libvirt", **fields: Any) -> VmSpec:
+    """A VM's settings from plain values (the defaults for a VM no spec describes)."""
+    return _VM_SPEC.validate_python({**fields, "name": name, "backend": backend})
 
 
 class ShareSpec(BaseModel):
@@ -309,38 +248,45 @@ class Spec(BaseModel):
         return self
 
     def vm_for(self, name: str) -> VmSpec:
-        """The VM's settings; a VM the spec does not describe gets the defaults."""
-        return self.vm.get(name) or VmSpec(name=name)
+        """The VM's settings; a VM the spec does not describe gets the defaults (libvirt)."""
+        return self.vm.get(name) or LibvirtVm(name=name)
 
 
 # ---------------------------------------------------------------------------------- loaders
 
 
+def _leaves(line: str, section: re.Pattern[str] | None, *, any_header: bool) -> bool:
+    """Whether ``line`` starts a table outside the section being searched."""
+    if section is None or not line.lstrip().startswith("["):
+        return False
+    return any_header or not section.match(line)
+
+
 def _locate_line(text: str, loc: tuple[Any, ...]) -> int | None:
     """Best-effort line number of a validation error's location in the TOML text."""
     lines = text.splitlines()
-    start = 0
+    start, section = 0, None
     if len(loc) >= 2 and loc[0] == "share" and isinstance(loc[1], int):
         headers = [i for i, line in enumerate(lines) if line.strip().startswith("[[share]]")]
         if loc[1] >= len(headers):
             return None
-        start = headers[loc[1]]
-        key = next((part for part in loc[2:] if isinstance(part, str)), None)
+        start, section = headers[loc[1]], re.compile(r"^\s*\[\[share\]\]")
     elif len(loc) >= 2 and loc[0] == "vm":
-        pattern = re.compile(rf"^\s*\[vm\.\"?{re.escape(str(loc[1]))}\"?\]")
-        start = next((i for i, line in enumerate(lines) if pattern.match(line)), 0)
-        key = next((part for part in loc[2:] if isinstance(part, str)), None)
-    else:
-        key = next((part for part in loc if isinstance(part, str)), None)
-    if key is None:
-        return start + 1
-    key_pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
-    for i in range(start, len(lines)):
-        if i > start and lines[i].lstrip().startswith("[") and loc and loc[0] == "share":
-            break
-        if key_pattern.match(lines[i]):
-            return i + 1
-    return start + 1 if start else None
+        # the VM's table and its sub-tables ([vm.NAME.guest])
+        section = re.compile(rf"^\s*\[vm\.\"?{re.escape(str(loc[1]))}\"?[.\]]")
+        header = next((i for i, line in enumerate(lines) if section.match(line)), None)
+        if header is None:
+            return None
+        start = header
+    keys = [part for part in loc[2 if section else 0 :] if isinstance(part, str)]
+    for key in dict.fromkeys(reversed(keys)):  # the innermost key first
+        key_pattern = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=")
+        for i in range(start, len(lines)):
+            if i > start and _leaves(lines[i], section, any_header=loc[0] == "share"):
+                break
+            if key_pattern.match(lines[i]):
+                return i + 1
+    return start + 1 if section is not None else None
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -350,38 +296,57 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out or "spec"
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation names (one, or the members of a union)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
-def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model whose field ``loc`` names (``share[0].x`` -> ShareSpec), to list its keys."""
-    model, dict_key = root, False
-    for part in loc:
-        if isinstance(part, int) or dict_key:
-            dict_key = False
+def _walk(root: Any, loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, tuple[Any, ...]]:
+    """The model whose field ``loc`` names (``share[0].x`` -> ShareSpec, ``vm.a.vsphere.x`` ->
+    VsphereVm), and ``loc`` as the user wrote it: without the union's backend tag."""
+    current, shown = root, []
+    for index, part in enumerate(loc):
+        if get_origin(current) in (dict, list):  # a table's key or a list's index
+            current = get_args(current)[-1]
+            shown.append(part)
             continue
-        field = model.model_fields.get(part)
-        sub = _model_in(field.annotation) if field is not None else None
-        if field is None or sub is None:
-            return None
-        dict_key = get_origin(field.annotation) is dict
-        model = sub
-    return model
+        models = _models_in(current)
+        if len(models) > 1:  # a union discriminated by backend: the part is the tag
+            member = next((m for m in models if part in _tags(m)), None)
+            if member is None:
+                return None, (*shown, *loc[index:])
+            current = member
+            continue
+        field = models[0].model_fields.get(part) if models else None
+        if field is None:
+            return None, (*shown, *loc[index:])
+        current = field.annotation
+        shown.append(part)
+    models = _models_in(current)
+    return (models[0] if len(models) == 1 else None), tuple(shown)
 
 
-def _user_words(err: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+def _tags(model: type[BaseModel]) -> tuple[Any, ...]:
+    field = model.model_fields.get("backend")
+    return get_args(field.annotation) if field is not None else ()
+
+
+def _user_words(err: Any, loc: tuple[Any, ...], root: Any) -> str:
     """The message in the user's words: an unknown key or choice names the closest one."""
     kind, field = err.get("type"), str(loc[-1]) if loc else ""
     if kind == "extra_forbidden":
-        model = _model_at(root, loc[:-1])
+        model, _ = _walk(root, loc[:-1])
         return unknown("key", field, model.model_fields if model else [])
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         choices = re.findall(r"'([^']*)'", expected)
         return unknown(field.replace("_", " "), err.get("input"), choices)
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        choices = [*re.findall(r"'([^']*)'", ctx.get("expected_tags", "")), *BACKEND_ALIASES]
+        return unknown("backend", ctx.get("tag"), choices)
     return str(err.get("msg", "invalid value")).removeprefix("Value error, ")
 
 
@@ -389,14 +354,17 @@ def _spec_error(
     exc: ValidationError,
     origin: str,
     text: str | None = None,
-    root: type[BaseModel] | None = None,
+    root: Any = None,
     hint: str | None = None,
 ) -> SpecError:
     err = exc.errors()[0]
     loc = tuple(err.get("loc", ()))
+    if err.get("type") == "union_tag_invalid":
+        loc = (*loc, "backend")
     message = _user_words(err, loc, root or Spec)
-    where = _format_loc(loc)
-    line = _locate_line(text, loc) if text is not None else None
+    _, shown = _walk(root or Spec, loc)
+    where = _format_loc(shown)
+    line = _locate_line(text, shown) if text is not None else None
     at = f"{origin}:{line}" if line else origin
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return SpecError(
@@ -483,17 +451,31 @@ def shorthand(
     vm_name, target = parse_vm_target(vm_target)
     raw = _resolve_sources({"share": [{"source": source}]}, base or Path.cwd())
     fields = {key: value for key, value in options.items() if value is not None}
+    vm_fields = {} if connection is None else {"connection": connection}
     try:
         share = ShareSpec.model_validate(
             {"source": raw["share"][0]["source"], "vm": vm_name, "target": target, **fields}
         )
-        vm_spec = VmSpec.model_validate(
-            {"name": vm_name, "backend": backend, "connection": connection}
-        )
     except ValidationError as exc:
-        model = ShareSpec if exc.title == "ShareSpec" else VmSpec
         hint = "`vmshare add --help` lists the options and their values"
-        raise _spec_error(exc, "arguments", root=model, hint=hint) from None
+        raise _spec_error(exc, "arguments", root=ShareSpec, hint=hint) from None
+    if connection is not None and backend != "libvirt":
+        raise SpecError(
+            f"--connection is a libvirt setting; the {backend} backend takes its settings from "
+            f"a [vm.{vm_name}] table in a spec file",
+            hint="describe the VM in vmshare.toml (docs/backends.md lists each backend's keys)",
+        )
+    try:
+        vm_spec = vm_settings(vm_name, backend, **vm_fields)
+    except ValidationError as exc:
+        named = _backend_of({"backend": backend})["backend"]
+        hint = (
+            "`vmshare add --help` lists the options and their values"
+            if named == "libvirt"
+            else f"the {named} backend's settings come from a [vm.{vm_name}] table in a spec "
+            "file: `vmshare apply -f vmshare.toml` (docs/backends.md lists its keys)"
+        )
+        raise _spec_error(exc, "arguments", root=VmSpec, hint=hint) from None
     return share, vm_spec
 
 

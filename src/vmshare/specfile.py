@@ -42,8 +42,9 @@ def with_share(text: str, share: ShareSpec, vm: VmSpec, base: Path | None = None
     if vm.name not in vms:
         entry = tomlkit.table()
         entry["backend"] = vm.backend
-        if vm.connection:
-            entry["connection"] = vm.connection
+        settings = vm.model_dump(mode="json", exclude_defaults=True, exclude={"name", "backend"})
+        for key, value in settings.items():
+            entry[key] = value
         vms[vm.name] = entry
     shares = doc.get("share")
     if shares is None:

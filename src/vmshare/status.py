@@ -13,7 +13,7 @@ from vmshare.facts import VmFacts
 from vmshare.formats import fstab
 from vmshare.hostops import HostOps
 from vmshare.protocols import TAG_PREFIX
-from vmshare.spec import VmSpec
+from vmshare.spec import vm_settings
 from vmshare.state import ShareRecord, StateStore
 
 Check = Literal["ok", "missing", "failed", "n/a", "unknown"]
@@ -176,7 +176,7 @@ def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
     known_tags = {record.tag for record in state.shares.values()}
     health: list[ShareHealth] = []
     for vm_name, vm_records in by_vm.items():
-        vm_spec = vm_records[0].vm_spec if vm_records else VmSpec(name=vm_name)
+        vm_spec = vm_records[0].vm_spec if vm_records else vm_settings(vm_name)
         session = Session({vm_name: vm_spec}, store)
         facts: VmFacts | None = None
         error = None

@@ -164,9 +164,10 @@ def test_two_network_adds_at_the_same_moment_both_land(
 def test_addresses_come_from_the_guest_agent_and_route(guest: Guest):
     from vmshare.backends.libvirt.agent import AgentChannel
     from vmshare.backends.libvirt.backend import LibvirtBackend
+    from vmshare.backends.libvirt.settings import LibvirtVm
     from vmshare.guest.linux import LinuxGuest
 
-    backend = LibvirtBackend("qemu:///system")
+    backend = LibvirtBackend(LibvirtVm(name="vmshare-probe"))
     facts = backend.inspect(guest.name)
     assert "10.0.2.15" in facts.addresses  # from the agent's interface list
     assert facts.user_networking

@@ -27,8 +27,8 @@ from vmshare.backends.libvirt.backend import (
     OPEN_TIMEOUT,
     LibvirtBackend,
 )
+from vmshare.backends.libvirt.settings import LibvirtVm
 from vmshare.errors import BackendUnavailable, GuestTimeout
-from vmshare.spec import VmSpec
 from vmshare.state import ShareRecord, State, StateStore
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,7 @@ def test_status_and_doctor_answer_in_bounded_time_with_a_silent_libvirt(
     record = ShareRecord(
         key="somevm:/mnt/s",
         vm="somevm",
-        vm_spec=VmSpec(name="somevm", connection=hung.uri),
+        vm_spec=LibvirtVm(name="somevm", connection=hung.uri),
         source=str(tmp_path),
         target="/mnt/s",
         protocol="virtiofs",
@@ -137,7 +137,7 @@ def test_status_and_doctor_answer_in_bounded_time_with_a_silent_libvirt(
 def test_a_libvirtd_that_goes_silent_after_the_open_is_dropped_by_keepalive(guest: Guest):
     """Calls after the open are bounded too: libvirt's keepalive closes the connection."""
     with FreezableProxy() as proxy:
-        backend = LibvirtBackend(proxy.uri)
+        backend = LibvirtBackend(LibvirtVm(name="vmshare-probe", connection=proxy.uri))
         try:
             assert backend.inspect(guest.name).running  # through the proxy, to the real libvirtd
             proxy.freeze()

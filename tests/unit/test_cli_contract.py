@@ -16,7 +16,7 @@ from factories import applied_state, applied_vm, facts_for, fresh_vm, spec_of
 from vmshare import core, render
 from vmshare.cli import BACKENDS, PROTOCOLS, main
 from vmshare.plan.resolve import origin_of
-from vmshare.spec import BackendName, ProtocolName, load_spec
+from vmshare.spec import BACKEND_ALIASES, BackendName, ProtocolName, load_spec
 from vmshare.specfile import portable_source
 from vmshare.state import StateStore
 
@@ -295,7 +295,8 @@ def test_shell_completion(tmp_path):
 def test_choices_match_the_spec_models():
     from typing import get_args
 
-    assert get_args(BackendName) == BACKENDS and get_args(ProtocolName) == PROTOCOLS
+    assert get_args(BackendName) + BACKEND_ALIASES == BACKENDS
+    assert get_args(ProtocolName) == PROTOCOLS
 
 
 @pytest.mark.parametrize(
@@ -383,12 +384,19 @@ def test_progress_without_a_terminal_prints_each_start(capsys):
 # -------------------------------------------------------------------------------- 8. doctor
 
 
-def test_doctor_lists_later_backends_once_and_hints_in_full(capsys, store):
+def test_doctor_lists_every_backend_once_and_hints_in_full(capsys, store):
+    from vmshare.backends import REGISTRY
+
     _, out, _ = vmshare(capsys, "doctor", "-c", "test:///default", "--json")
-    checks = {c["name"]: c for c in json.loads(out)["data"]}
-    assert checks["other backends"]["status"] == "info"
-    assert "not in this version: vmware" in checks["other backends"]["detail"]
-    assert not [c for c in checks.values() if "not in this version" in c["detail"]][1:]
+    data = json.loads(out)["data"]
+    checks = {c["name"]: c for c in data}
+    assert [c["name"] for c in data if c["name"].startswith("backend ")] == [
+        f"backend {name}" for name in REGISTRY
+    ]
+    assert checks["backend libvirt"]["status"] == "ok"
+    for name in ("vsphere", "vmware-desktop", "virtualbox", "hyperv"):
+        check = checks[f"backend {name}"]
+        assert check["status"] == "info" and check["detail"].startswith("not built in this version")
     assert "how" not in checks and "exporter" in checks["nfs exporter"]["detail"]
     hinted = [c for c in checks.values() if c["hint"]]
     _code, out, _ = vmshare(capsys, "doctor", "-c", "test:///default")

@@ -1,5 +1,6 @@
 """Registry of hypervisor backends, imported lazily so that `vmshare --help` loads no SDK.
 
+A backend is built from a VM's settings (its model lives in ``backends/<name>/settings.py``).
 A backend whose SDK is missing fails with the install hint; one not built yet says so.
 """
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,15 +16,17 @@ from vmshare.errors import BackendUnavailable, UsageError
 
 if TYPE_CHECKING:
     from vmshare.backends.base import Backend
+    from vmshare.backends.settings import VmSettings
 
 
 @dataclass(frozen=True)
 class BackendEntry:
     name: str
     module: str | None  # None: planned, not implemented in this version
-    sdk: str  # the import name of the SDK it needs
+    sdk: str  # the import name of the SDK it needs ("" when it drives a program instead)
     extra: str  # the vmshare extra that installs it
     install_hint: str
+    tool: str = ""  # the program it drives, when it needs one (vmrun, VBoxManage, powershell)
 
 
 REGISTRY: dict[str, BackendEntry] = {
@@ -35,10 +39,22 @@ REGISTRY: dict[str, BackendEntry] = {
             "libvirt",
             "pip install 'vmshare[libvirt]' (building it needs apt install libvirt-dev pkg-config)",
         ),
-        BackendEntry("vmware", None, "pyVmomi", "vmware", "pip install 'vmshare[vmware]'"),
-        BackendEntry("vmware-desktop", None, "", "", "needs vmrun from VMware Workstation/Fusion"),
+        BackendEntry("vsphere", None, "pyVmomi", "vmware", "pip install 'vmshare[vmware]'"),
         BackendEntry(
-            "virtualbox", None, "virtualbox", "virtualbox", "pip install 'vmshare[virtualbox]'"
+            "vmware-desktop",
+            None,
+            "",
+            "",
+            "install VMware Workstation or Fusion (it brings vmrun)",
+            tool="vmrun",
+        ),
+        BackendEntry(
+            "virtualbox",
+            None,
+            "virtualbox",
+            "virtualbox",
+            "pip install 'vmshare[virtualbox]', and install VirtualBox (it brings VBoxManage)",
+            tool="VBoxManage",
         ),
         BackendEntry("hyperv", None, "winrm", "hyperv", "pip install 'vmshare[hyperv]'"),
     )
@@ -50,7 +66,14 @@ def sdk_installed(entry: BackendEntry) -> bool:
     return not entry.sdk or importlib.util.find_spec(entry.sdk) is not None
 
 
-def load_backend(name: str, connection: str | None = None) -> Backend:
+def tool_installed(entry: BackendEntry) -> bool:
+    """Whether the program the backend drives is on PATH (True when it drives none)."""
+    return not entry.tool or shutil.which(entry.tool) is not None
+
+
+def load_backend(settings: VmSettings) -> Backend:
+    """The backend for a VM's settings (``vmshare.spec.VmSpec``), built from them."""
+    name = settings.backend
     entry = REGISTRY.get(name)
     if entry is None:
         raise UsageError(f"unknown backend {name!r}", hint=f"choose one of: {', '.join(REGISTRY)}")
@@ -68,5 +91,5 @@ def load_backend(name: str, connection: str | None = None) -> Backend:
                 hint=entry.install_hint,
             ) from None
         raise
-    backend: Backend = module.BACKEND(connection)
+    backend: Backend = module.BACKEND(settings)
     return backend

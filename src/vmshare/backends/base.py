@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
+from vmshare.backends.settings import VmSettings
 from vmshare.facts import Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.spec import VmSpec
@@ -22,13 +23,19 @@ from vmshare.spec import VmSpec
 
 class Backend(ABC):
     name: ClassVar[str]
-    default_connection: ClassVar[str]
 
-    def __init__(self, connection: str | None = None) -> None:
-        self.connection = connection or self.default_connection
+    def __init__(self, settings: VmSettings) -> None:
+        # the settings of the first VM that needed this backend: VMs share one backend object
+        # when their settings' connection_key() is equal
+        self.settings = settings
         # VMs whose plan restarts them after its device steps: a device that leaves a running VM
         # only at a restart needs no note for them (the Session fills it in from the plan)
         self.restart_follows: set[str] = set()
+
+    @property
+    def connection(self) -> str:
+        """Where this backend connects, for messages (libvirt: the URI)."""
+        return self.settings.where
 
     @abstractmethod
     def inspect(self, vm: str) -> VmFacts:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmshare.backends.base import Backend
+from vmshare.backends.settings import VmSettings
 from vmshare.errors import GuestError, HypervisorError
 from vmshare.facts import (
     Capabilities,
@@ -42,12 +43,21 @@ class FakeVm:
     live: dict[str, FsDevice] = field(default_factory=dict)
 
 
+class FakeSettings(VmSettings):
+    """The fake hypervisor's settings: nothing to configure."""
+
+    backend: str = "fake"
+
+    @property
+    def where(self) -> str:
+        return "fake://"
+
+
 class FakeBackend(Backend):
     name = "fake"
-    default_connection = "fake://"
 
     def __init__(self, *vms: FakeVm) -> None:
-        super().__init__()
+        super().__init__(FakeSettings(name="fake"))
         self.vms = {vm.name: vm for vm in vms}
         self.calls: list[str] = []
 

@@ -211,7 +211,7 @@ def _record_template(
         key=share.key,
         name=share.name,
         vm=share.vm,
-        vm_spec=vm_spec.model_copy(update={"connection": vm.connection}),
+        vm_spec=vm_spec,  # as used: its connection is resolved (libvirt: the default URI)
         source=str(share.source),
         target=share.target,
         protocol=choice.protocol,

@@ -22,6 +22,7 @@ from vmshare.backends.base import Backend
 from vmshare.backends.libvirt import domain_xml
 from vmshare.backends.libvirt.agent import READY_TIMEOUT, AgentChannel
 from vmshare.backends.libvirt.capabilities import SHARED_MEMORY, capabilities, find_hint, guest_hint
+from vmshare.backends.libvirt.settings import LibvirtVm
 from vmshare.errors import (
     BackendUnavailable,
     GuestError,
@@ -123,10 +124,10 @@ def open_connection(uri: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConne
 
 class LibvirtBackend(Backend):
     name = "libvirt"
-    default_connection = "qemu:///system"
 
-    def __init__(self, connection: str | None = None) -> None:
-        super().__init__(connection)
+    def __init__(self, settings: LibvirtVm) -> None:
+        super().__init__(settings)
+        self.settings: LibvirtVm = settings
         self._conn: libvirt.virConnect | None = None
         self._unavailable: BackendUnavailable | None = None  # an open that failed: do not retry
 

@@ -1,0 +1,69 @@
+"""The settings of a Hyper-V VM: ``[vm.NAME] backend = "hyperv"``. Over WinRM the password is a
+reference (``password_env`` or a keyring entry), never a value; ``winrms://`` certificates are
+checked unless ``insecure = true``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import field_validator, model_validator
+
+from vmshare.backends.settings import Tls, VmSettings, plain
+from vmshare.secrets import SecretRef, password_reference, password_shorthand
+
+
+class HypervVm(Tls, VmSettings):
+    backend: Literal["hyperv"] = "hyperv"
+    winrm: str = "local"  # "local" (PowerShell on this host), or winrm://HOST[:PORT], winrms://...
+    transport: Literal["ntlm", "kerberos", "credssp"] = "ntlm"
+    user: str | None = None  # over WinRM; kerberos may use the current ticket instead
+    password: SecretRef | None = None
+    host: str | None = None  # the Hyper-V host the cmdlets address (default: the WinRM host)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return password_shorthand(data)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _reference(cls, value: Any) -> Any:
+        return password_reference(value)
+
+    @field_validator("winrm")
+    @classmethod
+    def _winrm(cls, value: str) -> str:
+        value = plain(value, "winrm") or ""
+        if value == "local":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("winrm", "winrms") or not parts.hostname:
+            raise ValueError(
+                f'winrm must be "local", winrm://HOST[:PORT] or winrms://..., got {value!r}'
+            )
+        if parts.username or parts.password:
+            raise ValueError("winrm may not hold a user or password: set user and password_env")
+        return value
+
+    @field_validator("user", "host")
+    @classmethod
+    def _plain(cls, value: str | None) -> str | None:
+        return plain(value, "hyperv setting")
+
+    @model_validator(mode="after")
+    def _remote(self) -> HypervVm:
+        if self.winrm == "local" and (self.user or self.password):
+            raise ValueError('user and password are for WinRM: set winrm = "winrms://HOST"')
+        if self.password is not None and not self.user:
+            raise ValueError("a password needs its user")
+        return self
+
+    def connection_key(self) -> str:
+        tls = "insecure" if self.insecure else f"ca={self.ca_file or ''}"
+        return f"{self.winrm}|{self.transport}|{self.user or ''}|{self.host or ''}|{tls}"
+
+    @property
+    def where(self) -> str:
+        target = self.host or (urlsplit(self.winrm).hostname if self.winrm != "local" else None)
+        return f"Hyper-V on {target}" if target else "Hyper-V on this host"
