@@ -8,6 +8,7 @@ from tests.contract.backend import DeviceBackendContract
 from tests.testbed.libvirtd import ensure_libvirtd
 
 from vmshare.backends.libvirt.backend import LibvirtBackend
+from vmshare.backends.libvirt.settings import LibvirtVm
 
 pytestmark = pytest.mark.integration
 URI = "qemu:///system"
@@ -32,7 +33,7 @@ class TestLibvirtBackend(DeviceBackendContract):
 
     @pytest.fixture
     def backend(self):
-        backend = LibvirtBackend(URI)
+        backend = LibvirtBackend(LibvirtVm(name="contract", connection=URI))
         yield backend
         backend.close()
 
