@@ -1,0 +1,74 @@
+"""doctor lists every backend of the registry honestly: built or not, its SDK and tool found or
+missing, judged by the import system's finders and PATH without importing anything."""
+
+import importlib.machinery
+import shutil
+import sys
+
+import pytest
+
+from vmshare import doctor
+from vmshare.backends import REGISTRY
+
+SDKS = {entry.sdk for entry in REGISTRY.values() if entry.sdk}
+
+
+class Finder:
+    """A meta path finder that finds exactly ``present`` among the SDKs."""
+
+    def __init__(self, present):
+        self.present = set(present)
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.present:
+            return importlib.machinery.ModuleSpec(name, loader=None)
+        return None
+
+
+@pytest.fixture
+def world(monkeypatch):
+    """Choose which SDKs import and which programs are on PATH."""
+
+    def set_world(sdks, tools):
+        for sdk in SDKS:
+            monkeypatch.delitem(sys.modules, sdk, raising=False)
+        monkeypatch.setattr(sys, "meta_path", [Finder(sdks)])
+        monkeypatch.setattr(
+            shutil, "which", lambda name: f"/usr/bin/{name}" if name in tools else None
+        )
+
+    return set_world
+
+
+def test_nothing_installed_is_never_shown_as_installed(world):
+    world(sdks=(), tools=())
+    checks = {c.name: c for c in doctor._backends(None)}
+    assert [name.removeprefix("backend ") for name in checks] == list(REGISTRY)
+    assert checks["backend libvirt"].status == "fail"
+    assert checks["backend libvirt"].detail == "Python package 'libvirt' missing"
+    assert "pip install 'vmshare[libvirt]'" in (checks["backend libvirt"].hint or "")
+    for name in ("vsphere", "vmware-desktop", "virtualbox", "hyperv"):
+        check = checks[f"backend {name}"]
+        assert check.status == "info", check
+        assert check.detail.startswith("not built in this version (")
+        assert "installed" not in check.detail and "missing" in check.detail
+    assert "vmrun missing" in checks["backend vmware-desktop"].detail
+    assert "VBoxManage missing" in checks["backend virtualbox"].detail
+
+
+def test_found_sdks_and_tools_are_said_installed_and_still_not_built(world):
+    world(sdks=SDKS, tools=("vmrun", "VBoxManage"))
+    for entry in REGISTRY.values():
+        if entry.module is not None:
+            continue
+        check = doctor._not_built(entry)
+        assert check.status == "info" and "missing" not in check.detail
+        assert check.detail.startswith("not built in this version")
+    vbox = doctor._not_built(REGISTRY["virtualbox"]).detail
+    assert "Python package 'virtualbox' installed" in vbox and "VBoxManage installed" in vbox
+
+
+def test_a_tool_missing_beside_an_installed_sdk_is_said_missing(world):
+    world(sdks=SDKS, tools=())
+    vbox = doctor._not_built(REGISTRY["virtualbox"]).detail
+    assert "Python package 'virtualbox' installed" in vbox and "VBoxManage missing" in vbox
