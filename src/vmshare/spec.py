@@ -343,6 +343,11 @@ def _user_words(err: Any, loc: tuple[Any, ...], root: Any) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         choices = re.findall(r"'([^']*)'", expected)
         return unknown(field.replace("_", " "), err.get("input"), choices)
+    if kind == "missing":
+        model, _ = _walk(root, loc[:-1])
+        needed = [k for k, f in (model.model_fields if model else {}).items() if f.is_required()]
+        listed = ", ".join(k for k in needed if k != "name")
+        return f"missing key {field!r}" + (f" (this table needs: {listed})" if listed else "")
     if kind == "union_tag_invalid":
         ctx = err.get("ctx", {})
         choices = [*re.findall(r"'([^']*)'", ctx.get("expected_tags", "")), *BACKEND_ALIASES]

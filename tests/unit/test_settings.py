@@ -287,7 +287,9 @@ def test_a_missing_key_points_at_its_vm_table_not_at_the_next(tmp_path):
     )
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, text))
-    assert ":1: vm.x.server: Field required" in info.value.message
+    assert ":1: vm.x.server: missing key 'server' (this table needs: user, password, server)" in (
+        info.value.message
+    )
 
 
 def test_vmshare_schema_prints_the_union(capsys):
