@@ -26,7 +26,7 @@ class BackendEntry:
     sdk: str  # the import name of the SDK it needs ("" when it drives a program instead)
     extra: str  # the vmshare extra that installs it
     install_hint: str
-    tool: str = ""  # the program it drives, when it needs one (vmrun, VBoxManage, powershell)
+    tool: str = ""  # the program it drives, when it needs one (vmrun, VBoxManage)
 
 
 REGISTRY: dict[str, BackendEntry] = {
