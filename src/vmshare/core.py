@@ -16,7 +16,8 @@ from vmshare.backends.base import Backend
 from vmshare.errors import Declined, GuestError, NotFoundError, UsageError, VmshareError
 from vmshare.facts import GuestFacts, VmFacts, gather
 from vmshare.guest.linux import LinuxGuest
-from vmshare.hostops import HostOps
+from vmshare.host import Host
+from vmshare.host.local import LocalHost
 from vmshare.plan.choice import NETWORK_PROTOCOLS
 from vmshare.plan.model import Plan
 from vmshare.plan.network import HostServers
@@ -36,9 +37,10 @@ class Session:
         self.vms = vms
         self.spec = spec  # its [host] table, if any, overrides host.toml
         self.secrets = SecretStore(store.directory)
-        self.host = HostOps(self.secrets)
+        self.local_host = LocalHost(self.secrets)
         self._servers: HostServers | None = None
         self._backends: dict[tuple[str, str | None], Backend] = {}
+        self._hosts: dict[tuple[str, str | None], Host] = {}
         self._guests: dict[str, LinuxGuest] = {}
         self.restart_follows: set[str] = set()  # VMs the plan being run restarts
 
@@ -60,6 +62,19 @@ class Session:
             self._backends[key].restart_follows = self.restart_follows
         return self._backends[key]
 
+    def host(self, vm: str) -> Host:
+        """The host layer of ``vm``: its backend's host, one per backend instance; every backend
+        that keeps ``Backend.host``'s default shares the local host."""
+        spec = self.vms[vm]
+        key = (spec.backend, spec.connection)
+        if key not in self._hosts:
+            backend = self.backend(vm)
+            if type(backend).host is Backend.host:
+                self._hosts[key] = self.local_host
+            else:
+                self._hosts[key] = backend.host(self.secrets)
+        return self._hosts[key]
+
     def guest(self, vm: str) -> LinuxGuest:
         if vm not in self._guests:
             channel = self.backend(vm).guest_channel(self.vms[vm])
@@ -68,7 +83,7 @@ class Session:
 
     def layer(self, layer: str, vm: str) -> Any:
         if layer == "host":
-            return self.host
+            return self.host(vm)
         if layer == "hypervisor":
             return self.backend(vm)
         return self.guest(vm)

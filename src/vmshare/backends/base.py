@@ -1,8 +1,8 @@
 """The interface every hypervisor backend implements.
 
-A backend answers read-only questions (``inspect``), gives a guest channel, and offers the
-hypervisor-layer actions that plan steps name (see ``vmshare.plan.step.ACTIONS``). Actions are
-idempotent, and return an optional note for the user.
+A backend answers read-only questions (``inspect``), gives a guest channel and its VMs' host
+layer (``host``), and offers the hypervisor-layer actions that plan steps name (see
+``vmshare.plan.step.ACTIONS``). Actions are idempotent, and return an optional note for the user.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from typing import ClassVar
 
 from vmshare.facts import VmFacts
 from vmshare.guest.channel import GuestChannel
+from vmshare.host import Host
+from vmshare.host.local import LocalHost
+from vmshare.secrets import SecretStore
 from vmshare.spec import VmSpec
 
 
@@ -32,6 +35,14 @@ class Backend(ABC):
     @abstractmethod
     def guest_channel(self, vm: VmSpec) -> GuestChannel:
         """The channel to run commands inside the guest, as the VM's settings ask."""
+
+    def host(self, secrets: SecretStore | None = None) -> Host:
+        """The host layer of this backend's VMs: the machine that holds the shared folders and
+        runs the file servers. By default the local host vmshare runs on; a backend that drives a
+        remote hypervisor host (Hyper-V over WinRM) returns one that acts there. The Session asks
+        once per backend instance, and backends that keep this default share its one local host.
+        """
+        return LocalHost(secrets)
 
     @abstractmethod
     def attach_filesystem(

@@ -1,0 +1,98 @@
+"""Which object carries out each layer's actions: the host layer comes from the VM's backend."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from vmshare import core
+from vmshare.backends.base import Backend
+from vmshare.host import Host, HostActions
+from vmshare.host.local import LocalHost
+from vmshare.plan.step import ACTIONS
+from vmshare.secrets import SecretStore
+from vmshare.spec import VmSpec
+from vmshare.state import StateStore
+
+
+def _public(cls: type) -> set[str]:
+    return {name for name, _ in inspect.getmembers(cls, inspect.isfunction) if name[0] != "_"}
+
+
+def test_the_host_interface_is_exactly_the_host_actions():
+    assert _public(HostActions) == ACTIONS["host"]
+    assert _public(Host) == ACTIONS["host"] | {"export_entries"}
+
+
+def test_local_host_offers_every_host_action_with_the_interface_signature():
+    for name in _public(Host):
+        ours = inspect.signature(getattr(LocalHost, name))
+        declared = inspect.signature(getattr(Host, name))
+        assert list(ours.parameters) == list(declared.parameters), name
+
+
+class _Base(Backend):
+    name = "fake"
+    default_connection = "fake:///"
+
+    def inspect(self, vm):
+        raise NotImplementedError
+
+    def guest_channel(self, vm):
+        raise NotImplementedError
+
+    def attach_filesystem(self, vm, tag, source, driver, readonly, live, config):
+        raise NotImplementedError
+
+    def detach_filesystem(self, vm, tag, live, config):
+        raise NotImplementedError
+
+    def add_shared_memory(self, vm):
+        raise NotImplementedError
+
+    def restart(self, vm):
+        raise NotImplementedError
+
+    def start(self, vm):
+        raise NotImplementedError
+
+
+class _RemoteHost(LocalHost):
+    pass
+
+
+class _RemoteBackend(_Base):
+    def host(self, secrets: SecretStore | None = None) -> Host:
+        return _RemoteHost(secrets)
+
+
+@pytest.fixture
+def session(tmp_path, monkeypatch):
+    backends = {"a": _Base("a"), "b": _Base("b"), "r": _RemoteBackend("r")}
+    monkeypatch.setattr(core, "load_backend", lambda name, connection: backends[connection])
+    vms = {
+        name: VmSpec(name=name, connection=connection)
+        for name, connection in (("vm1", "a"), ("vm2", "a"), ("vm3", "b"), ("vm4", "r"))
+    }
+    return core.Session(vms, StateStore(tmp_path))
+
+
+def test_the_default_backend_host_is_the_local_host(session):
+    assert isinstance(Backend.host(_Base(), None), LocalHost)
+
+
+def test_backends_that_keep_the_default_share_the_sessions_local_host(session):
+    host = session.layer("host", "vm1")
+    assert host is session.local_host
+    assert session.layer("host", "vm2") is host
+    assert session.layer("host", "vm3") is host
+    assert host.secrets is session.secrets
+
+
+def test_a_backend_with_its_own_host_gets_it_once_for_all_its_vms(session):
+    host = session.layer("host", "vm4")
+    assert isinstance(host, _RemoteHost)
+    assert host is not session.local_host
+    assert session.host("vm4") is host
+    assert host.secrets is session.secrets
