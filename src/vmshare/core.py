@@ -15,7 +15,7 @@ from vmshare.backends import load_backend
 from vmshare.backends.base import Backend
 from vmshare.errors import Declined, GuestError, NotFoundError, UsageError, VmshareError
 from vmshare.facts import GuestFacts, VmFacts, gather
-from vmshare.guest.linux import LinuxGuest
+from vmshare.guest import Guest, GuestOs, guest_for
 from vmshare.host import Host
 from vmshare.host.local import LocalHost
 from vmshare.plan.choice import NETWORK_PROTOCOLS
@@ -41,7 +41,8 @@ class Session:
         self._servers: HostServers | None = None
         self._backends: dict[tuple[str, str | None], Backend] = {}
         self._hosts: dict[tuple[str, str | None], Host] = {}
-        self._guests: dict[str, LinuxGuest] = {}
+        self._guests: dict[str, Guest] = {}
+        self._guest_os: dict[str, GuestOs] = {}  # as each VM's backend reported it
         self.restart_follows: set[str] = set()  # VMs the plan being run restarts
 
     @property
@@ -75,10 +76,20 @@ class Session:
                 self._hosts[key] = backend.host(self.secrets)
         return self._hosts[key]
 
-    def guest(self, vm: str) -> LinuxGuest:
+    def guest_os(self, vm: str) -> GuestOs:
+        """The VM's guest OS: as its settings say, or (``auto``) as its backend reports it; a
+        guest whose OS the backend cannot tell is taken for Linux."""
+        wanted = self.vms[vm].guest.os
+        if wanted != "auto":
+            return wanted
+        if vm not in self._guest_os:
+            self._guest_os[vm] = self.backend(vm).inspect(vm).guest_os or "linux"
+        return self._guest_os[vm]
+
+    def guest(self, vm: str) -> Guest:
         if vm not in self._guests:
             channel = self.backend(vm).guest_channel(self.vms[vm])
-            self._guests[vm] = LinuxGuest(channel, vm, self.secrets)
+            self._guests[vm] = guest_for(self.guest_os(vm), channel, vm, self.secrets)
         return self._guests[vm]
 
     def layer(self, layer: str, vm: str) -> Any:
@@ -90,6 +101,7 @@ class Session:
 
     def probe_vm(self, vm: str, targets: list[str]) -> VmFacts:
         facts = self.backend(vm).inspect(vm)
+        self._guest_os.setdefault(vm, facts.guest_os or "linux")
         if facts.running:
             try:
                 facts.guest = self.guest(vm).inspect(targets)

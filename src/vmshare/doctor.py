@@ -235,6 +235,17 @@ def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> li
             )
             return checks
         checks.append(Check(name="guest channel", status="ok", detail=facts.guest.channel or ""))
+        if session.guest_os(vm) == "windows":
+            checks.append(
+                Check(
+                    name="guest os",
+                    status="warn",
+                    detail="Windows: vmshare's Windows guest support is a skeleton, not yet "
+                    "tested against a real guest; no mount checks",
+                    hint="Windows guests map SMB shares (--protocol smb)",
+                )
+            )
+            return checks
         channel = session.guest(vm).channel
         text = channel.run(["sh", "-c", _HELPERS]).stdout.decode("utf-8", "replace")
         kernel = {

@@ -57,6 +57,7 @@ class VmFacts(BaseModel):
     live_devices: dict[str, FsDevice] = {}
     addresses: list[str] = []  # the guest's own addresses, as its agent reports them
     user_networking: bool = False  # QEMU user (slirp) networking: seen by the host as 127.0.0.1
+    guest_os: Literal["linux", "windows"] | None = None  # as the backend knows it; None: unknown
     guest: GuestFacts = GuestFacts()
 
     def without_share(self, tag: str, target: str, dirs: list[str] | None = None) -> VmFacts:

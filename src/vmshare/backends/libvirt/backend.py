@@ -215,6 +215,7 @@ class LibvirtBackend(Backend):
         facts.shared_memory_live = bool(live_xml) and domain_xml.has_shared_memory(live_xml or "")
         facts.config_devices = {t: d for t, (d, _) in domain_xml.filesystems(config_xml).items()}
         facts.user_networking = domain_xml.has_user_networking(live_xml or config_xml)
+        facts.guest_os = domain_xml.guest_os(config_xml)
         if live_xml:
             facts.live_devices = {t: d for t, (d, _) in domain_xml.filesystems(live_xml).items()}
             facts.addresses = self._agent_addresses(AgentChannel(lambda: dom, vm))
