@@ -210,7 +210,7 @@ def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> li
                     name=name,
                     status="fail",
                     detail=f"not found on {facts.connection}",
-                    hint=f"check the name with `virsh -c {facts.connection} list --all`",
+                    hint=facts.lookup,
                 )
             ]
         if not facts.running:
@@ -229,7 +229,7 @@ def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> li
                     name="guest channel",
                     status="fail",
                     detail=facts.guest.error or "no guest channel answered",
-                    hint="install and start qemu-guest-agent in the guest, or set "
+                    hint=f"{facts.guest_channel_needs}, or set "
                     f'[vm.{vm}.guest] channel = "ssh" and ssh_host in the spec',
                 )
             )

@@ -58,6 +58,19 @@ class VmFacts(BaseModel):
     addresses: list[str] = []  # the guest's own addresses, as its agent reports them
     user_networking: bool = False  # QEMU user (slirp) networking: seen by the host as 127.0.0.1
     guest_os: Literal["linux", "windows"] | None = None  # as the backend knows it; None: unknown
+    # the backend's words for hints shared code gives: how to look the VM up, and what the
+    # guest needs for the backend's own guest channel
+    lookup_hint: str | None = None
+    guest_channel_hint: str | None = None
+
+    @property
+    def lookup(self) -> str:
+        return self.lookup_hint or f"check the VM's name and the connection {self.connection}"
+
+    @property
+    def guest_channel_needs(self) -> str:
+        return self.guest_channel_hint or "start the guest's agent for this hypervisor"
+
     guest: GuestFacts = GuestFacts()
 
     def without_share(self, tag: str, target: str, dirs: list[str] | None = None) -> VmFacts:

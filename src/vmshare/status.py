@@ -191,7 +191,7 @@ def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
             session.close()
             raise NotFoundError(
                 f"VM {vm_name!r} not found on {facts.connection}, and vmshare has no share in it",
-                hint=f"check the name with `virsh -c {facts.connection} list --all`",
+                hint=facts.lookup,
             )
         try:
             health += [_check_record(r, facts, session, error) for r in vm_records]

@@ -96,3 +96,47 @@ def test_a_backend_with_its_own_host_gets_it_once_for_all_its_vms(session):
     assert host is not session.local_host
     assert session.host("vm4") is host
     assert host.secrets is session.secrets
+
+
+def test_the_guest_interface_is_exactly_the_guest_actions():
+    from vmshare.guest import Guest, GuestActions
+
+    assert _public(GuestActions) == ACTIONS["guest"]
+    assert _public(Guest) == ACTIONS["guest"] | {"inspect"}
+
+
+# Shared code takes backend knowledge (commands, agents, networking modes) from the backend.
+SHARED = [
+    "core.py",
+    "status.py",
+    "render.py",
+    "doctor.py",
+    "errors.py",
+    "guest/__init__.py",
+    "guest/linux.py",
+    "guest/windows.py",
+    "host/__init__.py",
+    "host/local.py",
+]
+
+
+@pytest.mark.parametrize("module", SHARED)
+def test_shared_modules_do_not_speak_libvirt(module):
+    from pathlib import Path
+
+    import vmshare
+
+    text = (Path(vmshare.__file__).parent / module).read_text()
+    for word in ("virsh", "qemu-guest-agent", "slirp", "Driver"):
+        assert word not in text, f"{module} names {word}"
+
+
+def test_both_guests_take_the_guest_actions_keyword_arguments():
+    from vmshare.guest import Guest
+    from vmshare.guest.linux import LinuxGuest
+    from vmshare.guest.windows import WindowsGuest
+
+    for name in _public(Guest):
+        declared = list(inspect.signature(getattr(Guest, name)).parameters)
+        for cls in (LinuxGuest, WindowsGuest):
+            assert list(inspect.signature(getattr(cls, name)).parameters) == declared, (cls, name)

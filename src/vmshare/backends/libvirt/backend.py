@@ -199,7 +199,13 @@ class LibvirtBackend(Backend):
 
     @_bounded
     def inspect(self, vm: str) -> VmFacts:
-        facts = VmFacts(name=vm, backend=self.name, connection=self.connection)
+        facts = VmFacts(
+            name=vm,
+            backend=self.name,
+            connection=self.connection,
+            lookup_hint=f"check the name with `virsh -c {shlex.quote(self.connection)} list --all`",
+            guest_channel_hint="install and start qemu-guest-agent in the guest",
+        )
         try:
             dom = self.domain(vm)
         except NotFoundError:
