@@ -18,7 +18,7 @@ from vmshare.facts import GuestFacts, VmFacts, gather
 from vmshare.guest import Guest, GuestOs, guest_for
 from vmshare.host import Host
 from vmshare.host.local import LocalHost
-from vmshare.plan.choice import NETWORK_PROTOCOLS
+from vmshare.plan.choice import NETWORK_PROTOCOLS, network_protocols
 from vmshare.plan.model import Plan
 from vmshare.plan.network import HostServers
 from vmshare.plan.removal import orphan_plan, recovery_plan, removal_plan
@@ -77,13 +77,15 @@ class Session:
         return self._hosts[key]
 
     def guest_os(self, vm: str) -> GuestOs:
-        """The VM's guest OS: as its settings say, or (``auto``) as its backend reports it; a
-        guest whose OS the backend cannot tell is taken for Linux."""
+        """The VM's guest OS: as its settings say, or (``auto``) as its backend reports it in
+        the VM's capabilities."""
         wanted = self.vms[vm].guest.os
         if wanted != "auto":
             return wanted
         if vm not in self._guest_os:
-            self._guest_os[vm] = self.backend(vm).inspect(vm).guest_os or "linux"
+            backend = self.backend(vm)
+            with backend.sdk_errors():
+                self._guest_os[vm] = backend.inspect(vm).capabilities.guest_os
         return self._guest_os[vm]
 
     def guest(self, vm: str) -> Guest:
@@ -96,12 +98,14 @@ class Session:
         if layer == "host":
             return self.host(vm)
         if layer == "hypervisor":
-            return self.backend(vm)
+            return _SdkMapped(self.backend(vm))
         return self.guest(vm)
 
     def probe_vm(self, vm: str, targets: list[str]) -> VmFacts:
-        facts = self.backend(vm).inspect(vm)
-        self._guest_os.setdefault(vm, facts.guest_os or "linux")
+        backend = self.backend(vm)
+        with backend.sdk_errors():
+            facts = backend.inspect(vm)
+        self._guest_os.setdefault(vm, facts.capabilities.guest_os)
         if facts.running:
             try:
                 facts.guest = self.guest(vm).inspect(targets)
@@ -114,12 +118,30 @@ class Session:
             backend.close()
 
 
+class _SdkMapped:
+    """A backend whose every verb runs inside its ``sdk_errors()``: no bare SDK exception
+    reaches the executor (it would report it as an internal error)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, action: str) -> Callable[..., str | None]:
+        verb = getattr(self._backend, action)
+
+        def mapped(**args: Any) -> str | None:
+            with self._backend.sdk_errors():
+                note: str | None = verb(**args)
+            return note
+
+        return mapped
+
+
 def restarted_after_detach(plan: Plan) -> set[str]:
     """The VMs that the plan restarts after detaching a device from them."""
     detached: set[str] = set()
     restarted: set[str] = set()
     for step in plan.steps:
-        if step.action == "detach_filesystem":
+        if step.action == "detach_share":
             detached.add(step.vm)
         elif step.action == "restart" and step.vm in detached:
             restarted.add(step.vm)
@@ -148,8 +170,12 @@ def _plan(
     prune: bool,
     replace: bool = False,
 ) -> Plan:
-    facts = gather(spec, session.probe_vm, session.exports)
-    network = any(share.protocol in NETWORK_PROTOCOLS for share in spec.share)
+    # VM facts first: they say which protocols each share will use, and only the exports of
+    # those are probed (a backend with no device share needs no NFS server to plan SMB).
+    facts = gather(spec, session.probe_vm)
+    network = network_protocols(spec, facts)
+    for protocol in sorted(network):
+        facts.exports[protocol] = session.exports(protocol)
     plan = resolve(
         spec,
         facts,

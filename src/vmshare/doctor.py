@@ -210,7 +210,7 @@ def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> li
                     name=name,
                     status="fail",
                     detail=f"not found on {facts.connection}",
-                    hint=facts.lookup,
+                    hint=facts.find_hint,
                 )
             ]
         if not facts.running:
@@ -229,8 +229,7 @@ def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> li
                     name="guest channel",
                     status="fail",
                     detail=facts.guest.error or "no guest channel answered",
-                    hint=f"{facts.guest_channel_needs}, or set "
-                    f'[vm.{vm}.guest] channel = "ssh" and ssh_host in the spec',
+                    hint=facts.guest_hint,
                 )
             )
             return checks

@@ -81,6 +81,11 @@ class BackendUnavailable(VmshareError):
     pass
 
 
+class HypervisorError(VmshareError):
+    """The hypervisor or its SDK failed; each backend maps its SDK's exceptions to this (or to a
+    more specific vmshare error) in ``Backend.sdk_errors``."""
+
+
 class HostCommandError(VmshareError):
     pass
 

@@ -14,7 +14,10 @@ from pydantic import BaseModel
 
 from vmshare.spec import Spec
 
-Driver = Literal["virtiofs", "9p"]
+Scope = Literal["running", "persistent"]
+"""Where a hypervisor share device lives: in the running VM (libvirt live, VirtualBox transient,
+Workstation through vmrun) or in the VM's stored configuration (libvirt config, VirtualBox
+permanent, the .vmx file)."""
 
 
 class FsDevice(BaseModel):
@@ -22,8 +25,51 @@ class FsDevice(BaseModel):
 
     tag: str
     source: str
-    driver: Driver
+    protocol: str  # the device protocol: virtiofs, 9p, vboxsf, hgfs
     readonly: bool = False
+
+
+class Prerequisite(BaseModel):
+    """Something the VM lacks before a device protocol can work; ``prepare`` adds it."""
+
+    name: str  # what Backend.prepare(prerequisite=...) is asked for, e.g. "shared-memory"
+    summary: str  # the step's line in the plan
+    reason: str
+
+
+class DeviceCapability(BaseModel):
+    """A device share protocol this VM offers on its backend."""
+
+    protocol: str
+    semantics: str  # the POSIX behaviour of the share, as measured on this backend
+    hotplug: bool = True  # a device can be added to the running VM now
+    hotplug_off: str | None = None  # why not, when it cannot: the restart reason
+    unplug: bool = True  # a device leaves the running VM without a restart
+    readonly_enforced: bool = False  # the hypervisor itself refuses writes to read-only shares
+    readonly_refused: str | None = None  # why the hypervisor refuses read-only devices, if it does
+    unsafe_path_chars: str = ""  # host-path characters the device cannot carry
+    unsafe_path_reason: str = ""
+    missing: list[Prerequisite] = []
+
+
+class Nat(BaseModel):
+    """The VM sits behind its hypervisor's NAT: host servers see it at one fixed address."""
+
+    what: str  # "QEMU user networking", "VirtualBox NAT"
+    client: str  # the address the host's servers see the guest connect from
+    host: str | None = None  # the address the guest dials to reach the host, when fixed
+
+
+class Capabilities(BaseModel):
+    """What this VM offers on its backend, as the planner needs it to choose a protocol."""
+
+    devices: list[DeviceCapability] = []  # best first
+    network: list[str] = ["nfs", "smb"]  # network protocols this backend and guest can use
+    guest_os: Literal["linux", "windows"] = "linux"
+    nat: Nat | None = None
+
+    def device(self, protocol: str) -> DeviceCapability | None:
+        return next((d for d in self.devices if d.protocol == protocol), None)
 
 
 class GuestMount(BaseModel):
@@ -50,28 +96,14 @@ class VmFacts(BaseModel):
     exists: bool = False
     uuid: str | None = None
     running: bool = False
-    acpi: bool = False
-    shared_memory_config: bool = False
-    shared_memory_live: bool = False
-    config_devices: dict[str, FsDevice] = {}
-    live_devices: dict[str, FsDevice] = {}
-    addresses: list[str] = []  # the guest's own addresses, as its agent reports them
-    user_networking: bool = False  # QEMU user (slirp) networking: seen by the host as 127.0.0.1
-    guest_os: Literal["linux", "windows"] | None = None  # as the backend knows it; None: unknown
-    # the backend's words for hints shared code gives: how to look the VM up, and what the
-    # guest needs for the backend's own guest channel
-    lookup_hint: str | None = None
-    guest_channel_hint: str | None = None
-
-    @property
-    def lookup(self) -> str:
-        return self.lookup_hint or f"check the VM's name and the connection {self.connection}"
-
-    @property
-    def guest_channel_needs(self) -> str:
-        return self.guest_channel_hint or "start the guest's agent for this hypervisor"
-
+    capabilities: Capabilities = Capabilities()
+    persistent_devices: dict[str, FsDevice] = {}  # share devices in the VM's configuration
+    running_devices: dict[str, FsDevice] = {}  # share devices in the running VM
+    addresses: list[str] = []  # the guest's own addresses, as its guest tools report them
     guest: GuestFacts = GuestFacts()
+    # the backend's words for finding a VM and for reaching inside it, for hints
+    find_hint: str = "check the VM's name"
+    guest_hint: str = "make sure the VM's guest tools run, or configure ssh access"
 
     def without_share(self, tag: str, target: str, dirs: list[str] | None = None) -> VmFacts:
         """These facts as they would be once the share behind ``tag``/``target`` is removed,
@@ -86,8 +118,10 @@ class VmFacts(BaseModel):
         )
         return self.model_copy(
             update={
-                "config_devices": {k: v for k, v in self.config_devices.items() if k != tag},
-                "live_devices": {k: v for k, v in self.live_devices.items() if k != tag},
+                "persistent_devices": {
+                    k: v for k, v in self.persistent_devices.items() if k != tag
+                },
+                "running_devices": {k: v for k, v in self.running_devices.items() if k != tag},
                 "guest": guest,
             }
         )
@@ -156,22 +190,19 @@ def _names(facts: Facts, spec: Spec) -> None:
 
 
 VmProbe = Callable[[str, list[str]], VmFacts]
-ExportProbe = Callable[[str], dict[str, str]]
 
 
-def gather(spec: Spec, probe_vm: VmProbe, probe_exports: ExportProbe | None = None) -> Facts:
-    """Collect facts for every host path, export and VM the spec names.
+def gather(spec: Spec, probe_vm: VmProbe) -> Facts:
+    """Collect facts for every host path and VM the spec names.
 
-    ``probe_vm(vm_name, guest_targets)`` asks the VM's backend (and its guest) what exists;
-    ``probe_exports(protocol)`` reads vmshare's entries in the host's nfs or smb server.
+    ``probe_vm(vm_name, guest_targets)`` asks the VM's backend (and its guest) what exists. The
+    exports of the host's file servers are probed afterwards, for the protocols chosen from
+    these facts.
     """
     facts = Facts()
     for share in spec.share:
         facts.host_paths[str(share.source)] = probe_path(share.source)
     _names(facts, spec)
-    if probe_exports is not None:
-        for protocol in sorted({s.protocol for s in spec.share} & {"nfs", "smb"}):
-            facts.exports[protocol] = probe_exports(protocol)
     targets: dict[str, list[str]] = {}
     for share in spec.share:
         targets.setdefault(share.vm, []).append(share.target)

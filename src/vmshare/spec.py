@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vmshare.errors import SpecError, unknown
 
 BackendName = Literal["libvirt", "vmware", "vmware-desktop", "virtualbox", "hyperv"]
-ProtocolName = Literal["auto", "virtiofs", "9p", "nfs", "smb", "native"]
+ProtocolName = Literal["auto", "native", "virtiofs", "9p", "vboxsf", "hgfs", "nfs", "smb"]
 SPEC_VERSION: Literal[1] = 1
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -24,7 +24,7 @@ from vmshare.fsutil import atomic_write
 from vmshare.plan.step import Step
 from vmshare.spec import VmSpec, share_ref
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
@@ -34,8 +34,49 @@ def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "version": 2}
 
 
+# Version 3 names hypervisor steps with the verbs every backend offers; version 2 journalled
+# libvirt's own (the journal replays steps by name and keyword, so they are an on-disk API).
+_V2_VERBS = {
+    "attach_filesystem": "attach_share",
+    "detach_filesystem": "detach_share",
+    "add_shared_memory": "prepare",
+}
+
+
+def _v2_step(step: dict[str, Any]) -> dict[str, Any]:
+    if step.get("undo"):
+        step["undo"] = _v2_step(step["undo"])
+    action = step.get("action")
+    if step.get("layer") != "hypervisor" or action not in _V2_VERBS:
+        return step
+    args = dict(step.get("args", {}))
+    scopes = [
+        scope
+        for scope, key in (("running", "live"), ("persistent", "config"))
+        if args.pop(key, False)
+    ]
+    if action == "attach_filesystem":
+        args["protocol"] = args.pop("driver")
+        args["scopes"] = scopes
+    elif action == "detach_filesystem":
+        args["scopes"] = scopes
+    else:
+        args = {"prerequisite": "shared-memory"}
+    return {**step, "action": _V2_VERBS[action], "args": args}
+
+
+def _v2_to_v3(document: dict[str, Any]) -> dict[str, Any]:
+    """Hypervisor steps take the generic verbs; a 9p share's device leaves a running VM only at a
+    restart (libvirt cannot unplug 9p), which version 3 records per share."""
+    for record in document.get("shares", {}).values():
+        for key in ("steps", "pending"):
+            record[key] = [_v2_step(step) for step in record.get(key, [])]
+        record["detach_restarts"] = record.get("protocol") == "9p"
+    return {**document, "version": 3}
+
+
 # version N -> function turning a version-N document into version N+1
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 class ShareRecord(BaseModel):
@@ -48,6 +89,7 @@ class ShareRecord(BaseModel):
     protocol: str
     tag: str
     readonly: bool
+    detach_restarts: bool = False  # its device leaves a running VM only when the VM restarts
     requested: dict[str, Any]  # the share's settings as asked, to spot drift
     origin: str  # "cli" or the absolute path of the spec file that created it
     created: str

@@ -63,8 +63,8 @@ def _check_record(
         if network:
             checks["device"] = "n/a"
         else:
-            in_config = record.tag in facts.config_devices
-            in_vm = not facts.running or record.tag in facts.live_devices
+            in_config = record.tag in facts.persistent_devices
+            in_vm = not facts.running or record.tag in facts.running_devices
             checks["device"] = "ok" if in_config and in_vm else "missing"
             if not in_config:
                 problems.append("device missing from the VM config")
@@ -131,7 +131,10 @@ def _unrecorded(vm: str, facts: VmFacts, known_tags: set[str]) -> list[ShareHeal
     """Objects with vmshare's names (device tags, fstab entry ids) that no record explains."""
     found: dict[str, list[str]] = {}
     sources: dict[str, str] = {}
-    for where, devices in (("config", facts.config_devices), ("running VM", facts.live_devices)):
+    for where, devices in (
+        ("config", facts.persistent_devices),
+        ("running VM", facts.running_devices),
+    ):
         for tag, device in devices.items():
             if tag.startswith(TAG_PREFIX) and tag not in known_tags:
                 found.setdefault(tag, []).append(f"device ({where})")
@@ -191,7 +194,7 @@ def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
             session.close()
             raise NotFoundError(
                 f"VM {vm_name!r} not found on {facts.connection}, and vmshare has no share in it",
-                hint=facts.lookup,
+                hint=facts.find_hint,
             )
         try:
             health += [_check_record(r, facts, session, error) for r in vm_records]

@@ -218,7 +218,7 @@ def test_vm_without_shared_memory_gets_it_with_restart(vmshare: Vmshare, tmp_pat
         assert blocked.returncode == 2 and "--restart" in blocked.stderr
         plan = vmshare.json("add", str(src), f"{name}:/mnt/shm", "--restart", "--dry-run")
         actions = [s["action"] for s in plan["data"]["plan"]["steps"]]
-        assert actions[:3] == ["add_shared_memory", "attach_filesystem", "restart"]
+        assert actions[:3] == ["prepare", "attach_share", "restart"]
         done = vmshare.json("add", str(src), f"{name}:/mnt/shm", "--restart")
         assert done["ok"], done
         assert any("shared memory" in note for note in done["data"]["notes"])

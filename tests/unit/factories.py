@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vmshare.backends.libvirt import capabilities as libvirt
 from vmshare.facts import Facts, FsDevice, GuestFacts, GuestMount, PathFact, VmFacts
 from vmshare.plan.model import Plan
 from vmshare.plan.resolve import resolve
@@ -23,7 +24,15 @@ def spec_of(*shares: str, base: Path = Path("/")) -> Spec:
     return parse_spec(text, base=base)
 
 
+LIBVIRT_FLAGS = ("acpi", "shared_memory_config", "shared_memory_live", "user_networking")
+
+
 def fresh_vm(name: str = "testvm", **kw: object) -> VmFacts:
+    """A running libvirt VM; ``acpi``, ``shared_memory_config``, ``shared_memory_live`` and
+    ``user_networking`` go through the libvirt backend's own capabilities function."""
+    flags = {"acpi": True, "shared_memory_config": True, "shared_memory_live": True}
+    flags["user_networking"] = False
+    flags.update({k: bool(kw.pop(k)) for k in LIBVIRT_FLAGS if k in kw})
     values: dict[str, object] = dict(
         name=name,
         backend="libvirt",
@@ -31,12 +40,13 @@ def fresh_vm(name: str = "testvm", **kw: object) -> VmFacts:
         exists=True,
         uuid="00000000-0000-0000-0000-000000000001",
         running=True,
-        acpi=True,
-        shared_memory_config=True,
-        shared_memory_live=True,
         guest=GuestFacts(reachable=True, channel="qemu-guest-agent", existing_dirs=[]),
     )
     values.update(kw)
+    running = bool(values["running"])
+    values["capabilities"] = libvirt.capabilities(running=running, **flags)
+    values.setdefault("find_hint", libvirt.find_hint("qemu:///system"))
+    values.setdefault("guest_hint", libvirt.guest_hint(name))
     return VmFacts.model_validate(values)
 
 
@@ -55,7 +65,7 @@ def applied_vm(spec: Spec, protocol: str = "virtiofs", **kw: object) -> VmFacts:
     for share in spec.share:
         tag = mount_tag(share.key)
         devices[tag] = FsDevice(
-            tag=tag, source=str(share.source), driver=protocol, readonly=share.readonly
+            tag=tag, source=str(share.source), protocol=protocol, readonly=share.readonly
         )
         mounts[share.target] = GuestMount(
             source=tag, target=share.target, fstype=protocol, options=["rw"]
@@ -67,7 +77,7 @@ def applied_vm(spec: Spec, protocol: str = "virtiofs", **kw: object) -> VmFacts:
         fstab_entries=entries,
         existing_dirs=[s.target for s in spec.share],
     )
-    return fresh_vm(config_devices=devices, live_devices=dict(devices), guest=guest, **kw)
+    return fresh_vm(persistent_devices=devices, running_devices=dict(devices), guest=guest, **kw)
 
 
 def apply_journal(spec: Spec, plan: Plan) -> State:

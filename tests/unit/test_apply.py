@@ -63,14 +63,14 @@ def test_failure_undoes_completed_steps_in_reverse_and_clears_the_journal(store)
     with pytest.raises(ApplyFailed) as info:
         run(plan, runtime, store)
     assert runtime.calls == [
-        "hypervisor.attach_filesystem",
+        "hypervisor.attach_share",
         "guest.mkdir",
         "guest.mount",
         "guest.fstab_add",
         "guest.fstab_remove",  # the failed step may have half happened: undone too
         "guest.unmount",
         "guest.rmdir_empty",
-        "hypervisor.detach_filesystem",
+        "hypervisor.detach_share",
     ]
     assert info.value.exit_code == 3
     assert "fstab" in info.value.message and "undid 4" in info.value.message
@@ -83,7 +83,7 @@ def test_ctrl_c_rolls_back_too(store):
     runtime = Recorder(interrupt={"guest.mount"})
     with pytest.raises(ApplyFailed, match="interrupted"):
         run(plan, runtime, store)
-    assert runtime.calls[-2:] == ["guest.rmdir_empty", "hypervisor.detach_filesystem"]
+    assert runtime.calls[-2:] == ["guest.rmdir_empty", "hypervisor.detach_share"]
     assert store.load().shares == {}
 
 
@@ -108,7 +108,7 @@ def test_remove_after_apply_replays_the_undos_and_empties_state(store):
         "guest.fstab_remove",
         "guest.unmount",
         "guest.rmdir_empty",
-        "hypervisor.detach_filesystem",
+        "hypervisor.detach_share",
     ]
     assert store.load().shares == {}
 
@@ -122,7 +122,7 @@ def test_interrupted_remove_resumes_where_it_stopped(store):
     left = store.load().shares["testvm:/mnt/x"]
     runtime = Recorder()
     run(removal_plan([left]), runtime, store)
-    assert runtime.calls == ["guest.rmdir_empty", "hypervisor.detach_filesystem"]
+    assert runtime.calls == ["guest.rmdir_empty", "hypervisor.detach_share"]
     assert store.load().shares == {}
 
 

@@ -67,7 +67,7 @@ def test_a_step_is_journalled_as_pending_before_it_runs(store):
             return super().layer(layer, vm)
 
     run(plan, Peeking(), store)
-    assert seen[0] == ["attach_filesystem"]
+    assert seen[0] == ["attach_share"]
     assert seen[1] == ["mkdir"]
     assert store.load().shares["testvm:/mnt/x"].pending == []
 
@@ -77,13 +77,13 @@ def test_a_kill_after_the_effect_leaves_the_step_pending_and_remove_undoes_it(st
     with pytest.raises(Killed):
         run(plan, Killing("guest.mount"), store)
     record = store.load().shares["testvm:/mnt/x"]
-    assert [s.action for s in record.steps] == ["attach_filesystem", "mkdir"]
+    assert [s.action for s in record.steps] == ["attach_share", "mkdir"]
     assert [s.action for s in record.pending] == ["mount"]
     removal = removal_plan([record])
     assert actions(removal) == [
         "guest.unmount",
         "guest.rmdir_empty",
-        "hypervisor.detach_filesystem",
+        "hypervisor.detach_share",
     ]
     run(removal, Recorder(), store)
     assert store.load().shares == {}
@@ -98,7 +98,7 @@ def test_recovery_undoes_only_the_pending_step_and_keeps_the_rest(store):
     run(recovery, Recorder(), store)
     record = store.load().shares["testvm:/mnt/x"]
     assert record.pending == [] and [s.action for s in record.steps] == [
-        "attach_filesystem",
+        "attach_share",
         "mkdir",
     ]
 
@@ -106,12 +106,12 @@ def test_recovery_undoes_only_the_pending_step_and_keeps_the_rest(store):
 def test_a_kill_on_the_first_step_leaves_a_record_that_remove_clears(store):
     plan = plan_for(spec_of("/srv/x testvm:/mnt/x"), fresh_vm())
     with pytest.raises(Killed):
-        run(plan, Killing("hypervisor.attach_filesystem"), store)
+        run(plan, Killing("hypervisor.attach_share"), store)
     record = store.load().shares["testvm:/mnt/x"]
     assert record.steps == [] and len(record.pending) == 1
     runtime = Recorder()
     run(removal_plan([record]), runtime, store)
-    assert runtime.calls == ["hypervisor.detach_filesystem"]
+    assert runtime.calls == ["hypervisor.detach_share"]
     assert store.load().shares == {}
 
 
@@ -131,10 +131,10 @@ def test_a_record_without_any_undo_is_still_removed(store):
 
 def test_the_failed_step_is_undone_too_because_it_may_have_half_happened(store):
     plan = plan_for(spec_of("/srv/x testvm:/mnt/x"), fresh_vm())
-    runtime = Recorder(fail={"hypervisor.attach_filesystem"})
+    runtime = Recorder(fail={"hypervisor.attach_share"})
     with pytest.raises(ApplyFailed) as info:
         run(plan, runtime, store)
-    assert runtime.calls == ["hypervisor.attach_filesystem", "hypervisor.detach_filesystem"]
+    assert runtime.calls == ["hypervisor.attach_share", "hypervisor.detach_share"]
     assert "as before" in info.value.message
     assert store.load().shares == {}
 
@@ -154,10 +154,10 @@ def test_ctrl_c_between_steps_waits_for_the_journal_then_rolls_everything_back(s
         run(plan, runtime, store, progress)
     assert info.value.exit_code == 3
     assert runtime.calls == [
-        "hypervisor.attach_filesystem",
+        "hypervisor.attach_share",
         "guest.mkdir",
         "guest.rmdir_empty",
-        "hypervisor.detach_filesystem",
+        "hypervisor.detach_share",
     ]
     assert store.load().shares == {}
 
@@ -178,7 +178,7 @@ def test_ctrl_c_after_the_last_step_still_rolls_back(store, monkeypatch):
     runtime = Recorder()
     with pytest.raises(ApplyFailed, match="interrupted"):
         run(plan, runtime, store)
-    assert runtime.calls[-1] == "hypervisor.detach_filesystem"
+    assert runtime.calls[-1] == "hypervisor.detach_share"
     assert store.load().shares == {}
 
 
@@ -305,12 +305,13 @@ def test_mkdir_records_the_parent_folders_it_makes_and_removes_only_those():
 def test_objects_no_journal_explains_get_their_steps_so_remove_can_clean_them():
     spec = spec_of("/srv/x testvm:/mnt/x")
     tag = mount_tag("testvm:/mnt/x")
-    device = FsDevice(tag=tag, source="/srv/x", driver="virtiofs")
-    vm = fresh_vm(config_devices={tag: device}, live_devices={tag: device})
+    device = FsDevice(tag=tag, source="/srv/x", protocol="virtiofs")
+    vm = fresh_vm(persistent_devices={tag: device}, running_devices={tag: device})
     plan = plan_for(spec, vm)
     attach = plan.steps[0]
-    assert attach.action == "attach_filesystem" and attach.undo is not None
-    assert attach.args["live"] and attach.args["config"]  # the backend's attach is a no-op then
+    assert attach.action == "attach_share" and attach.undo is not None
+    # the backend's attach is a no-op then
+    assert attach.args["scopes"] == ["running", "persistent"]
 
 
 # ------------------------------------------------------- objects that no journal explains
@@ -322,8 +323,8 @@ def test_remove_without_a_record_cleans_what_carries_the_share_names():
 
     key = "testvm:/mnt/x"
     tag = mount_tag(key)
-    device = FsDevice(tag=tag, source="/srv/x", driver="virtiofs")
-    vm = fresh_vm(config_devices={tag: device}, live_devices={tag: device})
+    device = FsDevice(tag=tag, source="/srv/x", protocol="virtiofs")
+    vm = fresh_vm(persistent_devices={tag: device}, running_devices={tag: device})
     vm.guest.mounts["/mnt/x"] = GuestMount(
         source=tag, target="/mnt/x", fstype="virtiofs", options=[]
     )
@@ -333,15 +334,15 @@ def test_remove_without_a_record_cleans_what_carries_the_share_names():
         "guest.unmount",
         "guest.fstab_remove",
         "guest.remove_file",
-        "hypervisor.detach_filesystem",
+        "hypervisor.detach_share",
     ]
     # somebody else's mount at the same path is not touched, and nothing found is nothing
     vm.guest.mounts["/mnt/x"] = GuestMount(
         source="/dev/sdb1", target="/mnt/x", fstype="ext4", options=[]
     )
     vm.guest.fstab_entries.clear()
-    vm.config_devices.clear()
-    vm.live_devices.clear()
+    vm.persistent_devices.clear()
+    vm.running_devices.clear()
     assert orphan_plan(key, vm, {}, None).steps == []
 
 
@@ -349,10 +350,10 @@ def test_status_reports_devices_and_fstab_entries_no_record_explains():
     from vmshare.status import _unrecorded
 
     tag = mount_tag("testvm:/mnt/lost")
-    device = FsDevice(tag=tag, source="/srv/lost", driver="virtiofs")
-    vm = fresh_vm(config_devices={tag: device})
+    device = FsDevice(tag=tag, source="/srv/lost", protocol="virtiofs")
+    vm = fresh_vm(persistent_devices={tag: device})
     vm.guest.fstab_entries[tag] = f"{tag} /mnt/lost virtiofs rw,nofail 0 0"
-    vm.config_devices["not-ours"] = FsDevice(tag="not-ours", source="/x", driver="9p")
+    vm.persistent_devices["not-ours"] = FsDevice(tag="not-ours", source="/x", protocol="9p")
     rows = _unrecorded("testvm", vm, known_tags=set())
     assert [r.key for r in rows] == ["testvm:/mnt/lost"]
     assert not rows[0].healthy and "vmshare remove testvm:/mnt/lost" in rows[0].problems[0]

@@ -8,6 +8,7 @@ import pytest
 
 from vmshare import core
 from vmshare.backends.base import Backend
+from vmshare.backends.fake import FakeBackend, FakeHost
 from vmshare.host import Host, HostActions
 from vmshare.host.local import LocalHost
 from vmshare.plan.step import ACTIONS
@@ -32,30 +33,10 @@ def test_local_host_offers_every_host_action_with_the_interface_signature():
         assert list(ours.parameters) == list(declared.parameters), name
 
 
-class _Base(Backend):
-    name = "fake"
-    default_connection = "fake:///"
-
-    def inspect(self, vm):
-        raise NotImplementedError
-
-    def guest_channel(self, vm):
-        raise NotImplementedError
-
-    def attach_filesystem(self, vm, tag, source, driver, readonly, live, config):
-        raise NotImplementedError
-
-    def detach_filesystem(self, vm, tag, live, config):
-        raise NotImplementedError
-
-    def add_shared_memory(self, vm):
-        raise NotImplementedError
-
-    def restart(self, vm):
-        raise NotImplementedError
-
-    def start(self, vm):
-        raise NotImplementedError
+class _Base(FakeBackend):
+    def __init__(self, connection: str = "fake://") -> None:
+        super().__init__()
+        self.connection = connection
 
 
 class _RemoteHost(LocalHost):
@@ -140,3 +121,9 @@ def test_both_guests_take_the_guest_actions_keyword_arguments():
         declared = list(inspect.signature(getattr(Guest, name)).parameters)
         for cls in (LinuxGuest, WindowsGuest):
             assert list(inspect.signature(getattr(cls, name)).parameters) == declared, (cls, name)
+
+
+def test_the_fake_host_offers_the_host_actions():
+    for name in ACTIONS["host"]:
+        ours = list(inspect.signature(getattr(FakeHost, name)).parameters)
+        assert ours == list(inspect.signature(getattr(HostActions, name)).parameters), name

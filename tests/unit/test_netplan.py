@@ -6,13 +6,15 @@ from factories import apply_journal, fresh_vm, spec_of
 from vmshare.errors import UsageError
 from vmshare.facts import Facts, GuestFacts, GuestMount, PathFact
 from vmshare.formats import ownedblock
-from vmshare.plan.network import USER_NET_WARNING, HostServers
+from vmshare.plan.network import HostServers, nat_warning
 from vmshare.plan.removal import removal_plan
 from vmshare.plan.resolve import resolve
 from vmshare.protocols import mount_tag, nfs, smb
 from vmshare.secrets import Secret, SecretStore, redact
 from vmshare.spec import HostSettings, NfsHost, SmbHost
 from vmshare.state import State
+
+USER_NET_WARNING = nat_warning("QEMU user networking", "127.0.0.1")
 
 
 def servers(tmp_path):

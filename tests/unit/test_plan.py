@@ -21,15 +21,16 @@ def test_fresh_share_on_running_vm_is_hot_plugged_virtiofs():
     spec = spec_of("/srv/x testvm:/mnt/x")
     plan = plan_for(spec, fresh_vm())
     assert actions(plan) == [
-        "hypervisor.attach_filesystem",
+        "hypervisor.attach_share",
         "guest.mkdir",
         "guest.mount",
         "guest.fstab_add",
         "guest.probe",
     ]
     attach = plan.steps[0]
-    assert attach.args["live"] and attach.args["config"] and attach.args["driver"] == "virtiofs"
-    assert attach.undo is not None and attach.undo.action == "detach_filesystem"
+    assert attach.args["scopes"] == ["running", "persistent"]
+    assert attach.args["protocol"] == "virtiofs"
+    assert attach.undo is not None and attach.undo.action == "detach_share"
     assert plan.choices[0].protocol == "virtiofs" and "POSIX" in plan.choices[0].semantics
     assert plan.steps[3].args["options"] == ["rw", "nofail"]
     assert plan.steps[4].args["writable"] is True
@@ -57,8 +58,8 @@ def test_readonly_auto_picks_9p_and_needs_a_restart_on_a_running_vm():
     assert plan.blockers and "--restart" in plan.blockers[0]
     restarted = plan_for(spec, fresh_vm(), allow_restart=True)
     assert not restarted.blockers
-    assert actions(restarted)[:2] == ["hypervisor.attach_filesystem", "hypervisor.restart"]
-    assert restarted.steps[0].args["live"] is False
+    assert actions(restarted)[:2] == ["hypervisor.attach_share", "hypervisor.restart"]
+    assert restarted.steps[0].args["scopes"] == ["persistent"]
     mount = next(s for s in restarted.steps if s.action == "mount")
     assert mount.args["options"][0] == "ro" and "trans=virtio" in mount.args["options"]
     assert restarted.steps[-1].args["writable"] is False
@@ -76,8 +77,8 @@ def test_missing_shared_memory_is_added_and_needs_restart():
     vm = fresh_vm(shared_memory_config=False, shared_memory_live=False)
     plan = plan_for(spec, vm, allow_restart=True)
     assert actions(plan)[:3] == [
-        "hypervisor.add_shared_memory",
-        "hypervisor.attach_filesystem",
+        "hypervisor.prepare",
+        "hypervisor.attach_share",
         "hypervisor.restart",
     ]
     assert "shared memory" in plan.steps[2].reason
@@ -93,14 +94,13 @@ def test_stopped_vm_needs_permission_to_start():
     vm = fresh_vm(running=False, guest=GuestFacts())
     assert "not running" in plan_for(spec, vm).blockers[0]
     plan = plan_for(spec, vm, allow_restart=True)
-    assert actions(plan)[:2] == ["hypervisor.attach_filesystem", "hypervisor.start"]
+    assert actions(plan)[:2] == ["hypervisor.attach_share", "hypervisor.start"]
     assert plan.steps[0].args == {
         "tag": mount_tag("testvm:/mnt/x"),
         "source": "/srv/x",
-        "driver": "virtiofs",
+        "protocol": "virtiofs",
         "readonly": False,
-        "live": False,
-        "config": True,
+        "scopes": ["persistent"],
     }
 
 
@@ -157,7 +157,7 @@ def test_removal_plan_undoes_in_reverse():
         "guest.fstab_remove",
         "guest.unmount",
         "guest.rmdir_empty",
-        "hypervisor.detach_filesystem",
+        "hypervisor.detach_share",
     ]
 
 
@@ -178,9 +178,9 @@ def test_changed_settings_remove_then_recreate():
         "guest.fstab_remove",
         "guest.unmount",
         "guest.rmdir_empty",
-        "hypervisor.detach_filesystem",
+        "hypervisor.detach_share",
     ]
-    assert "hypervisor.attach_filesystem" in actions(plan)[4:]
+    assert "hypervisor.attach_share" in actions(plan)[4:]
     assert plan.steps[4].args["source"] == "/srv/other"
 
 

@@ -69,7 +69,7 @@ def test_known_hosts_path_with_spaces_is_refused():
 
 @pytest.mark.parametrize("path", [h for h in HOSTILE if "\n" not in h and h])
 def test_filesystem_xml_round_trips_hostile_paths(path):
-    device = FsDevice(tag="vmshare-abc", source=f"/srv/{path}", driver="virtiofs", readonly=True)
+    device = FsDevice(tag="vmshare-abc", source=f"/srv/{path}", protocol="virtiofs", readonly=True)
     xml = filesystem_xml(device)
     element = ET.fromstring(xml)
     assert element.find("source").get("dir") == f"/srv/{path}"
@@ -79,7 +79,7 @@ def test_filesystem_xml_round_trips_hostile_paths(path):
 
 
 def test_9p_device_is_mapped_and_has_no_virtiofs_driver():
-    xml = filesystem_xml(FsDevice(tag="t", source="/s", driver="9p", readonly=False))
+    xml = filesystem_xml(FsDevice(tag="t", source="/s", protocol="9p", readonly=False))
     element = ET.fromstring(xml)
     assert element.get("accessmode") == "mapped" and element.find("driver") is None
 

@@ -1,11 +1,13 @@
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from vmshare import state as state_mod
 from vmshare.errors import LockTimeout, StateError
+from vmshare.plan.removal import removal_plan
 from vmshare.state import State, StateStore
 
 
@@ -90,7 +92,7 @@ def test_a_version_1_file_loads_with_no_pending_steps(tmp_path):
     document = {"version": 1, "shares": {"vm:/mnt/x": record}}
     (tmp_path / "state.json").write_text(json.dumps(document))
     loaded = StateStore(tmp_path).load()
-    assert loaded.version == 2 and loaded.shares["vm:/mnt/x"].pending == []
+    assert loaded.version == state_mod.STATE_VERSION and loaded.shares["vm:/mnt/x"].pending == []
 
 
 def test_temp_files_of_an_interrupted_write_go_with_the_next_locked_run(tmp_path):
@@ -103,3 +105,30 @@ def test_temp_files_of_an_interrupted_write_go_with_the_next_locked_run(tmp_path
     with store.locked():
         pass
     assert not stale.exists() and other.exists()
+
+
+STATE_FROM_MAIN = Path(__file__).parent / "data" / "state-v2-main-8e8ac77.json"
+
+
+def test_a_state_file_written_by_main_before_the_generic_verbs_migrates(tmp_path):
+    """The file was written by vmshare at commit 8e8ac77 (state version 2): libvirt's own verbs
+    (attach_filesystem with live/config, add_shared_memory), a 9p share and a pending step."""
+    (tmp_path / "state.json").write_bytes(STATE_FROM_MAIN.read_bytes())
+    state = StateStore(tmp_path).load()
+    assert state.version == state_mod.STATE_VERSION == 3
+    src, docs, wip = (state.shares[f"testvm:/mnt/{n}"] for n in ("src", "docs", "wip"))
+    hypervisor = [(s.action, s.args) for s in src.steps if s.layer == "hypervisor"]
+    assert hypervisor[0] == ("prepare", {"prerequisite": "shared-memory"})
+    action, args = hypervisor[1]
+    assert action == "attach_share" and args["protocol"] == "virtiofs"
+    assert args["scopes"] == ["persistent"] and "live" not in args and "driver" not in args
+    attach = next(s for s in src.steps if s.action == "attach_share")
+    assert attach.undo is not None and attach.undo.action == "detach_share"
+    assert attach.undo.args == {"tag": src.tag, "scopes": ["running", "persistent"]}
+    assert docs.detach_restarts and not src.detach_restarts  # 9p leaves only at a restart
+    assert [s.action for s in wip.pending] == ["attach_share"]
+    assert wip.pending[0].args["scopes"] == ["running", "persistent"]
+    # what the old journal undoes is now a plan of generic verbs that the executor accepts
+    steps = removal_plan([src, docs, wip]).steps
+    assert {s.action for s in steps if s.layer == "hypervisor"} == {"detach_share"}
+    assert removal_plan([docs], allow_restart=True).steps[-1].action == "restart"

@@ -11,7 +11,9 @@ import pytest
 from test_powershell import parse, scan
 
 from vmshare import core
+from vmshare.backends.fake import FakeBackend, FakeVm
 from vmshare.errors import GuestError, UsageError
+from vmshare.facts import Capabilities
 from vmshare.formats import powershell as ps
 from vmshare.guest import guest_for
 from vmshare.guest.channel import GuestResult
@@ -337,23 +339,19 @@ def test_guest_os_setting_defaults_to_auto():
         GuestAccess(os="macos")
 
 
-class _Backend:
+class _Backend(FakeBackend):
+    """Reports the guest OS ``guest_os``; counts the inspections."""
+
     def __init__(self, guest_os):
-        self.reported = guest_os
+        super().__init__(FakeVm("vm", Capabilities(guest_os=guest_os), running=False))
         self.inspected = 0
-        self.restart_follows: set[str] = set()
 
     def inspect(self, vm):
-        from vmshare.facts import VmFacts
-
         self.inspected += 1
-        return VmFacts(name=vm, backend="fake", connection="x", guest_os=self.reported)
+        return super().inspect(vm)
 
     def guest_channel(self, vm):
         return FakeChannel()
-
-    def close(self):
-        pass
 
 
 @pytest.mark.parametrize(
@@ -361,9 +359,8 @@ class _Backend:
     [
         ("auto", "windows", WindowsGuest),
         ("auto", "linux", LinuxGuest),
-        ("auto", None, LinuxGuest),
         ("linux", "windows", LinuxGuest),
-        ("windows", None, WindowsGuest),
+        ("windows", "linux", WindowsGuest),
     ],
 )
 def test_session_picks_the_guest_code_from_the_setting_or_the_backends_fact(

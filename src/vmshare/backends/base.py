@@ -1,16 +1,21 @@
 """The interface every hypervisor backend implements.
 
-A backend answers read-only questions (``inspect``), gives a guest channel and its VMs' host
-layer (``host``), and offers the hypervisor-layer actions that plan steps name (see
-``vmshare.plan.step.ACTIONS``). Actions are idempotent, and return an optional note for the user.
+A backend answers read-only questions (``inspect``: the VM's facts and capabilities), gives a
+guest channel and its VMs' host layer (``host``), and carries out the hypervisor verbs that plan
+steps name (``vmshare.plan.step`` ACTIONS). The verbs are the same for every backend and
+keyword-only, because the journal replays them by name and keyword: they are an on-disk API. Each
+is idempotent and returns an optional note for the user. Every call from vmshare into a backend
+runs inside ``sdk_errors()``, so no bare SDK exception reaches the user.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
-from vmshare.facts import VmFacts
+from vmshare.facts import Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.host import Host
 from vmshare.host.local import LocalHost
@@ -30,7 +35,8 @@ class Backend(ABC):
 
     @abstractmethod
     def inspect(self, vm: str) -> VmFacts:
-        """What the hypervisor knows about ``vm``; guest facts are filled in by the caller."""
+        """What the hypervisor knows about ``vm``, with the VM's capabilities; guest facts are
+        filled in by the caller."""
 
     @abstractmethod
     def guest_channel(self, vm: VmSpec) -> GuestChannel:
@@ -44,22 +50,40 @@ class Backend(ABC):
         """
         return LocalHost(secrets)
 
-    @abstractmethod
-    def attach_filesystem(
-        self, vm: str, tag: str, source: str, driver: str, readonly: bool, live: bool, config: bool
-    ) -> str | None: ...
+    @contextmanager
+    def sdk_errors(self) -> Iterator[None]:
+        """Map the SDK's exceptions to vmshare's (HypervisorError, BackendUnavailable, ...)."""
+        yield
 
     @abstractmethod
-    def detach_filesystem(self, vm: str, tag: str, live: bool, config: bool) -> str | None: ...
+    def attach_share(
+        self,
+        *,
+        vm: str,
+        tag: str,
+        source: str,
+        protocol: str,
+        readonly: bool,
+        scopes: list[Scope],
+    ) -> str | None:
+        """Give the VM a ``protocol`` device named ``tag`` for the host folder ``source``, in
+        each of ``scopes`` where it is not already."""
 
     @abstractmethod
-    def add_shared_memory(self, vm: str) -> str | None: ...
+    def detach_share(self, *, vm: str, tag: str, scopes: list[Scope]) -> str | None:
+        """Take device ``tag`` away in each of ``scopes`` where it is (gone already: no-op)."""
 
     @abstractmethod
-    def restart(self, vm: str) -> str | None: ...
+    def prepare(self, *, vm: str, prerequisite: str) -> str | None:
+        """Add a prerequisite that the VM's capabilities listed as missing."""
 
     @abstractmethod
-    def start(self, vm: str) -> str | None: ...
+    def start(self, *, vm: str) -> str | None:
+        """Start the VM and wait until its guest channel answers."""
+
+    @abstractmethod
+    def restart(self, *, vm: str) -> str | None:
+        """Shut the VM down gracefully (forced after a deadline) and start it again."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -1,12 +1,17 @@
-"""The steps of a device share (virtiofs, 9p): host folder, hypervisor device, guest mount."""
+"""The steps of a device share (virtiofs, 9p, vboxsf, hgfs): host folder, hypervisor device,
+guest mount. What the hypervisor can do (hot-plug, prerequisites) comes from the VM's
+capabilities, so the same steps fit every backend."""
 
 from __future__ import annotations
 
 from vmshare.errors import UsageError
-from vmshare.facts import FsDevice, VmFacts
+from vmshare.facts import DeviceCapability, FsDevice, Scope, VmFacts
 from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.protocols import DeviceProtocol
 from vmshare.spec import ShareSpec
+
+ALL_SCOPES: list[Scope] = ["running", "persistent"]
+SCOPE_WORDS: dict[Scope, str] = {"running": "running VM", "persistent": "config"}
 
 
 class DeviceShareSteps(StepMaker):
@@ -17,74 +22,65 @@ class DeviceShareSteps(StepMaker):
         share: ShareSpec,
         vm: VmFacts,
         protocol: DeviceProtocol,
+        capability: DeviceCapability,
         explained: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(share, vm, explained)
-        self.protocol = protocol
+        self.protocol, self.capability = protocol, capability
 
     def hypervisor(self, out: VmSteps) -> None:
-        vm, protocol, tag = self.vm, self.protocol, self.tag
+        vm, cap, tag = self.vm, self.capability, self.tag
         device = FsDevice(
-            tag=tag, source=self.source, driver=protocol.name, readonly=self.share.readonly
+            tag=tag, source=self.source, protocol=cap.protocol, readonly=self.share.readonly
         )
-        for existing in (vm.config_devices.get(tag), vm.live_devices.get(tag)):
+        for existing in (vm.persistent_devices.get(tag), vm.running_devices.get(tag)):
             if existing is not None and existing != device:
                 raise UsageError(
                     f"VM {self.share.vm!r} already has device {tag} for {self.share.target} with "
-                    f"other settings ({existing.driver} from {existing.source})",
+                    f"other settings ({existing.protocol} from {existing.source})",
                     hint=f"run `vmshare remove {self.share.key}` first",
                 )
-        if protocol.needs_shared_memory and not vm.shared_memory_config:
+        for missing in cap.missing:
             out.hypervisor.append(
                 self.step(
                     "hypervisor",
-                    "add_shared_memory",
-                    "add shared memory backing to the VM config",
-                    reason="virtiofs needs the guest's memory shared with virtiofsd",
+                    "prepare",
+                    missing.summary,
+                    reason=missing.reason,
+                    prerequisite=missing.name,
                 )
             )
-        if vm.running and protocol.needs_shared_memory and not vm.shared_memory_live:
-            out.restart_reasons.append("shared memory backing takes effect only when QEMU restarts")
         # A device the journal does not explain is attached "again" (a no-op for the backend)
         # so that the journal holds its detach.
-        adopt = not self.explains("attach_filesystem")
-        need_config = tag not in vm.config_devices or adopt
-        need_live = vm.running and (tag not in vm.live_devices or adopt)
-        hotplug = (
-            protocol.hotplug
-            and vm.acpi
-            and (vm.shared_memory_live or not protocol.needs_shared_memory)
-        )
-        if need_live and tag not in vm.live_devices and not hotplug:
-            if not protocol.hotplug:
-                out.restart_reasons.append(f"{protocol.name} devices cannot be hot-plugged")
-            elif not vm.acpi:
-                out.restart_reasons.append("the VM has no ACPI, so PCI hot-plug is off")
-        live_now = need_live and (hotplug or tag in vm.live_devices)
-        if need_config or live_now:
+        adopt = not self.explains("attach_share")
+        need_persistent = tag not in vm.persistent_devices or adopt
+        need_running = vm.running and (tag not in vm.running_devices or adopt)
+        if need_running and tag not in vm.running_devices and not cap.hotplug:
+            out.restart_reasons.append(cap.hotplug_off or f"{cap.protocol} cannot be hot-plugged")
+        running_now = need_running and (cap.hotplug or tag in vm.running_devices)
+        wanted: list[tuple[Scope, bool]] = [
+            ("running", running_now),
+            ("persistent", need_persistent),
+        ]
+        scopes = [scope for scope, on in wanted if on]
+        if scopes:
             where = " and ".join(
-                w for w, on in (("running VM", live_now), ("config", need_config)) if on
+                {"running": "running VM", "persistent": "config"}[s] for s in scopes
             )
             undo = self.step(
-                "hypervisor",
-                "detach_filesystem",
-                f"detach device {tag}",
-                tag=tag,
-                live=True,
-                config=True,
+                "hypervisor", "detach_share", f"detach device {tag}", tag=tag, scopes=ALL_SCOPES
             )
             out.hypervisor.append(
                 self.step(
                     "hypervisor",
-                    "attach_filesystem",
-                    f"attach {protocol.name} device {tag} for {self.source} ({where})",
+                    "attach_share",
+                    f"attach {cap.protocol} device {tag} for {self.source} ({where})",
                     undo,
                     tag=tag,
                     source=self.source,
-                    driver=protocol.name,
+                    protocol=cap.protocol,
                     readonly=self.share.readonly,
-                    live=live_now,
-                    config=need_config,
+                    scopes=scopes,
                 )
             )
 

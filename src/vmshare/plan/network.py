@@ -10,10 +10,13 @@ from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.protocols import nfs, smb, with_extras
 from vmshare.spec import HostSettings, ShareSpec, VmSpec
 
-USER_NET_WARNING = (
-    "QEMU user networking: the guest reaches the host from 127.0.0.1, so the export is open to "
-    "every local process on this host too; give the VM a bridged or NAT network to narrow it"
-)
+
+def nat_warning(what: str, client: str) -> str:
+    """Why an export to a VM behind its hypervisor's NAT is wider than the VM."""
+    return (
+        f"{what}: the guest reaches the host from {client}, so the export is open to every "
+        "local process on this host too; give the VM a network of its own to narrow it"
+    )
 
 
 @dataclass(frozen=True)
@@ -43,16 +46,18 @@ def addresses(vm_spec: VmSpec, vm: VmFacts) -> Addresses:
     """Where the export is granted and where the guest connects, each overridable in the spec."""
     if vm_spec.client_address:
         client, why = vm_spec.client_address, "client_address from the spec"
-    elif vm.user_networking:
-        client, why = "127.0.0.1", "QEMU user networking: guest connections come from 127.0.0.1"
+    elif vm.capabilities.nat is not None:
+        nat = vm.capabilities.nat
+        client, why = nat.client, f"{nat.what}: guest connections come from {nat.client}"
     elif vm.addresses:
-        client, why = vm.addresses[0], "the VM's address from its guest agent"
+        client, why = vm.addresses[0], "the VM's address from its guest tools"
     else:
         raise UsageError(
-            f"cannot find the address of VM {vm_spec.name!r} (it must run, with its guest agent)",
+            f"cannot find the address of VM {vm_spec.name!r} (it must run, with its guest tools)",
             hint=f"start the VM, or set [vm.{vm_spec.name}] client_address in the spec",
         )
-    host = vm_spec.host_address or vm.guest.gateway
+    nat_host = vm.capabilities.nat.host if vm.capabilities.nat else None
+    host = vm_spec.host_address or nat_host or vm.guest.gateway
     if not host:
         raise UsageError(
             f"cannot find how VM {vm_spec.name!r} reaches the host (no default route)",

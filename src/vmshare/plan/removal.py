@@ -4,11 +4,11 @@ objects that carry a share's names although no journal explains them."""
 from __future__ import annotations
 
 from vmshare.facts import VmFacts
-from vmshare.plan.choice import DEVICE_PROTOCOLS
+from vmshare.plan.device import ALL_SCOPES
 from vmshare.plan.model import Plan
 from vmshare.plan.network import HostServers
 from vmshare.plan.step import Layer, Step
-from vmshare.protocols import device_protocol, mount_tag, smb
+from vmshare.protocols import mount_tag, smb
 from vmshare.state import ShareRecord
 
 
@@ -53,16 +53,9 @@ def orphan_plan(
     if vm.guest.reachable:
         path = smb.credentials_path(tag)
         plan.steps.append(step("guest", "remove_file", f"remove {path} if present", path=path))
-    if tag in vm.config_devices or tag in vm.live_devices:
+    if tag in vm.persistent_devices or tag in vm.running_devices:
         plan.steps.append(
-            step(
-                "hypervisor",
-                "detach_filesystem",
-                f"detach device {tag}",
-                tag=tag,
-                live=True,
-                config=True,
-            )
+            step("hypervisor", "detach_share", f"detach device {tag}", tag=tag, scopes=ALL_SCOPES)
         )
     if servers is not None:
         nfs_settings = servers.settings.nfs.model_dump(mode="json")
@@ -102,9 +95,7 @@ def removal_plan(records: list[ShareRecord], *, allow_restart: bool = False) -> 
         plan.removes.append(record.key)
     if allow_restart:
         for record in records:
-            if record.protocol in DEVICE_PROTOCOLS.get(record.vm_spec.backend, ()) and not (
-                device_protocol(record.protocol).hotplug
-            ):
+            if record.detach_restarts:
                 plan.steps.append(
                     Step(
                         share=record.key,

@@ -13,7 +13,7 @@ from vmshare.facts import Facts, VmFacts
 from vmshare.plan.choice import NETWORK_PROTOCOLS, choose_protocol
 from vmshare.plan.device import DeviceShareSteps
 from vmshare.plan.model import Choice, Plan
-from vmshare.plan.network import USER_NET_WARNING, HostServers, NetworkShareSteps, addresses
+from vmshare.plan.network import HostServers, NetworkShareSteps, addresses, nat_warning
 from vmshare.plan.removal import dirs_made, removal_steps
 from vmshare.plan.share import VmSteps
 from vmshare.plan.step import Step
@@ -95,9 +95,9 @@ def resolve(
         if not vm.exists:
             raise NotFoundError(
                 f"VM {share.vm!r} not found on {vm.connection}",
-                hint=f"check the name with `virsh -c {vm.connection} list --all`",
+                hint=vm.find_hint,
             )
-        choice = choose_protocol(share, vm_spec.backend)
+        choice = choose_protocol(share, vm)
         plan.choices.append(choice)
         out = builders.setdefault(share.vm, VmSteps())
         record = state.shares.get(share.key)
@@ -125,13 +125,18 @@ def resolve(
             if servers is None:
                 raise UsageError("network shares need the host's file server settings")
             where = addresses(vm_spec, vm)
-            if where.client == "127.0.0.1":
-                choice.warnings.append(USER_NET_WARNING)
+            if where.client.startswith("127."):
+                nat = vm.capabilities.nat
+                what = nat.what if nat is not None else "a loopback client address"
+                choice.warnings.append(nat_warning(what, where.client))
             network = NetworkShareSteps(share, vm, facts, servers, where, explained)
             network.host_folder(host, out)
             network.nfs(out) if choice.protocol == "nfs" else network.smb(out)
         else:
-            device = DeviceShareSteps(share, vm, device_protocol(choice.protocol), explained)
+            capability = vm.capabilities.device(choice.protocol)
+            assert capability is not None  # choose_protocol picks from the capabilities
+            protocol = device_protocol(choice.protocol)
+            device = DeviceShareSteps(share, vm, protocol, capability, explained)
             device.host_folder(host, out)
             device.hypervisor(out)
             device.guest(out)
@@ -191,10 +196,7 @@ def _power_change(vm_name: str, vm: VmFacts, out: VmSteps) -> tuple[str, str, st
 def raise_guest_unreachable(vm_name: str, vm: VmFacts) -> None:
     raise GuestError(
         f"cannot reach inside VM {vm_name!r}: {vm.guest.error or 'no guest channel answered'}",
-        hint=(
-            "install and start qemu-guest-agent in the guest, or set "
-            f'[vm.{vm_name}.guest] channel = "ssh" and ssh_host in the spec'
-        ),
+        hint=vm.guest_hint,
     )
 
 
@@ -204,6 +206,7 @@ def _record_template(
     existing = state.shares.get(share.key)
     if existing is not None and not drifted(existing, share):
         return existing
+    device = vm.capabilities.device(choice.protocol)
     return ShareRecord(
         key=share.key,
         name=share.name,
@@ -214,6 +217,7 @@ def _record_template(
         protocol=choice.protocol,
         tag=mount_tag(share.key),
         readonly=share.readonly,
+        detach_restarts=device is not None and not device.unplug,
         requested=requested_settings(share),
         origin=origin,
         created=now(),

@@ -26,9 +26,7 @@ ACTIONS: dict[str, frozenset[str]] = {
             "smb_unshare",
         }
     ),
-    "hypervisor": frozenset(
-        {"attach_filesystem", "detach_filesystem", "add_shared_memory", "restart", "start"}
-    ),
+    "hypervisor": frozenset({"attach_share", "detach_share", "prepare", "restart", "start"}),
     "guest": frozenset(
         {
             "mkdir",

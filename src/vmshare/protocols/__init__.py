@@ -1,7 +1,8 @@
 """Share protocols: how a host directory reaches the guest, and how the guest mounts it.
 
-Each protocol module defines one ``DeviceProtocol`` (hypervisor device + guest mount). Network
-protocols (nfs, smb) add a host exporter and live beside them.
+Each device protocol module defines one ``DeviceProtocol``: its guest mount and the semantics of
+the share. What a hypervisor can do with it (hot-plug, read-only, prerequisites) is the backend's
+to say, in the VM's capabilities. Network protocols (nfs, smb) add a host exporter.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import hashlib
 from dataclasses import dataclass
 
 from vmshare.errors import UsageError
-from vmshare.facts import Driver
 
 # virtio-fs tags are at most 36 bytes and 9p mount tags at most 31 in older guests: stay below both.
 TAG_PREFIX = "vmshare-"
@@ -25,12 +25,9 @@ def mount_tag(share_key: str) -> str:
 
 @dataclass(frozen=True)
 class DeviceProtocol:
-    name: Driver
+    name: str
     fstype: str
     base_options: tuple[str, ...]
-    hotplug: bool  # can the hypervisor add the device to a running VM
-    needs_shared_memory: bool
-    readonly_at_device: bool  # does the hypervisor itself refuse writes for readonly shares
     semantics: str  # what the user should know about the share's POSIX behaviour
 
     def mount_options(self, *, readonly: bool, extra: list[str]) -> list[str]:

@@ -6,9 +6,6 @@ NINEP = DeviceProtocol(
     name="9p",
     fstype="9p",
     base_options=("trans=virtio", "version=9p2000.L", "msize=512000"),
-    hotplug=False,  # libvirt cannot hot-plug 9p filesystems
-    needs_shared_memory=False,
-    readonly_at_device=True,
     # Measured on vmshare's own share: benchmarks/semantics.py, docs/semantics.md.
     semantics=(
         "near-POSIX with security_model=mapped-xattr: sub-second timestamps are lost (times "

@@ -10,20 +10,31 @@ thread) closes a connection whose daemon stops answering, which fails the call t
 from __future__ import annotations
 
 import contextlib
-import functools
 import shlex
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import libvirt
 
 from vmshare.backends.base import Backend
 from vmshare.backends.libvirt import domain_xml
 from vmshare.backends.libvirt.agent import READY_TIMEOUT, AgentChannel
-from vmshare.errors import BackendUnavailable, GuestError, NotFoundError, VmshareError
-from vmshare.facts import FsDevice, VmFacts
+from vmshare.backends.libvirt.capabilities import SHARED_MEMORY, capabilities, find_hint, guest_hint
+from vmshare.errors import (
+    BackendUnavailable,
+    GuestError,
+    HypervisorError,
+    NotFoundError,
+    UsageError,
+    VmshareError,
+)
+from vmshare.facts import (
+    FsDevice,
+    Scope,
+    VmFacts,
+)
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
 from vmshare.spec import VmSpec
@@ -38,7 +49,6 @@ SHUTDOWN_TIMEOUT = 60.0  # s: a graceful shutdown before the VM is forced off
 UNPLUG_TIMEOUT = 30.0  # s: for the guest to release a hot-unplugged device
 AGENT_TIMEOUT = READY_TIMEOUT  # s: for the guest agent to answer after the VM starts
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 _event_loop_lock = threading.Lock()
 _event_loop_running = False
 
@@ -111,24 +121,6 @@ def open_connection(uri: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConne
     return conn
 
 
-def _bounded(method: _F) -> _F:
-    """Report a libvirt error that escapes ``method`` as a vmshare error (a lost connection
-    as BackendUnavailable naming the keepalive)."""
-
-    @functools.wraps(method)
-    def wrapper(self: LibvirtBackend, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except libvirt.libvirtError as exc:
-            what = method.__name__.strip("_").replace("_", " ")
-            raise self._lost(exc) or VmshareError(
-                f"libvirt failed in {what}: {_message(exc)}",
-                hint=f"check the VM with `virsh -c {shlex.quote(self.connection)} dumpxml`",
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 class LibvirtBackend(Backend):
     name = "libvirt"
     default_connection = "qemu:///system"
@@ -155,6 +147,18 @@ class LibvirtBackend(Backend):
             conn, self._conn = self._conn, None
             with contextlib.suppress(libvirt.libvirtError):  # closed already (keepalive)
                 conn.close()
+
+    @contextlib.contextmanager
+    def sdk_errors(self) -> Iterator[None]:
+        """A libvirt error that escapes a call: a lost connection as BackendUnavailable naming
+        the keepalive, anything else as HypervisorError."""
+        try:
+            yield
+        except libvirt.libvirtError as exc:
+            raise self._lost(exc) or HypervisorError(
+                f"libvirt failed: {_message(exc)}",
+                hint=f"check the VM with `virsh -c {shlex.quote(self.connection)} dumpxml`",
+            ) from None
 
     def _lost(self, exc: libvirt.libvirtError) -> BackendUnavailable | None:
         """The error to report when ``exc`` means the connection itself is gone."""
@@ -197,14 +201,13 @@ class LibvirtBackend(Backend):
 
     # --------------------------------------------------------------------- facts
 
-    @_bounded
     def inspect(self, vm: str) -> VmFacts:
         facts = VmFacts(
             name=vm,
             backend=self.name,
             connection=self.connection,
-            lookup_hint=f"check the name with `virsh -c {shlex.quote(self.connection)} list --all`",
-            guest_channel_hint="install and start qemu-guest-agent in the guest",
+            find_hint=find_hint(self.connection),
+            guest_hint=guest_hint(vm),
         )
         try:
             dom = self.domain(vm)
@@ -216,14 +219,19 @@ class LibvirtBackend(Backend):
         facts.exists = True
         facts.uuid = dom.UUIDString()
         facts.running = running
-        facts.acpi = domain_xml.has_acpi(live_xml or config_xml)
-        facts.shared_memory_config = domain_xml.has_shared_memory(config_xml)
-        facts.shared_memory_live = bool(live_xml) and domain_xml.has_shared_memory(live_xml or "")
-        facts.config_devices = {t: d for t, (d, _) in domain_xml.filesystems(config_xml).items()}
-        facts.user_networking = domain_xml.has_user_networking(live_xml or config_xml)
-        facts.guest_os = domain_xml.guest_os(config_xml)
+        facts.persistent_devices = {
+            t: d for t, (d, _) in domain_xml.filesystems(config_xml).items()
+        }
+        facts.capabilities = capabilities(
+            running=running,
+            acpi=domain_xml.has_acpi(live_xml or config_xml),
+            shared_memory_config=domain_xml.has_shared_memory(config_xml),
+            shared_memory_live=bool(live_xml) and domain_xml.has_shared_memory(live_xml or ""),
+            user_networking=domain_xml.has_user_networking(live_xml or config_xml),
+        )
+        facts.capabilities.guest_os = domain_xml.guest_os(config_xml)
         if live_xml:
-            facts.live_devices = {t: d for t, (d, _) in domain_xml.filesystems(live_xml).items()}
+            facts.running_devices = {t: d for t, (d, _) in domain_xml.filesystems(live_xml).items()}
             facts.addresses = self._agent_addresses(AgentChannel(lambda: dom, vm))
         return facts
 
@@ -256,11 +264,20 @@ class LibvirtBackend(Backend):
 
     # ------------------------------------------------------------------- actions
 
-    @_bounded
-    def attach_filesystem(
-        self, vm: str, tag: str, source: str, driver: str, readonly: bool, live: bool, config: bool
+    def attach_share(
+        self,
+        *,
+        vm: str,
+        tag: str,
+        source: str,
+        protocol: str,
+        readonly: bool,
+        scopes: list[Scope],
     ) -> str | None:
-        device = FsDevice(tag=tag, source=source, driver=driver, readonly=readonly)  # type: ignore[arg-type]
+        if protocol not in ("virtiofs", "9p"):
+            raise UsageError(f"libvirt has no {protocol} device", hint="use virtiofs or 9p")
+        device = FsDevice(tag=tag, source=source, protocol=protocol, readonly=readonly)
+        live, config = "running" in scopes, "persistent" in scopes
         dom = self.domain(vm)
         # Idempotent: a device already in place (a rerun after a crash, a restored share)
         # is not attached twice.
@@ -277,13 +294,13 @@ class LibvirtBackend(Backend):
             dom.attachDeviceFlags(domain_xml.filesystem_xml(device), flags)
         except libvirt.libvirtError as exc:
             raise self._lost(exc) or VmshareError(
-                f"libvirt refused the {driver} device for {source}: {_message(exc)}",
+                f"libvirt refused the {protocol} device for {source}: {_message(exc)}",
                 hint="check the domain with `virsh dumpxml`; nothing was left attached",
             ) from None
         return None
 
-    @_bounded
-    def detach_filesystem(self, vm: str, tag: str, live: bool, config: bool) -> str | None:
+    def detach_share(self, *, vm: str, tag: str, scopes: list[Scope]) -> str | None:
+        live, config = "running" in scopes, "persistent" in scopes
         dom = self.domain(vm)
         note = None
         if config:
@@ -292,7 +309,7 @@ class LibvirtBackend(Backend):
                 self._detach(dom, found[1], libvirt.VIR_DOMAIN_AFFECT_CONFIG)
         if live and dom.isActive():
             found = domain_xml.filesystems(dom.XMLDesc(0)).get(tag)
-            if found and found[0].driver == "virtiofs":
+            if found and found[0].protocol == "virtiofs":
                 self._detach(dom, found[1], libvirt.VIR_DOMAIN_AFFECT_LIVE)
                 self._wait_gone(dom, tag)
             elif found and vm not in self.restart_follows:
@@ -319,8 +336,9 @@ class LibvirtBackend(Backend):
                 )
             time.sleep(0.2)
 
-    @_bounded
-    def add_shared_memory(self, vm: str) -> str | None:
+    def prepare(self, *, vm: str, prerequisite: str) -> str | None:
+        if prerequisite != SHARED_MEMORY:
+            raise UsageError(f"libvirt cannot prepare {prerequisite!r}", hint="a bug: report it")
         dom = self.domain(vm)
         xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         if domain_xml.has_shared_memory(xml):
@@ -334,8 +352,7 @@ class LibvirtBackend(Backend):
             ) from None
         return f"VM {vm!r} now has shared memory backing (needed by virtiofs); it stays in place"
 
-    @_bounded
-    def start(self, vm: str) -> str | None:
+    def start(self, *, vm: str) -> str | None:
         dom = self.domain(vm)
         if not dom.isActive():
             try:
@@ -347,8 +364,7 @@ class LibvirtBackend(Backend):
         AgentChannel(lambda: self.domain(vm), vm).wait_ready(AGENT_TIMEOUT)
         return None
 
-    @_bounded
-    def restart(self, vm: str) -> str | None:
+    def restart(self, *, vm: str) -> str | None:
         """Graceful shutdown (agent, then ACPI), forced off after SHUTDOWN_TIMEOUT, then start.
 
         A VM that is off stays off: its config already holds the change.
@@ -371,7 +387,7 @@ class LibvirtBackend(Backend):
         forced = bool(dom.isActive())
         if forced:
             dom.destroy()
-        self.start(vm)
+        self.start(vm=vm)
         return f"VM {vm!r} was powered off after {SHUTDOWN_TIMEOUT:g} s" if forced else None
 
 

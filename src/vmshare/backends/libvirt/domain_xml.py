@@ -5,16 +5,16 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Literal
 
-from vmshare.facts import Driver, FsDevice
+from vmshare.facts import FsDevice
 
 ET.register_namespace("qemu", "http://libvirt.org/schemas/domain/qemu/1.0")
 
 
 def filesystem_xml(device: FsDevice) -> str:
     """A ``<filesystem>`` device element for virtiofs or 9p."""
-    accessmode = "passthrough" if device.driver == "virtiofs" else "mapped"
+    accessmode = "passthrough" if device.protocol == "virtiofs" else "mapped"
     fs = ET.Element("filesystem", {"type": "mount", "accessmode": accessmode})
-    if device.driver == "virtiofs":
+    if device.protocol == "virtiofs":
         ET.SubElement(fs, "driver", {"type": "virtiofs"})
     ET.SubElement(fs, "source", {"dir": device.source})
     ET.SubElement(fs, "target", {"dir": device.tag})
@@ -33,13 +33,11 @@ def filesystems(domain_xml: str) -> dict[str, tuple[FsDevice, str]]:
         if target is None or source is None or fs.get("type", "mount") != "mount":
             continue
         driver = fs.find("driver")
-        kind: Driver = (
-            "virtiofs" if driver is not None and driver.get("type") == "virtiofs" else "9p"
-        )
+        kind = "virtiofs" if driver is not None and driver.get("type") == "virtiofs" else "9p"
         device = FsDevice(
             tag=target.get("dir", ""),
             source=source.get("dir", ""),
-            driver=kind,
+            protocol=kind,
             readonly=fs.find("readonly") is not None,
         )
         found[device.tag] = (device, ET.tostring(fs, encoding="unicode"))
