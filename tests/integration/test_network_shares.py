@@ -169,7 +169,7 @@ def test_addresses_come_from_the_guest_agent_and_route(guest: Guest):
     backend = LibvirtBackend("qemu:///system")
     facts = backend.inspect(guest.name)
     assert "10.0.2.15" in facts.addresses  # from the agent's interface list
-    assert facts.user_networking
+    assert facts.capabilities.nat is not None and facts.capabilities.nat.client == "127.0.0.1"
     channel = AgentChannel(lambda: backend.domain(guest.name), guest.name)
     assert LinuxGuest(channel, guest.name).inspect([]).gateway == "10.0.2.2"
     backend.close()
