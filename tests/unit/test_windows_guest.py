@@ -395,3 +395,20 @@ def test_libvirt_reports_windows_from_libosinfo_metadata_else_linux():
     assert guest_os(windows) == "windows"
     assert guest_os(windows.replace("microsoft.com/win/10", "debian.org/debian/12")) == "linux"
     assert guest_os("<domain/>") == "linux"
+
+
+def test_doctor_says_a_windows_guest_is_a_skeleton_and_runs_no_linux_checks(tmp_path, monkeypatch):
+    from vmshare import doctor
+
+    channel = FakeChannel(ok({"mappings": [], "links": {}, "dirs": [], "entries": {}}))
+
+    class Windows(FakeBackend):
+        def guest_channel(self, vm):
+            return channel
+
+    backend = Windows(FakeVm("win", Capabilities(guest_os="windows")))
+    monkeypatch.setattr(core, "load_backend", lambda name, connection: backend)
+    checks = doctor.diagnose_vm(StateStore(tmp_path), "win")
+    assert [c.name for c in checks] == ["vm win", "guest channel", "guest os"]
+    assert checks[-1].status == "warn" and "skeleton" in checks[-1].detail
+    assert len(channel.calls) == 1  # the inspect script only: no sh -c
