@@ -32,7 +32,7 @@ EXIT_CODES = """Exit codes: 0 success · 1 failure · 2 usage or spec error, or 
 # The choices of spec.BackendName and spec.ProtocolName, spelled out here so that parsing the
 # command line imports no pydantic (a unit test keeps them equal).
 BACKENDS = ("libvirt", "vmware", "vmware-desktop", "virtualbox", "hyperv")
-PROTOCOLS = ("auto", "virtiofs", "9p", "nfs", "smb", "native")
+PROTOCOLS = ("auto", "native", "virtiofs", "9p", "vboxsf", "hgfs", "nfs", "smb")
 
 app = typer.Typer(
     name="vmshare",

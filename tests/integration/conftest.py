@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from tests.testbed.domain import agent_exec, boot_domain, destroy_domain, reboot
 from tests.testbed.guest_image import build_image
 from tests.testbed.libvirtd import ensure_libvirtd
 from tests.testbed.servers import Ganesha, Samba
+from tests.testbed.vcsim import Vcsim
 
 URI = "qemu:///system"
 # VMSHARE_IT_VM lets several test runs share one libvirtd (each boots its own guests)
@@ -204,3 +205,18 @@ def make_tree(root: Path, owner: tuple[int, int] | None = None) -> Path:
     if owner is not None:
         os.chown(root, *owner)
     return root
+
+
+@pytest.fixture(scope="session")
+def vcsim(guest: Guest) -> Iterator[Vcsim]:
+    """The vCenter simulator for the session; its VM ``vcsim.vm`` stands for the test guest:
+    guest operations on it run in the real guest through its agent."""
+
+    def guest_exec(
+        argv: Sequence[str], stdin: bytes | None, timeout: float
+    ) -> tuple[int, bytes, bytes]:
+        return agent_exec(guest.dom, argv, stdin=stdin, timeout=timeout)
+
+    with Vcsim(guest_exec=guest_exec) as sim:
+        print(f"\nvcsim at {sim.url} ready in {sim.start_seconds:.2f} s")
+        yield sim

@@ -312,7 +312,7 @@ def test_choices_match_the_spec_models():
     [
         ("--backend", "libvrt", "unknown backend 'libvrt'; did you mean 'libvirt'?"),
         ("--protocol", "virtofs", "unknown protocol 'virtofs'; did you mean 'virtiofs'?"),
-        ("--protocol", "zzz", "choose one of: auto, virtiofs"),
+        ("--protocol", "zzz", "choose one of: auto, native, virtiofs"),
     ],
 )
 def test_a_mistyped_choice_fails_at_once(capsys, store, option, typo, fragment):

@@ -110,7 +110,7 @@ def _check_device_limits(
         raise UsageError(
             f"{device.protocol} cannot carry {' or '.join(repr(c) for c in unsafe)} in the host "
             f"path {share.source} ({device.unsafe_path_reason})",
-            hint="rename the folder, or pass --protocol " + " or ".join(others),
+            hint="rename the folder, or pass " + _either(others),
         )
     if share.readonly and asked and device.readonly_refused:
         enforced = next((d.protocol for d in caps.devices if d.readonly_enforced), None)
@@ -120,6 +120,12 @@ def _check_device_limits(
             "read-write by root in the guest",
             hint=f"drop --protocol {device.protocol} ({auto}) or use " + " or ".join(caps.network),
         )
+
+
+def _either(protocols: list[str]) -> str:
+    """``--protocol a, --protocol b or --protocol c``."""
+    options = [f"--protocol {p}" for p in protocols]
+    return " or ".join([", ".join(options[:-1]), options[-1]]) if len(options) > 1 else options[0]
 
 
 def network_protocols(spec: Spec, facts: Facts) -> set[str]:
