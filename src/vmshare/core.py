@@ -15,8 +15,9 @@ from vmshare.backends import load_backend
 from vmshare.backends.base import Backend
 from vmshare.errors import Declined, GuestError, NotFoundError, UsageError, VmshareError
 from vmshare.facts import GuestFacts, VmFacts, gather
-from vmshare.guest.linux import LinuxGuest
-from vmshare.hostops import HostOps
+from vmshare.guest import Guest, GuestOs, guest_for
+from vmshare.host import Host
+from vmshare.host.local import LocalHost
 from vmshare.plan.choice import NETWORK_PROTOCOLS, network_protocols
 from vmshare.plan.model import Plan
 from vmshare.plan.network import HostServers
@@ -36,10 +37,12 @@ class Session:
         self.vms = vms
         self.spec = spec  # its [host] table, if any, overrides host.toml
         self.secrets = SecretStore(store.directory)
-        self.host = HostOps(self.secrets)
+        self.local_host = LocalHost(self.secrets)
         self._servers: HostServers | None = None
         self._backends: dict[tuple[str, str], Backend] = {}
-        self._guests: dict[str, LinuxGuest] = {}
+        self._hosts: dict[tuple[str, str], Host] = {}
+        self._guests: dict[str, Guest] = {}
+        self._guest_os: dict[str, GuestOs] = {}  # as each VM's backend reported it
         self.restart_follows: set[str] = set()  # VMs the plan being run restarts
 
     @property
@@ -60,15 +63,40 @@ class Session:
             self._backends[key].restart_follows = self.restart_follows
         return self._backends[key]
 
-    def guest(self, vm: str) -> LinuxGuest:
+    def host(self, vm: str) -> Host:
+        """The host layer of ``vm``: its backend's host, one per backend instance; every backend
+        that keeps ``Backend.host``'s default shares the local host."""
+        spec = self.vms[vm]
+        key = (spec.backend, spec.connection_key())
+        if key not in self._hosts:
+            backend = self.backend(vm)
+            if type(backend).host is Backend.host:
+                self._hosts[key] = self.local_host
+            else:
+                self._hosts[key] = backend.host(self.secrets)
+        return self._hosts[key]
+
+    def guest_os(self, vm: str) -> GuestOs:
+        """The VM's guest OS: as its settings say, or (``auto``) as its backend reports it in
+        the VM's capabilities."""
+        wanted = self.vms[vm].guest.os
+        if wanted != "auto":
+            return wanted
+        if vm not in self._guest_os:
+            backend = self.backend(vm)
+            with backend.sdk_errors():
+                self._guest_os[vm] = backend.inspect(vm).capabilities.guest_os
+        return self._guest_os[vm]
+
+    def guest(self, vm: str) -> Guest:
         if vm not in self._guests:
             channel = self.backend(vm).guest_channel(self.vms[vm])
-            self._guests[vm] = LinuxGuest(channel, vm, self.secrets)
+            self._guests[vm] = guest_for(self.guest_os(vm), channel, vm, self.secrets)
         return self._guests[vm]
 
     def layer(self, layer: str, vm: str) -> Any:
         if layer == "host":
-            return self.host
+            return self.host(vm)
         if layer == "hypervisor":
             return _SdkMapped(self.backend(vm))
         return self.guest(vm)
@@ -77,6 +105,7 @@ class Session:
         backend = self.backend(vm)
         with backend.sdk_errors():
             facts = backend.inspect(vm)
+        self._guest_os.setdefault(vm, facts.capabilities.guest_os)
         if facts.running:
             try:
                 facts.guest = self.guest(vm).inspect(targets)

@@ -224,7 +224,7 @@ def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> li
                     name=name,
                     status="fail",
                     detail=f"not found on {facts.connection}",
-                    hint=f"check the name with `virsh -c {facts.connection} list --all`",
+                    hint=facts.find_hint,
                 )
             ]
         if not facts.running:
@@ -243,12 +243,22 @@ def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> li
                     name="guest channel",
                     status="fail",
                     detail=facts.guest.error or "no guest channel answered",
-                    hint="install and start qemu-guest-agent in the guest, or set "
-                    f'[vm.{vm}.guest] channel = "ssh" and ssh_host in the spec',
+                    hint=facts.guest_hint,
                 )
             )
             return checks
         checks.append(Check(name="guest channel", status="ok", detail=facts.guest.channel or ""))
+        if session.guest_os(vm) == "windows":
+            checks.append(
+                Check(
+                    name="guest os",
+                    status="warn",
+                    detail="Windows: vmshare's Windows guest support is a skeleton, not yet "
+                    "tested against a real guest; no mount checks",
+                    hint="Windows guests map SMB shares (--protocol smb)",
+                )
+            )
+            return checks
         channel = session.guest(vm).channel
         text = channel.run(["sh", "-c", _HELPERS]).stdout.decode("utf-8", "replace")
         kernel = {

@@ -6,8 +6,6 @@ Nothing here changes anything. Backends fill ``VmFacts``; the guest probe fills 
 from __future__ import annotations
 
 import contextlib
-import grp
-import pwd
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -179,6 +177,9 @@ def probe_path(path: Path) -> PathFact:
 
 
 def _names(facts: Facts, spec: Spec) -> None:
+    import grp  # POSIX only: imported here so that Windows can load this module
+    import pwd
+
     owners = [(p.uid, p.gid) for p in facts.host_paths.values() if p.exists]
     owners += [(s.owner.uid, s.owner.gid) for s in spec.share if s.owner is not None]
     for uid, gid in owners:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import tempfile
@@ -88,6 +87,8 @@ def locked_folder(path: Path) -> Iterator[None]:
     Locking the folder (not the file) survives the file being replaced by rename, and leaves no
     lock file behind in places like /etc.
     """
+    import fcntl  # POSIX only: imported here so that Windows can load this module
+
     fd = os.open(real_file(Path(path)).parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

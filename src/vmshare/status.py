@@ -11,7 +11,6 @@ from vmshare.core import Session
 from vmshare.errors import NotFoundError, VmshareError
 from vmshare.facts import VmFacts
 from vmshare.formats import fstab
-from vmshare.hostops import HostOps
 from vmshare.protocols import TAG_PREFIX
 from vmshare.spec import vm_settings
 from vmshare.state import ShareRecord, StateStore
@@ -47,7 +46,7 @@ def _check_record(
     checks["host"] = "ok" if source.is_dir() else "missing"
     if checks["host"] != "ok":
         problems.append(f"host folder {record.source} is missing")
-    checks["export"] = _export_check(record, problems)
+    checks["export"] = _export_check(record, session, problems)
     network = record.protocol in ("nfs", "smb")
     unfinished = [step.summary for step in record.pending]
     if unfinished:
@@ -107,14 +106,18 @@ def _check_record(
     )
 
 
-def _export_check(record: ShareRecord, problems: list[str]) -> Check:
-    """Is the share's entry still in the host's NFS or SMB server config?"""
+def _export_check(record: ShareRecord, session: Session, problems: list[str]) -> Check:
+    """Is the share's entry still in the file server config of the VM's host?"""
     steps = [*record.steps, *record.pending]
     step = next((s for s in steps if s.action in ("nfs_export", "smb_share")), None)
     if step is None:
         return "n/a" if record.protocol not in ("nfs", "smb") else "unknown"
     try:
-        entries = HostOps().export_entries(step.action, step.args)
+        host = session.host(record.vm)
+    except VmshareError:  # its backend cannot be reached: the VM's check says why
+        return "unknown"
+    try:
+        entries = host.export_entries(step.action, step.args)
     except OSError as exc:
         problems.append(f"cannot read the server config: {exc}")
         return "unknown"
@@ -191,7 +194,7 @@ def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
             session.close()
             raise NotFoundError(
                 f"VM {vm_name!r} not found on {facts.connection}, and vmshare has no share in it",
-                hint=f"check the name with `virsh -c {facts.connection} list --all`",
+                hint=facts.find_hint,
             )
         try:
             health += [_check_record(r, facts, session, error) for r in vm_records]

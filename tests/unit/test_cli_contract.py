@@ -174,10 +174,19 @@ def test_status_exits_1_when_nothing_matches(capsys, store):
 def test_status_of_a_vm_that_does_not_exist_exits_1(capsys, store, monkeypatch):
     from vmshare.facts import VmFacts
 
-    gone = VmFacts(name="ghost", backend="libvirt", connection="qemu:///system", exists=False)
+    gone = VmFacts(
+        name="ghost",
+        backend="libvirt",
+        connection="qemu:///system",
+        exists=False,
+        find_hint="check the name with `virsh -c qemu:///system list --all`",
+    )
     monkeypatch.setattr(core.Session, "probe_vm", lambda self, vm, targets: gone)
     code, _, err = vmshare(capsys, "status", "ghost")
-    assert code == 1 and "VM 'ghost' not found" in err and "virsh" in err
+    assert code == 1 and "VM 'ghost' not found" in err and "virsh" in err  # the backend's hint
+    gone.find_hint = VmFacts.model_fields["find_hint"].default
+    code, _, err = vmshare(capsys, "status", "ghost")
+    assert code == 1 and "check the VM's name" in err and "virsh" not in err
 
 
 def test_plan_blocked_exits_2_with_ok_false(capsys, store, vm_facts, tmp_path):

@@ -18,7 +18,7 @@ from vmshare.errors import UsageError
 from vmshare.facts import PathFact
 from vmshare.formats import ownedblock
 from vmshare.fsutil import atomic_write, backup_path, locked_folder, read_text, real_file
-from vmshare.hostops import HostOps
+from vmshare.host.local import LocalHost
 from vmshare.plan.removal import removal_plan
 from vmshare.plan.resolve import resolve
 from vmshare.plan.step import Step
@@ -194,7 +194,7 @@ def test_create_without_owner_is_refused_and_with_owner_the_folder_gets_it(tmp_p
     assert (mkdir.action, mkdir.args["owner"]) == ("mkdir", [1000, 100])
     assert "owned by 1000:100" in mkdir.summary
     folder = tmp_path / "made" / "here"
-    HostOps().mkdir(str(folder), owner=[4321, 8765])
+    LocalHost().mkdir(str(folder), owner=[4321, 8765])
     assert (folder.stat().st_uid, folder.stat().st_gid) == (4321, 8765)
     assert (folder.parent.stat().st_uid, folder.parent.stat().st_gid) == (os.getuid(), os.getgid())
 
@@ -258,7 +258,7 @@ def test_the_account_goes_only_when_vmshare_made_it_and_no_share_uses_it(tmp_pat
     settings = SmbHost().model_dump(mode="json")
     fake = _FakeAccounts(exists=False)
     fake.install(monkeypatch)
-    ops = HostOps(SecretStore(tmp_path))
+    ops = LocalHost(SecretStore(tmp_path))
     ops.smb_account(settings)
     ops.smb_account(settings)  # a second share: the record still says vmshare made it
     assert (tmp_path / "secrets" / "smb-vmshare").exists()
@@ -272,7 +272,7 @@ def test_the_account_goes_only_when_vmshare_made_it_and_no_share_uses_it(tmp_pat
 
     found = _FakeAccounts(exists=True)
     found.install(monkeypatch)
-    other = HostOps(SecretStore(tmp_path / "other"))
+    other = LocalHost(SecretStore(tmp_path / "other"))
     other.smb_account(settings)
     assert "did not create" in (other.smb_account_remove(settings) or "")
     assert found.removed == []

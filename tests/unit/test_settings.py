@@ -7,6 +7,7 @@ import pytest
 
 from vmshare.backends.hyperv.settings import HypervVm
 from vmshare.backends.libvirt.settings import LibvirtVm
+from vmshare.backends.settings import GuestAccess
 from vmshare.backends.virtualbox.settings import VirtualboxVm
 from vmshare.backends.vmware_desktop.settings import VmwareDesktopVm
 from vmshare.backends.vsphere.settings import VsphereVm
@@ -254,7 +255,8 @@ def test_a_state_file_written_by_main_loads_as_libvirt_settings(tmp_path):
     (tmp_path / "state.json").write_text(STATE_FROM_MAIN)
     store = StateStore(tmp_path)
     record = store.load().shares["devvm:/mnt/src"]
-    assert record.vm_spec == LibvirtVm(name="devvm", connection="qemu:///session")
+    old = GuestAccess(os="linux")  # what main wrote: the only OS it knew
+    assert record.vm_spec == LibvirtVm(name="devvm", connection="qemu:///session", guest=old)
     store.save(store.load())
     saved = json.loads((tmp_path / "state.json").read_text())
     assert (

@@ -1,11 +1,11 @@
 """The interface every hypervisor backend implements.
 
 A backend answers read-only questions (``inspect``: the VM's facts and capabilities), gives a
-guest channel, and carries out the hypervisor verbs that plan steps name (``vmshare.plan.step``
-ACTIONS). The verbs are the same for every backend and keyword-only, because the journal replays
-them by name and keyword: they are an on-disk API. Each is idempotent and returns an optional
-note for the user. Every call from vmshare into a backend runs inside ``sdk_errors()``, so no
-bare SDK exception reaches the user.
+guest channel and its VMs' host layer (``host``), and carries out the hypervisor verbs that plan
+steps name (``vmshare.plan.step`` ACTIONS). The verbs are the same for every backend and
+keyword-only, because the journal replays them by name and keyword: they are an on-disk API. Each
+is idempotent and returns an optional note for the user. Every call from vmshare into a backend
+runs inside ``sdk_errors()``, so no bare SDK exception reaches the user.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from typing import ClassVar
 from vmshare.backends.settings import VmSettings
 from vmshare.facts import Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
+from vmshare.host import Host
+from vmshare.host.local import LocalHost
+from vmshare.secrets import SecretStore
 from vmshare.spec import VmSpec
 
 
@@ -45,6 +48,14 @@ class Backend(ABC):
     @abstractmethod
     def guest_channel(self, vm: VmSpec) -> GuestChannel:
         """The channel to run commands inside the guest, as the VM's settings ask."""
+
+    def host(self, secrets: SecretStore | None = None) -> Host:
+        """The host layer of this backend's VMs: the machine that holds the shared folders and
+        runs the file servers. By default the local host vmshare runs on; a backend that drives a
+        remote hypervisor host (Hyper-V over WinRM) returns one that acts there. The Session asks
+        once per backend instance, and backends that keep this default share its one local host.
+        """
+        return LocalHost(secrets)
 
     @contextmanager
     def sdk_errors(self) -> Iterator[None]:

@@ -24,7 +24,8 @@ class GuestAccess(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     channel: Literal["auto", "agent", "ssh"] = "auto"
-    os: Literal["linux"] = "linux"
+    # the guest's OS: auto takes what the backend reports (Capabilities.guest_os)
+    os: Literal["auto", "linux", "windows"] = "auto"
     ssh_host: str | None = None
     ssh_user: str = "root"
     ssh_port: int = Field(default=22, ge=1, le=65535)

@@ -135,15 +135,17 @@ def _encode(script_text: str) -> str:
     return base64.b64encode(script_text.encode("utf-16-le")).decode("ascii")
 
 
-def encoded_command(script_text: str, executable: str = "powershell") -> list[str]:
-    """The argv that runs ``script_text``; refuse it if cmd.exe could not take the line."""
+def encoded_command(
+    script_text: str, executable: str = "powershell", limit: int = MAX_COMMAND_LINE
+) -> list[str]:
+    """The argv that runs ``script_text``; refuse it if a command line of ``limit`` characters
+    (cmd.exe's by default) could not take it."""
     argv = [executable, "-NoProfile", "-NonInteractive", "-EncodedCommand", _encode(script_text)]
     length = len(" ".join(argv))
-    if length > MAX_COMMAND_LINE:
+    if length > limit:
         # Never truncate: half a script could run. Never quote the script: it may hold secrets.
         raise UsageError(
-            f"the PowerShell script is too long ({length} characters encoded, "
-            f"at most {MAX_COMMAND_LINE})",
+            f"the PowerShell script is too long ({length} characters encoded, at most {limit})",
             hint="use shorter paths or names, or split the operation",
         )
     return argv

@@ -1,7 +1,8 @@
 """The one interface to run a command inside a guest: ``GuestChannel.run(argv)``.
 
-Channels: qemu-guest-agent through libvirt (guest/agent.py) and ssh (guest/ssh.py). Later
-backends add VMware Tools, VirtualBox guest control and PowerShell Direct behind the same call.
+Channels: each backend's native one lives with it (libvirt's guest agent in
+backends/libvirt/agent.py), ssh here (guest/ssh.py). Later backends add VMware Tools,
+VirtualBox guest control and PowerShell Direct behind the same call.
 """
 
 from __future__ import annotations

@@ -230,6 +230,7 @@ class LibvirtBackend(Backend):
             shared_memory_live=bool(live_xml) and domain_xml.has_shared_memory(live_xml or ""),
             user_networking=domain_xml.has_user_networking(live_xml or config_xml),
         )
+        facts.capabilities.guest_os = domain_xml.guest_os(config_xml)
         if live_xml:
             facts.running_devices = {t: d for t, (d, _) in domain_xml.filesystems(live_xml).items()}
             facts.addresses = self._agent_addresses(AgentChannel(lambda: dom, vm))

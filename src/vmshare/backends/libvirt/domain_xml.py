@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Literal
 
 from vmshare.facts import FsDevice
 
@@ -51,6 +52,19 @@ def has_shared_memory(domain_xml: str) -> bool:
 
 def has_user_networking(domain_xml: str) -> bool:
     return ET.fromstring(domain_xml).find("./devices/interface[@type='user']") is not None
+
+
+_LIBOSINFO = "{http://libosinfo.org/xmlns/libvirt/domain/1.0}"
+
+
+def guest_os(domain_xml: str) -> Literal["linux", "windows"]:
+    """The guest's OS: windows when the domain's libosinfo metadata (virt-install --os-variant)
+    names a Microsoft OS, otherwise linux."""
+    root = ET.fromstring(domain_xml)
+    for os_el in root.iterfind(f"./metadata/{_LIBOSINFO}libosinfo/{_LIBOSINFO}os"):
+        if os_el.get("id", "").startswith("http://microsoft.com/win"):
+            return "windows"
+    return "linux"
 
 
 def has_acpi(domain_xml: str) -> bool:

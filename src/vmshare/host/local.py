@@ -1,5 +1,6 @@
-"""Host-side actions: the user's folders (created and removed only while empty) and the
-file servers' exports. Arguments are plain data from a plan or the journal."""
+"""The local host: the POSIX machine vmshare runs on, and every backend's host unless it says
+otherwise (``Backend.host``). Its actions: the user's folders (created and removed only while
+empty) and the file servers' exports. Arguments are plain data from a plan or the journal."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
     from vmshare.protocols.smb import SambaExporter
 
 
-class HostOps:
+class LocalHost:
+    """The host actions (``vmshare.host.HostActions``) on this machine."""
+
     def __init__(self, secrets: SecretStore | None = None) -> None:
         self.secrets = secrets
 
