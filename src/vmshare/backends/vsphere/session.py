@@ -1,0 +1,57 @@
+"""One vSphere session per server per run: TLS verified unless the VM's settings say insecure,
+every wait bounded, logged out at the end."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from pyVim import connect
+
+from vmshare.backends.vsphere.faults import vim_errors
+
+CONNECT_TIMEOUT = 30.0  # s: each HTTP request to the server (connect and answer)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    user: str
+    verify: bool = True
+    ca_file: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    def tls(self) -> ssl.SSLContext:
+        """The TLS context for the session and for guest file transfers."""
+        if not self.verify:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return ssl.create_default_context(cafile=self.ca_file)
+
+
+def open_session(endpoint: Endpoint, password: str, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """A logged-in ServiceInstance (faults and TLS refusals as vmshare errors)."""
+    with vim_errors(endpoint.label):
+        return connect.SmartConnect(
+            host=endpoint.host,
+            port=endpoint.port,
+            user=endpoint.user,
+            pwd=password,
+            sslContext=endpoint.tls(),
+            httpConnectionTimeout=timeout,
+        )
+
+
+def close_session(instance: Any) -> None:
+    """Log out; a session the server already dropped is fine."""
+    try:
+        connect.Disconnect(instance)
+    except Exception:  # noqa: BLE001, S110 - logging out is best effort at the end of a run
+        pass

@@ -1,0 +1,53 @@
+"""Guest file transfers over HTTPS, with the same TLS rules as the vSphere session.
+
+InitiateFileTransferTo/FromGuest answer a URL on the ESXi host; ESXi may write ``*`` as its
+host, which stands for the server vmshare talks to.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from urllib.parse import urlsplit
+
+from vmshare.errors import GuestError
+
+TRANSFER_TIMEOUT = 60.0  # s: for one guest file transfer
+
+
+class Transfer:
+    def __init__(self, server: str, context: ssl.SSLContext, timeout: float = TRANSFER_TIMEOUT):
+        self.server, self.context, self.timeout = server, context, timeout
+
+    def put(self, url: str, data: bytes) -> None:
+        self._request("PUT", url, data)
+
+    def get(self, url: str) -> bytes:
+        return self._request("GET", url, None)
+
+    def _request(self, method: str, url: str, body: bytes | None) -> bytes:
+        parts = urlsplit(url)
+        host = self.server if parts.hostname in (None, "*") else parts.hostname
+        if parts.scheme != "https":
+            raise GuestError(
+                f"the server offered a guest file transfer over {parts.scheme or 'no scheme'}; "
+                "vmshare moves guest files over HTTPS only",
+                hint="check the ESXi host's configuration",
+            )
+        connection = http.client.HTTPSConnection(
+            host, parts.port or 443, timeout=self.timeout, context=self.context
+        )
+        try:
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            headers = {"Content-Length": str(len(body))} if body is not None else {}
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        if response.status >= 300:
+            raise GuestError(
+                f"guest file transfer ({method}) failed: HTTP {response.status} {response.reason}",
+                hint="check that VMware Tools runs in the guest and the ESXi host is reachable",
+            )
+        return data
