@@ -164,4 +164,3 @@ def vim_errors(server: str) -> Iterator[None]:
             f"vSphere at {server} {what}",
             hint="check the server address and port, and that it runs",
         ) from None
-

@@ -111,7 +111,7 @@ class ToolsChannel:
         what = f"guest command {program} (pid {pid})"
         try:
             self._processes.TerminateProcessInGuest(self.vm, auth, pid)
-        except Exception as exc:  # noqa: BLE001 - the report says why it may still run
+        except Exception as exc:
             return GuestTimeout(
                 f"{what} did not finish within {timeout:g} s and could not be stopped ({exc}): "
                 "it may still run",

@@ -87,7 +87,9 @@ def vm_properties(content: Any, vm: Any) -> dict[str, Any]:
     spec = vmodl.query.PropertyCollector.FilterSpec(
         objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=vm, skip=False)],
         propSet=[
-            vmodl.query.PropertyCollector.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PROPERTIES)
+            vmodl.query.PropertyCollector.PropertySpec(
+                type=vim.VirtualMachine, pathSet=VM_PROPERTIES
+            )
         ],
     )
     result = content.propertyCollector.RetrievePropertiesEx(

@@ -53,5 +53,5 @@ def close_session(instance: Any) -> None:
     """Log out; a session the server already dropped is fine."""
     try:
         connect.Disconnect(instance)
-    except Exception:  # noqa: BLE001, S110 - logging out is best effort at the end of a run
+    except Exception:  # noqa: S110 - logging out is best effort at the end of a run
         pass

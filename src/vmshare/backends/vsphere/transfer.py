@@ -1,7 +1,7 @@
 """Guest file transfers over HTTPS, with the same TLS rules as the vSphere session.
 
 InitiateFileTransferTo/FromGuest answer a URL on the ESXi host; ESXi may write ``*`` as its
-host, which stands for the server vmshare talks to.
+host, which stands for the server vmshare talks to (its host and port, as govmomi does).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ TRANSFER_TIMEOUT = 60.0  # s: for one guest file transfer
 
 
 class Transfer:
-    def __init__(self, server: str, context: ssl.SSLContext, timeout: float = TRANSFER_TIMEOUT):
-        self.server, self.context, self.timeout = server, context, timeout
+    def __init__(
+        self, host: str, port: int, context: ssl.SSLContext, timeout: float = TRANSFER_TIMEOUT
+    ) -> None:
+        self.host, self.port, self.context, self.timeout = host, port, context, timeout
 
     def put(self, url: str, data: bytes) -> None:
         self._request("PUT", url, data)
@@ -27,7 +29,10 @@ class Transfer:
 
     def _request(self, method: str, url: str, body: bytes | None) -> bytes:
         parts = urlsplit(url)
-        host = self.server if parts.hostname in (None, "*") else parts.hostname
+        if parts.hostname in (None, "*"):
+            host, port = self.host, self.port
+        else:
+            host, port = parts.hostname, parts.port or 443
         if parts.scheme != "https":
             raise GuestError(
                 f"the server offered a guest file transfer over {parts.scheme or 'no scheme'}; "
@@ -35,7 +40,7 @@ class Transfer:
                 hint="check the ESXi host's configuration",
             )
         connection = http.client.HTTPSConnection(
-            host, parts.port or 443, timeout=self.timeout, context=self.context
+            host, port, timeout=self.timeout, context=self.context
         )
         try:
             path = parts.path + (f"?{parts.query}" if parts.query else "")
