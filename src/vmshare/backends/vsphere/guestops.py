@@ -11,6 +11,7 @@ and goes only into the SOAP body, never into argv or logs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -125,7 +126,6 @@ class ToolsChannel:
         )
 
     def _remove(self, folder: str, auth: Any) -> None:
-        try:
+        # a left-over folder in the guest's own temp dir is harmless
+        with contextlib.suppress(VmshareError, vim.fault.GuestOperationsFault, vim.fault.FileFault):
             self._files.DeleteDirectoryInGuest(self.vm, auth, folder, True)
-        except (VmshareError, vim.fault.GuestOperationsFault, vim.fault.FileFault):
-            pass  # a left-over temp folder of the guest's own temp dir is harmless
