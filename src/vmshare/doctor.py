@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from vmshare.backends import (
     REGISTRY,
@@ -85,9 +85,16 @@ def _backends(connection: str | None) -> list[Check]:
                 )
             )
             continue
-        fields = {} if connection is None else {"connection": connection}
+        fields = {} if connection is None or entry.name != "libvirt" else {"connection": connection}
         try:
-            backend = load_backend(vm_settings("vmshare-doctor-probe", entry.name, **fields))
+            settings = vm_settings("vmshare-doctor-probe", entry.name, **fields)
+        except (ValidationError, VmshareError):  # it needs a VM's settings (server, user...)
+            needs = "; ".join(_needs(entry))
+            detail = f"{needs}; `vmshare doctor VM` checks a VM's server"
+            checks.append(Check(name=name, status="ok", detail=detail))
+            continue
+        try:
+            backend = load_backend(settings)
             backend.inspect("vmshare-doctor-probe")  # any answer proves the connection works
             backend.close()
         except VmshareError as exc:

@@ -100,6 +100,8 @@ class VmFacts(BaseModel):
     persistent_devices: dict[str, FsDevice] = {}  # share devices in the VM's configuration
     running_devices: dict[str, FsDevice] = {}  # share devices in the running VM
     addresses: list[str] = []  # the guest's own addresses, as its guest tools report them
+    address_reason: str | None = None  # why addresses[0] is the one the host should see
+    guest_tools: str | None = None  # the guest tools' status and version, as reported
     guest: GuestFacts = GuestFacts()
     # the backend's words for finding a VM and for reaching inside it, for hints
     find_hint: str = "check the VM's name"

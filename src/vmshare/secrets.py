@@ -133,13 +133,14 @@ def password_reference(value: Any) -> Any:
     return value
 
 
-def password_shorthand(data: Any) -> Any:
-    """``password_env = "NAME"`` is short for ``password = { env = "NAME" }``."""
-    if isinstance(data, dict) and "password_env" in data:
+def password_shorthand(data: Any, field: str = "password") -> Any:
+    """``password_env = "NAME"`` is short for ``password = { env = "NAME" }`` (likewise for
+    another ``field``)."""
+    if isinstance(data, dict) and f"{field}_env" in data:
         data = dict(data)
-        if "password" in data:
-            raise ValueError("set password_env or password, not both")
-        data["password"] = {"env": data.pop("password_env")}
+        if field in data:
+            raise ValueError(f"set {field}_env or {field}, not both")
+        data[field] = {"env": data.pop(f"{field}_env")}
     return data
 
 

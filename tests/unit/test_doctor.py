@@ -44,10 +44,11 @@ def test_nothing_installed_is_never_shown_as_installed(world):
     world(sdks=(), tools=())
     checks = {c.name: c for c in doctor._backends(None)}
     assert [name.removeprefix("backend ") for name in checks] == list(REGISTRY)
-    assert checks["backend libvirt"].status == "fail"
-    assert checks["backend libvirt"].detail == "Python package 'libvirt' missing"
-    assert "pip install 'vmshare[libvirt]'" in (checks["backend libvirt"].hint or "")
-    for name in ("vsphere", "vmware-desktop", "virtualbox", "hyperv"):
+    for name, sdk, extra in (("libvirt", "libvirt", "libvirt"), ("vsphere", "pyVmomi", "vmware")):
+        assert checks[f"backend {name}"].status == "fail"
+        assert checks[f"backend {name}"].detail == f"Python package '{sdk}' missing"
+        assert f"pip install 'vmshare[{extra}]'" in (checks[f"backend {name}"].hint or "")
+    for name in ("vmware-desktop", "virtualbox", "hyperv"):
         check = checks[f"backend {name}"]
         assert check.status == "info", check
         assert check.detail.startswith("not built in this version (")

@@ -259,10 +259,13 @@ def test_a_state_file_written_by_main_loads_as_libvirt_settings(tmp_path):
     assert record.vm_spec == LibvirtVm(name="devvm", connection="qemu:///session", guest=old)
     store.save(store.load())
     saved = json.loads((tmp_path / "state.json").read_text())
-    assert (
-        saved["shares"]["devvm:/mnt/src"]["vm_spec"]
-        == json.loads(STATE_FROM_MAIN)["shares"]["devvm:/mnt/src"]["vm_spec"]
-    )
+    old_spec = json.loads(STATE_FROM_MAIN)["shares"]["devvm:/mnt/src"]["vm_spec"]
+    new_spec = saved["shares"]["devvm:/mnt/src"]["vm_spec"]
+    # every setting main wrote is kept as it was; newer settings are added with their defaults
+    assert {k: v for k, v in new_spec.items() if k != "guest"} == {
+        k: v for k, v in old_spec.items() if k != "guest"
+    }
+    assert old_spec["guest"].items() <= new_spec["guest"].items()
 
 
 def test_a_null_connection_of_older_state_is_the_default():

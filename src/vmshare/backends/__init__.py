@@ -39,7 +39,13 @@ REGISTRY: dict[str, BackendEntry] = {
             "libvirt",
             "pip install 'vmshare[libvirt]' (building it needs apt install libvirt-dev pkg-config)",
         ),
-        BackendEntry("vsphere", None, "pyVmomi", "vmware", "pip install 'vmshare[vmware]'"),
+        BackendEntry(
+            "vsphere",
+            "vmshare.backends.vsphere.backend",
+            "pyVmomi",
+            "vmware",
+            "pip install 'vmshare[vmware]'",
+        ),
         BackendEntry(
             "vmware-desktop",
             None,

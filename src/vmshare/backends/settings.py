@@ -32,8 +32,22 @@ class GuestAccess(BaseModel):
     ssh_key: str | None = None
     # a known_hosts file holding the guest's host key; host keys are always checked
     ssh_known_hosts: str | None = None
+    # the guest account of native channels that log in (VMware Tools guest operations, vmrun,
+    # VirtualBox guest control); the password is a reference (login_password_env = "NAME")
+    login_user: str = "root"
+    login_password: SecretRef | None = None
 
-    @field_validator("ssh_host", "ssh_user", "ssh_key", "ssh_known_hosts")
+    @model_validator(mode="before")
+    @classmethod
+    def _login_shorthand(cls, data: Any) -> Any:
+        return password_shorthand(data, "login_password")
+
+    @field_validator("login_password", mode="before")
+    @classmethod
+    def _login_reference(cls, value: Any) -> Any:
+        return None if value is None else password_reference(value)
+
+    @field_validator("ssh_host", "ssh_user", "ssh_key", "ssh_known_hosts", "login_user")
     @classmethod
     def _plain(cls, value: str | None) -> str | None:
         if value is not None:

@@ -50,7 +50,10 @@ def addresses(vm_spec: VmSpec, vm: VmFacts) -> Addresses:
         nat = vm.capabilities.nat
         client, why = nat.client, f"{nat.what}: guest connections come from {nat.client}"
     elif vm.addresses:
-        client, why = vm.addresses[0], "the VM's address from its guest tools"
+        client = vm.addresses[0]
+        why = "the VM's address from its guest tools"
+        if vm.address_reason:
+            why += f", {vm.address_reason}"
     else:
         raise UsageError(
             f"cannot find the address of VM {vm_spec.name!r} (it must run, with its guest tools)",
