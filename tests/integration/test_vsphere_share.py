@@ -1,0 +1,90 @@
+"""A vSphere share end to end: real pyVmomi against the vCenter simulator, whose VM stands for the
+real QEMU test guest (guest operations reach it through the test bed), exported by the real
+nfs-ganesha or Samba on loopback and mounted in that guest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.testbed.vcsim import Vcsim
+
+from conftest import OWNER, FileServers, Guest, Vmshare, make_tree, tree_digest
+from vmshare.formats import ownedblock
+from vmshare.protocols import mount_tag
+
+pytestmark = pytest.mark.integration
+
+
+def vsphere_spec(path: Path, vcsim: Vcsim, *shares: tuple[Path, str, str]) -> Path:
+    text = (
+        f'[vm."{vcsim.vm}"]\n'
+        'backend = "vsphere"\n'
+        f'server = "{vcsim.host}:{vcsim.port}"\n'
+        f'user = "{vcsim.username}"\n'
+        'password_env = "VMSHARE_IT_VC_PASSWORD"\n'
+        f'ca_file = "{vcsim.ca_file}"\n'
+        f'[vm."{vcsim.vm}".guest]\n'
+        f'login_user = "{vcsim.guest_user}"\n'
+        'login_password_env = "VMSHARE_IT_GUEST_PASSWORD"\n'
+    )
+    for source, target, protocol in shares:
+        text += (
+            f'[[share]]\nsource = "{source}"\nvm = "{vcsim.vm}"\ntarget = "{target}"\n'
+            f'protocol = "{protocol}"\nowner = "{OWNER[0]}:{OWNER[1]}"\n'
+        )
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def vc(vmshare: Vmshare, servers: FileServers, vcsim: Vcsim) -> Vmshare:
+    vmshare.env.update(
+        VMSHARE_HOST_CONFIG=str(servers.host_config),
+        VMSHARE_IT_VC_PASSWORD=vcsim.password,
+        VMSHARE_IT_GUEST_PASSWORD=vcsim.guest_password,
+    )
+    return vmshare
+
+
+def exported(servers: FileServers, protocol: str) -> dict[str, str]:
+    path = (
+        servers.ganesha.exports_path
+        if protocol == "nfs"
+        else servers.host_config.parent / "samba" / "vmshare.conf"
+    )
+    return ownedblock.entries(path.read_text()) if path.exists() else {}
+
+
+@pytest.mark.parametrize("protocol", ["nfs", "smb"])
+def test_vsphere_share_round_trips_and_remove_leaves_nothing(
+    guest: Guest, vc: Vmshare, vcsim: Vcsim, servers: FileServers, open_tmp, tmp_path, protocol
+):
+    src = make_tree(open_tmp / f"vc-{protocol}", OWNER)
+    target = f"/mnt/vc-{protocol}"
+    key = f"{vcsim.vm}:{target}"
+    tag = mount_tag(key)
+    spec = vsphere_spec(tmp_path / "vmshare.toml", vcsim, (src, target, protocol))
+    before, fstab_before = tree_digest(src), guest.fstab()
+
+    dry = vc.json("apply", "-f", str(spec), "--dry-run")
+    reasons = " ".join(c["reason"] for c in dry["data"]["plan"]["choices"])
+    assert "127.0.0.1" in " ".join(s["summary"] for s in dry["data"]["plan"]["steps"]), dry
+    assert "guest tools" in " ".join(s.get("reason") or "" for s in dry["data"]["plan"]["steps"]), (
+        reasons
+    )
+
+    vc("apply", "-f", str(spec), "--yes", check=True)
+    assert tag in exported(servers, protocol)
+    assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+    code, _, err = guest.sh('printf "from the guest" > "$1/guest.txt"', target)
+    assert code == 0, err
+    assert (src / "guest.txt").read_text() == "from the guest"
+    (src / "guest.txt").unlink()
+    assert vc.json("apply", "-f", str(spec), "--dry-run")["data"]["plan"]["steps"] == []
+
+    vc("remove", key, "--yes", check=True)
+    assert target not in guest.mounts() and guest.fstab() == fstab_before
+    assert tag not in exported(servers, protocol)
+    assert tree_digest(src) == before
+    assert vc.shares() == []
