@@ -78,8 +78,8 @@ SpecFileOpt = Annotated[
 def _choice(kind: str, choices: tuple[str, ...]) -> Any:
     """An option callback: a value outside ``choices`` fails at once, naming the closest."""
 
-    def check(value: str) -> str:
-        if value not in choices:
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
             raise typer.BadParameter(unknown(kind, value, choices))
         return value
 
@@ -102,13 +102,14 @@ ProtocolOpt = Annotated[
     ),
 ]
 BackendOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--backend",
         metavar="BACKEND",
         callback=_choice("backend", BACKENDS),
         autocompletion=_complete(BACKENDS),
-        help=f"{' | '.join(BACKENDS)}; this version has libvirt.",
+        help=f"{' | '.join(BACKENDS)}; default: the VM's [vm.NAME] table in host.toml, else "
+        "libvirt. This version has libvirt and vsphere.",
     ),
 ]
 
@@ -281,7 +282,7 @@ def add(
             help="Extra guest mount option (repeatable, or comma-separated).",
         ),
     ] = None,
-    backend: BackendOpt = "libvirt",
+    backend: BackendOpt = None,
     connection: Annotated[
         str | None,
         typer.Option(
@@ -331,13 +332,14 @@ def add(
         vmshare add ~/src devvm:/mnt/src --save vmshare.toml
     """
     from vmshare import core, specfile
-    from vmshare.spec import Spec, shorthand
+    from vmshare.spec import Spec, load_host_settings, shorthand
 
     share, vm = shorthand(
         source,
         vm_target,
         backend=backend,
         connection=connection,
+        known=load_host_settings().vm,
         protocol=protocol,
         readonly=readonly,
         owner=owner,

@@ -88,3 +88,24 @@ def test_vsphere_share_round_trips_and_remove_leaves_nothing(
     assert tag not in exported(servers, protocol)
     assert tree_digest(src) == before
     assert vc.shares() == []
+
+
+def test_add_takes_the_vms_settings_from_host_toml_and_its_dry_run_shows_every_step(
+    guest: Guest, vc: Vmshare, vcsim: Vcsim, servers: FileServers, open_tmp, tmp_path
+):
+    """The issue's check: `vmshare add DIR vm:/mnt/x --backend vsphere --dry-run` prints the
+    VM's address, the export and the guest steps; the VM's settings live in host.toml."""
+    host_toml = tmp_path / "host.toml"
+    table = vsphere_spec(tmp_path / "vm.toml", vcsim).read_text()
+    host_toml.write_text(servers.host_config.read_text() + "\n" + table)
+    vc.env["VMSHARE_HOST_CONFIG"] = str(host_toml)
+    src = make_tree(open_tmp / "vc-add", OWNER)
+    owner = f"{OWNER[0]}:{OWNER[1]}"
+    args = ("add", str(src), f"{vcsim.vm}:/mnt/vc-add", "--owner", owner)
+    shown = vc(*args, "--backend", "vsphere", "--dry-run", check=True).stdout
+    flat = " ".join(shown.split())
+    assert "export" in flat and "127.0.0.1" in flat  # the export, to the VM's address
+    assert "guest tools" in flat  # why that address
+    assert "mount" in flat and "/mnt/vc-add" in flat and "fstab" in flat  # the guest steps
+    wrong = vc(*args, "--backend", "libvirt", "--dry-run")
+    assert wrong.returncode == 2 and "is a vsphere VM in host.toml" in wrong.stderr
