@@ -200,3 +200,98 @@ def test_real_option_values_and_the_reconfig_spec_round_trip():
 def test_a_key_is_made_only_from_a_share_tag(tag):
     with pytest.raises(ValueError, match="not a share tag"):
         record.key_for(tag)
+
+
+# ------------------------------------------------------ read back: status and list --vm
+
+
+@pytest.fixture
+def made(source, servers, tmp_path, monkeypatch):
+    """A share applied to a records-keeping fake VM; every Session gets that fake backend."""
+    from vmshare import core
+
+    w = world()
+    monkeypatch.setattr(core, "load_backend", lambda settings: w.backend)
+    monkeypatch.setenv("VMSHARE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VMSHARE_HOST_CONFIG", str(tmp_path / "no-host.toml"))
+    store = StateStore(tmp_path / "state")
+    apply(plan_now(spec_for(source), w, store.load(), servers), w, store)
+    return w
+
+
+def cli_json(capsys, *args):
+    from vmshare.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--json"])
+    return info.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_status_checks_the_vms_record_of_each_share(made, capsys):
+    code, doc = cli_json(capsys, "status", "vm1")
+    (row,) = doc["data"]
+    assert row["checks"]["record"] == "ok"
+    made.backend.vms["vm1"].records.clear()
+    code, doc = cli_json(capsys, "status", "vm1")
+    (row,) = doc["data"]
+    assert code == 1 and row["checks"]["record"] == "missing"
+    assert any("guestinfo.vmshare." + TAG in p for p in row["problems"])
+
+
+def test_status_shows_a_share_only_the_vms_record_names_as_made_elsewhere(made, capsys):
+    other = mount_tag("vm1:/mnt/ci")
+    made.backend.vms["vm1"].records[other] = {
+        "key": "vm1:/mnt/ci",
+        "target": "/mnt/ci",
+        "source": "/builds/x",
+        "host": "ci-runner-7",
+        "protocol": "smb",
+        "readonly": True,
+    }
+    _, doc = cli_json(capsys, "status", "vm1")
+    mine, theirs = doc["data"]
+    assert mine["key"] == KEY and theirs["key"] == "vm1:/mnt/ci"
+    assert theirs["healthy"] and theirs["checks"]["record"] == "ok"
+    assert "ci-runner-7" in theirs["label"] and "made elsewhere" in theirs["problems"][0]
+
+
+def test_list_vm_names_this_workstations_shares_and_the_ones_made_elsewhere(
+    made, capsys, tmp_path, monkeypatch
+):
+    _, doc = cli_json(capsys, "list", "--vm", "vm1")
+    (row,) = doc["data"]
+    assert row["key"] == KEY and row["made"] == "here" and row["record"] == "recorded"
+    assert row["host"] == "ws-1"
+
+    # another workstation: an empty state dir, the VM's settings from a spec file
+    monkeypatch.setenv("VMSHARE_STATE_DIR", str(tmp_path / "other-state"))
+    spec_file = tmp_path / "vmshare.toml"
+    spec_file.write_text('[vm.vm1]\nbackend = "libvirt"\n')
+    _, doc = cli_json(capsys, "list", "--vm", "vm1", "-f", str(spec_file))
+    (row,) = doc["data"]
+    assert (row["key"], row["made"], row["host"], row["record"]) == (
+        KEY,
+        "elsewhere",
+        "ws-1",
+        "recorded",
+    )
+    assert row["source"].endswith("/src") and row["protocol"] == "nfs"
+    assert cli_json(capsys, "list")[1]["data"] == []  # the state alone knows nothing
+
+    from vmshare.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["list", "--vm", "vm1"])
+    text = capsys.readouterr().out
+    assert "made on" in text and "ws-1" in text and "/mnt/src" in text
+
+
+def test_list_vm_of_a_vm_without_records_and_of_a_missing_vm(made, capsys, tmp_path):
+    made.backend.vms["vm1"].capabilities = Capabilities()
+    made.backend.vms["vm1"].records.clear()
+    _, doc = cli_json(capsys, "list", "--vm", "vm1")
+    assert [(r["made"], r["record"]) for r in doc["data"]] == [("here", "n/a")]
+    code, doc = cli_json(capsys, "list", "--vm", "ghost")
+    assert code == 1 and "not found" in doc["data"]["error"]["message"]
+    code, doc = cli_json(capsys, "list", "vm1", "--vm", "vm2")
+    assert code == 2 and "two VMs" in doc["data"]["error"]["message"]
