@@ -12,8 +12,7 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from tests.testbed.vcsim import Vcsim
 
-from conftest import OWNER, FileServers, Guest, Vmshare, make_tree, tree_digest
-from vmshare.formats import ownedblock
+from conftest import OWNER, FileServers, Guest, Vmshare, exported, make_tree, tree_digest
 from vmshare.protocols import mount_tag
 
 pytestmark = pytest.mark.integration
@@ -48,15 +47,6 @@ def vc(vmshare: Vmshare, servers: FileServers, vcsim: Vcsim) -> Vmshare:
         VMSHARE_IT_GUEST_PASSWORD=vcsim.guest_password,
     )
     return vmshare
-
-
-def exported(servers: FileServers, protocol: str) -> dict[str, str]:
-    path = (
-        servers.ganesha.exports_path
-        if protocol == "nfs"
-        else servers.host_config.parent / "samba" / "vmshare.conf"
-    )
-    return ownedblock.entries(path.read_text()) if path.exists() else {}
 
 
 def extra_config(vcsim: Vcsim, key: str) -> list[str]:
