@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.testbed.fixtures import Guest, Vmshare, make_tree, tree_digest
 
-from conftest import Guest, Vmshare, make_tree, tree_digest
 from vmshare.protocols import mount_tag
 
 pytestmark = pytest.mark.integration
@@ -207,8 +207,7 @@ def test_two_adds_at_the_same_moment_both_land(guest: Guest, vmshare: Vmshare, t
 
 def test_vm_without_shared_memory_gets_it_with_restart(vmshare: Vmshare, tmp_path):
     from tests.testbed.domain import agent_exec, boot_domain, destroy_domain
-
-    from conftest import URI, VM
+    from tests.testbed.fixtures import URI, VM
 
     name = f"{VM}-noshm"
     dom, _ = boot_domain(URI, name, Path("/var/tmp/vmshare-testbed") / name, shared_memory=False)

@@ -6,8 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.testbed.fixtures import (
+    OWNER,
+    SMB_ACCOUNT,
+    FileServers,
+    Guest,
+    Vmshare,
+    make_tree,
+    tree_digest,
+)
 
-from conftest import OWNER, SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree, tree_digest
 from vmshare.formats import ownedblock
 from vmshare.protocols import mount_tag
 
