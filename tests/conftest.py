@@ -11,6 +11,8 @@ import os
 import pytest
 
 pytest_plugins = ["tests.testbed.fixtures"]
+# the contract suites' tests live in modules whose names do not start with test_
+pytest.register_assert_rewrite("tests.contract")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
