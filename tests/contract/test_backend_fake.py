@@ -1,8 +1,8 @@
 """The public FakeBackend keeps the backend contract, so tests built on it mean something."""
 
 import pytest
-from tests.contract.backend import BackendContract, DeviceBackendContract
 
+from tests.contract.backend import BackendContract, DeviceBackendContract
 from vmshare.backends.fake import FakeBackend, FakeVm
 from vmshare.backends.libvirt import capabilities as libvirt
 from vmshare.facts import Capabilities

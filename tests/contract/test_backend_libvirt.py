@@ -4,9 +4,9 @@ import uuid
 
 import libvirt
 import pytest
+
 from tests.contract.backend import DeviceBackendContract
 from tests.testbed.libvirtd import ensure_libvirtd
-
 from vmshare.backends.libvirt.backend import LibvirtBackend
 from vmshare.backends.libvirt.settings import LibvirtVm
 

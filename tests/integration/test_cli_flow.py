@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import Guest, Vmshare, make_tree
+from tests.testbed.fixtures import Guest, Vmshare, make_tree
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.testbed.fixtures import OWNER, FileServers, Guest, Vmshare, make_tree, tree_digest
 
-from conftest import OWNER, FileServers, Guest, Vmshare, make_tree, tree_digest
 from vmshare.apply import FAULT_ENV, FAULT_POINTS
 from vmshare.formats import ownedblock
 from vmshare.protocols import mount_tag

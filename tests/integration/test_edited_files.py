@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.testbed.fixtures import OWNER, SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree
 
-from conftest import OWNER, SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree
 from vmshare.formats import ownedblock
 from vmshare.protocols import mount_tag
 from vmshare.protocols.nfs import SETUID_WARNING

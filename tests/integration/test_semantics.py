@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from tests.testbed.fixtures import OWNER, FileServers, Guest, Vmshare
 from tests.testbed.semantics import probe, visibility
 
-from conftest import OWNER, FileServers, Guest, Vmshare
 from vmshare.protocols import nfs, smb
 from vmshare.protocols.ninep import NINEP
 from vmshare.protocols.virtiofs import VIRTIOFS

@@ -4,8 +4,8 @@ failure, one winner when two runs race; guest paths in any spelling; parent fold
 from __future__ import annotations
 
 import pytest
+from tests.testbed.fixtures import OWNER, Guest, Vmshare, make_tree, tree_digest
 
-from conftest import OWNER, Guest, Vmshare, make_tree, tree_digest
 from vmshare.protocols import mount_tag
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,8 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import vim, vmodl
+from tests.testbed.fixtures import Guest
 from tests.testbed.vcsim import Vcsim
-
-from conftest import Guest
 
 pytestmark = pytest.mark.integration
 

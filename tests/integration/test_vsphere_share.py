@@ -10,9 +10,17 @@ from pathlib import Path
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
+from tests.testbed.fixtures import (
+    OWNER,
+    FileServers,
+    Guest,
+    Vmshare,
+    exported,
+    make_tree,
+    tree_digest,
+)
 from tests.testbed.vcsim import Vcsim
 
-from conftest import OWNER, FileServers, Guest, Vmshare, exported, make_tree, tree_digest
 from vmshare.protocols import mount_tag
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from tests.integration.conftest import Guest, Vmshare
 from tests.testbed.domain import wait_for_agent
+from tests.testbed.fixtures import Guest, Vmshare
 from tests.testbed.stalls import FreezableProxy, HungSocket, stop_guest_agent
 
 from vmshare.backends.libvirt.agent import REPLY_TIMEOUT, AgentChannel

@@ -218,6 +218,11 @@ class MacNfsExporter(NfsExporter):
     default_file = "/etc/exports"
 
     def render(self, export: NfsExport) -> str:
+        if any(ch in export.path for ch in "\n\r\x00"):  # exports(5) is read line by line
+            raise UsageError(
+                f"macOS exports cannot carry a line break in a path: {export.path!r}",
+                hint="rename the folder",
+            )
         quoted = '"' + export.path.replace("\\", "\\\\").replace('"', '\\"') + '"'
         flags = ["-ro"] if export.readonly else []
         flags.append(f"-mapall={export.anonuid}:{export.anongid}")

@@ -7,6 +7,7 @@ when the last section does.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,18 @@ class SmbShare:
 
 
 def check_path(path: str) -> None:
-    """Refuse what an smb.conf value cannot carry: '%' is a substitution, edges are trimmed."""
-    if "%" in path or path != path.strip() or path.endswith("\\"):
+    """Refuse what an smb.conf value cannot carry: '%' is a substitution, edges are trimmed, and
+    Samba reads any run of whitespace inside a value as one space (a folder named "a  b" was
+    shared as "a b", which does not exist: tests/contract/exporter.py)."""
+    if (
+        "%" in path
+        or path != path.strip()
+        or path.endswith("\\")
+        or re.search(r"\s\s|[^\S ]", path)
+    ):
         raise UsageError(
-            f"Samba cannot share {path!r}: '%', a trailing backslash or spaces at either end "
-            "would be read as something else",
+            f"Samba cannot share {path!r}: '%', a trailing backslash, spaces at either end, "
+            "two spaces in a row or a tab would be read as something else",
             hint="rename the folder, or share it with another protocol",
         )
 

@@ -1,4 +1,9 @@
-"""Integration fixtures: one real QEMU guest under libvirt for the whole session.
+"""The test bed's pytest fixtures: one real QEMU guest under libvirt for the whole session, the
+loopback file servers, the real CLI, and the ssh guest.
+
+A pytest plugin (``pytest_plugins`` in tests/conftest.py), not a conftest of one folder, so that
+tests/integration and tests/contract see the same session fixtures (one guest, one pair of
+servers per run). Test modules import its helpers (Guest, Vmshare, make_tree...) from here.
 
 Nothing here skips: if libvirtd or the guest cannot start, every integration test errors, so a
 CI run without the test bed fails loudly.
@@ -22,13 +27,21 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from tests.testbed.domain import agent_exec, boot_domain, destroy_domain, reboot_guest
+
+from tests.testbed.domain import (
+    agent_exec,
+    authorize_ssh_key,
+    boot_domain,
+    destroy_domain,
+    reboot_guest,
+    ssh_host_key,
+)
 from tests.testbed.guest_image import build_image
 from tests.testbed.libvirtd import ensure_libvirtd
-from tests.testbed.servers import Ganesha, Samba
+from tests.testbed.servers import Ganesha, Samba, free_port
 from tests.testbed.vcsim import Vcsim
-
 from vmshare.formats import ownedblock
+from vmshare.spec import GuestAccess
 
 URI = "qemu:///system"
 # VMSHARE_IT_VM lets several test runs share one libvirtd (each boots its own guests)
@@ -38,7 +51,6 @@ VM = os.environ.get("VMSHARE_IT_VM", "vmshare-it")
 # account already exists must not change what the tests see).
 SMB_ACCOUNT = ("vs-" + re.sub(r"[^a-z0-9_-]", "-", VM.lower()))[:31]
 
-pytestmark = pytest.mark.integration
 # Owner of network-shared test trees: www-data is not root (vmshare refuses to make every guest
 # user write as root unasked) and has a name (Samba maps nobody to its guest account).
 OWNER = (33, 33)
@@ -231,3 +243,36 @@ def vcsim(guest: Guest) -> Iterator[Vcsim]:
     with Vcsim(guest_exec=guest_exec) as sim:
         print(f"\nvcsim at {sim.url} ready in {sim.start_seconds:.2f} s")
         yield sim
+
+
+@dataclass
+class SshGuest:
+    """A guest of its own with dropbear, reached from the host's OpenSSH on a loopback port."""
+
+    dom: libvirt.virDomain
+    name: str
+    access: GuestAccess
+
+
+@pytest.fixture(scope="session")
+def ssh_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshGuest]:
+    name = f"{VM}-ssh"
+    work = tmp_path_factory.mktemp("ssh")
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    port = free_port()
+    dom, _ = boot_domain(URI, name, Path("/var/tmp/vmshare-testbed") / name, ssh_port=port)
+    try:
+        authorize_ssh_key(dom, (work / "id_ed25519.pub").read_text())
+        known_hosts = work / "known_hosts"
+        known_hosts.write_text(ssh_host_key(dom))
+        access = GuestAccess(
+            channel="ssh",
+            ssh_host="127.0.0.1",
+            ssh_port=port,
+            ssh_key=str(key),
+            ssh_known_hosts=str(known_hosts),
+        )
+        yield SshGuest(dom, name, access)
+    finally:
+        destroy_domain(URI, name)

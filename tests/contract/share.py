@@ -1,0 +1,233 @@
+"""ShareContract: what a share does end to end through the real CLI, on any backend and protocol.
+
+These tests say nothing about one hypervisor: round trips both ways, then remove leaves nothing
+(checksums of the host tree), hostile host and guest paths, bad input that changes nothing,
+apply idempotency and prune, two adds at the same moment, and a failure in the guest that rolls
+back. One opt-in class per (backend test bed, protocol) provides ``testbed`` (a ShareTestbed).
+What only one backend has (QEMU-enforced read-only, shared memory, reboot persistence, device
+XML) stays in tests/integration.
+
+An opt-in leaves out a test it cannot run by setting it to ``None`` with the reason next to it
+(pytest collects nothing then; a skip would fail CI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.testbed.fixtures import Guest, Vmshare, make_tree, tree_digest
+from vmshare.formats.fstab import parse_table
+from vmshare.protocols import mount_tag
+
+HOSTILE_NAMES = [
+    'it\'s "quoted"',
+    "$(touch /tmp/pwned);`id`",
+    "semi;colon & amp",
+    "‘curly’ ‛quotes‚",
+    "sp  ace",
+    "[bold]markup[/]",
+]
+
+
+@dataclass
+class ShareTestbed:
+    """One backend's test VM and one protocol, as the contract drives and checks them."""
+
+    vm: str
+    guest: Guest  # runs commands in the guest, reads its mounts and fstab
+    cli: Vmshare  # the real CLI, set up for this backend's host (servers, config)
+    protocol: str  # what the plan must choose
+    mount_types: set[str]  # the guest's fstype for the mount
+    tmp: Path  # where host trees go (every host user can traverse it)
+    # the hypervisor's share devices, tag -> source (live or persistent); {} without any
+    devices: Callable[[bool], dict[str, str]]
+    # the host server's export entries, id -> entry; {} for device protocols
+    exports: Callable[[], dict[str, str]]
+    # the VM's own definition (e.g. domain XML live + persistent), to prove nothing changed
+    vm_config: Callable[[], object]
+    backend: str = "libvirt"  # [vm.NAME] backend in spec files
+    mount_source: Callable[[str], str] | None = None  # tag -> the guest mount's source
+    add_args: list[str] = field(default_factory=list)  # e.g. --protocol nfs
+    remove_args: list[str] = field(default_factory=list)  # e.g. --restart
+    spec_protocol: str | None = None  # protocol = ... in spec files
+    owner: tuple[int, int] | None = None  # owner of shared trees (network shares)
+    fstab_line: Callable[[str, str], str] | None = None  # exact fstab line, where known
+    status_checks: dict[str, str] = field(default_factory=lambda: {"probe": "ok"})
+    # the rollback of a failed guest step: how many steps are undone and a line that shows it
+    rollback_undone: int = 2
+    rollback_marker: str = "↶ detach"
+    refused_names: set[str] = field(default_factory=set)  # names the protocol cannot carry
+
+    def tree(self, name: str) -> Path:
+        return make_tree(self.tmp / name, self.owner)
+
+    def add(self, *args: str, **kw) -> object:
+        return self.cli(*args, *self.add_args, **kw)
+
+    def has(self, tag: str, live: bool = True) -> bool:
+        """Whether the share's device (or export) is in place."""
+        return tag in self.devices(live) or tag in self.exports()
+
+    def snapshot(self) -> tuple[object, str, dict[str, str], dict[str, str]]:
+        return (self.vm_config(), self.guest.fstab(), self.devices(False), self.exports())
+
+
+class ShareContract:
+    @pytest.fixture
+    def testbed(self) -> ShareTestbed:
+        raise NotImplementedError("an opt-in class provides its test bed")
+
+    def test_share_round_trips_both_ways_then_remove_leaves_nothing(self, testbed):
+        tb, guest = testbed, testbed.guest
+        src = tb.tree("src")
+        target = "/mnt/rt"
+        tag = mount_tag(f"{tb.vm}:{target}")
+        fstab_before = guest.fstab()
+
+        result = tb.cli.json("add", str(src), f"{tb.vm}:{target}", *tb.add_args)
+        assert result["ok"], result
+        assert result["data"]["plan"]["choices"][0]["protocol"] == tb.protocol
+
+        # host -> guest
+        assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+        assert guest.read(f"{target}/sub/deeper/data.bin") == bytes(range(256)) * 64
+        # guest -> host
+        code, _, err = guest.sh('printf "from the guest" > "$1/guest.txt"', target)
+        assert code == 0, err
+        assert (src / "guest.txt").read_text() == "from the guest"
+        # every layer is in place
+        assert guest.mounts()[target][1] in tb.mount_types
+        if tb.mount_source:
+            assert guest.mounts()[target][0] == tb.mount_source(tag)
+        assert tb.has(tag, live=True) and tb.has(tag, live=False)
+        if tb.fstab_line:
+            assert tb.fstab_line(tag, target) in guest.fstab()
+        assert [e.target for e in parse_table(guest.fstab())].count(target) == 1
+        status = tb.cli.json("status")
+        assert status["ok"], status
+        assert status["data"][0]["checks"].items() >= tb.status_checks.items()
+
+        # planning the same share again finds nothing to do, by shorthand and by spec file
+        again = tb.cli.json("add", str(src), f"{tb.vm}:{target}", *tb.add_args, "--dry-run")
+        assert again["data"]["plan"]["steps"] == []
+        spec = tb.tmp / "vmshare.toml"
+        spec.write_text(
+            f'[[share]]\nsource = "{src}"\nvm = "{tb.vm}"\ntarget = "{target}"\n'
+            + (f'protocol = "{tb.spec_protocol}"\n' if tb.spec_protocol else "")
+        )
+        planned = tb.cli("plan", "-f", str(spec), check=True)
+        assert "Nothing to do" in planned.stdout
+
+        before_remove = tree_digest(src)
+        removed = tb.cli("remove", f"{tb.vm}:{target}", *tb.remove_args, check=True)
+        assert "fstab" in removed.stderr
+        assert target not in guest.mounts()
+        assert not tb.has(tag, live=True)
+        assert not tb.has(tag, live=False)
+        assert guest.fstab() == fstab_before
+        assert guest.run("test", "-e", target)[0] != 0  # the mount point vmshare made is gone
+        assert tree_digest(src) == before_remove
+        assert tb.cli.shares() == []
+
+    @pytest.mark.parametrize("name", HOSTILE_NAMES)
+    def test_hostile_host_and_guest_paths_share_correctly(self, testbed, name):
+        tb, guest = testbed, testbed.guest
+        src = tb.tree(name)
+        target = f"/mnt/h {name}"
+        before = tb.snapshot()
+        proc = tb.add("add", str(src), f"{tb.vm}:{target}")
+        if name in tb.refused_names:  # refused up front, with a reason, and nothing changed
+            assert proc.returncode == 2, proc.stderr
+            assert "hint:" in proc.stderr and "Traceback" not in proc.stderr
+            assert tb.snapshot() == before and tb.cli.shares() == []
+            return
+        assert proc.returncode == 0, proc.stderr
+        assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+        assert guest.run("test", "-e", "/tmp/pwned")[0] != 0
+        assert not Path("/tmp/pwned").exists()
+        entries = [e for e in parse_table(guest.fstab()) if e.target == target]
+        assert len(entries) == 1
+        tb.cli("remove", f"{tb.vm}:{target}", *tb.remove_args, check=True)
+        assert guest.fstab() == before[1]
+        assert target not in guest.mounts()
+        assert tb.snapshot() == before
+
+    @pytest.mark.parametrize(
+        ("args", "code", "message"),
+        [
+            (["add", "{src}", "no-such-vm:/mnt/x"], 1, "VM 'no-such-vm' not found"),
+            (["add", "{src}/missing", "{vm}:/mnt/x"], 1, "does not exist"),
+            (["add", "{src}", "{vm}:mnt/x"], 2, "must be absolute"),
+            (["add", "{src}/a\nb", "{vm}:/mnt/x"], 2, "control character"),
+            (["add", "{src}", "{vm}:/mnt/x\n/etc"], 2, "control character"),
+            (["add", "{src}", "{vm}:/mnt/x", "-o", "rw 0 0\nevil /etc"], 2, "mount option"),
+        ],
+    )
+    def test_bad_input_changes_nothing(self, testbed, args, code, message):
+        tb = testbed
+        src = tb.tree("bad")
+        before = tb.snapshot()
+        argv = [a.format(src=src, vm=tb.vm) for a in args]
+        proc = tb.add(*argv)
+        assert proc.returncode == code, proc.stderr
+        assert message in proc.stderr
+        assert "hint:" in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 2
+        assert tb.snapshot() == before
+        assert tb.cli.shares() == []
+
+    def test_failure_in_the_guest_rolls_back(self, testbed):
+        tb, guest = testbed, testbed.guest
+        src = tb.tree("rb")
+        assert guest.sh(": > /tmp/blocker")[0] == 0  # a file where a folder must be created
+        before = tb.snapshot()
+        proc = tb.add("add", str(src), f"{tb.vm}:/tmp/blocker/mnt")
+        assert proc.returncode == 3, proc.stderr
+        assert f"undid {tb.rollback_undone} step(s)" in proc.stderr, proc.stderr
+        assert "everything is as before" in proc.stderr
+        assert tb.rollback_marker in proc.stderr and "(rolling back)" in proc.stderr, proc.stderr
+        assert tb.snapshot() == before
+        assert tb.cli.shares() == []
+
+    def test_apply_is_idempotent_and_prune_removes_what_the_file_dropped(self, testbed):
+        tb, guest = testbed, testbed.guest
+        a, b = tb.tree("a"), tb.tree("b")
+        spec = tb.tmp / "vmshare.toml"
+        protocol = f'protocol = "{tb.spec_protocol}"\n' if tb.spec_protocol else ""
+        both = (
+            f'[vm.{tb.vm}]\nbackend = "{tb.backend}"\n\n'
+            f'[[share]]\nsource = "a"\nvm = "{tb.vm}"\ntarget = "/mnt/a"\n{protocol}\n'
+            f'[[share]]\nsource = "b"\nvm = "{tb.vm}"\ntarget = "/mnt/b"\n{protocol}'
+        )
+        spec.write_text(both)
+        tb.cli("apply", "-f", str(spec), check=True)
+        assert {"/mnt/a", "/mnt/b"} <= set(guest.mounts())
+        assert tb.cli.json("plan", "-f", str(spec))["data"]["plan"]["steps"] == []
+        assert "Nothing to do" in tb.cli("apply", "-f", str(spec), check=True).stdout
+        spec.write_text(both.split('\n[[share]]\nsource = "b"')[0] + "\n")
+        tb.cli("apply", "-f", str(spec), "--prune", "--yes", check=True)
+        assert "/mnt/b" not in guest.mounts() and "/mnt/a" in guest.mounts()
+        assert [s["target"] for s in tb.cli.shares()] == ["/mnt/a"]
+        assert guest.read("/mnt/a/hello.txt") == (a / "hello.txt").read_bytes()
+        assert (b / "hello.txt").read_text() == "hello from the host\n"
+
+    def test_two_adds_at_the_same_moment_both_land(self, testbed):
+        tb, guest = testbed, testbed.guest
+        sources = [tb.tree(f"c{i}") for i in range(2)]
+        results = tb.cli.at_once(
+            *(
+                ["add", str(src), f"{tb.vm}:/mnt/c{i}", *tb.add_args]
+                for i, src in enumerate(sources)
+            )
+        )
+        assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+        mounts = guest.mounts()
+        assert "/mnt/c0" in mounts and "/mnt/c1" in mounts
+        assert len(tb.cli.shares()) == 2
+        for i in range(2):
+            assert tb.has(mount_tag(f"{tb.vm}:/mnt/c{i}"))
+            assert guest.read(f"/mnt/c{i}/hello.txt") == b"hello from the host\n"
