@@ -148,6 +148,17 @@ def restarted_after_detach(plan: Plan) -> set[str]:
     return restarted
 
 
+def with_known_vms(spec: Spec) -> Spec:
+    """A VM the spec names without a ``[vm.NAME]`` table takes host.toml's table, if any (the
+    machine's own description of it, as ``vmshare add`` uses)."""
+    missing = {share.vm for share in spec.share} - set(spec.vm)
+    if not missing:
+        return spec
+    known = load_host_settings().vm
+    found = {name: known[name] for name in sorted(missing) if name in known}
+    return spec.model_copy(update={"vm": {**spec.vm, **found}}) if found else spec
+
+
 def _vms_of(spec: Spec) -> dict[str, VmSpec]:
     return {share.vm: spec.vm_for(share.vm) for share in spec.share}
 
@@ -238,6 +249,7 @@ def plan_shares(
     replace: bool = False,
 ) -> Result:
     """The plan for ``spec``, changing nothing."""
+    spec = with_known_vms(spec)
     session = Session(_vms_of(spec), store, spec)
     try:
         state = store.load()
@@ -276,6 +288,7 @@ def apply_shares(
         return plan_shares(
             spec, origin, store, allow_restart=allow_restart, prune=prune, replace=replace
         )
+    spec = with_known_vms(spec)
     with store.locked():
         state = store.load()
         session = Session(_vms_of(spec), store, spec)

@@ -49,7 +49,8 @@ class ShareTestbed:
     exports: Callable[[], dict[str, str]]
     # the VM's own definition (e.g. domain XML live + persistent), to prove nothing changed
     vm_config: Callable[[], object]
-    backend: str = "libvirt"  # [vm.NAME] backend in spec files
+    # the [vm.NAME] backend in spec files; None: no table (the VM's settings come from host.toml)
+    backend: str | None = "libvirt"
     mount_source: Callable[[str], str] | None = None  # tag -> the guest mount's source
     add_args: list[str] = field(default_factory=list)  # e.g. --protocol nfs
     remove_args: list[str] = field(default_factory=list)  # e.g. --restart
@@ -198,9 +199,9 @@ class ShareContract:
         a, b = tb.tree("a"), tb.tree("b")
         spec = tb.tmp / "vmshare.toml"
         protocol = f'protocol = "{tb.spec_protocol}"\n' if tb.spec_protocol else ""
+        table = f'[vm.{tb.vm}]\nbackend = "{tb.backend}"\n\n' if tb.backend else ""
         both = (
-            f'[vm.{tb.vm}]\nbackend = "{tb.backend}"\n\n'
-            f'[[share]]\nsource = "a"\nvm = "{tb.vm}"\ntarget = "/mnt/a"\n{protocol}\n'
+            table + f'[[share]]\nsource = "a"\nvm = "{tb.vm}"\ntarget = "/mnt/a"\n{protocol}\n'
             f'[[share]]\nsource = "b"\nvm = "{tb.vm}"\ntarget = "/mnt/b"\n{protocol}'
         )
         spec.write_text(both)

@@ -18,6 +18,7 @@ from tests.testbed.fixtures import (
     exported,
     make_tree,
     tree_digest,
+    vsphere_table,
 )
 from tests.testbed.vcsim import Vcsim
 
@@ -27,17 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def vsphere_spec(path: Path, vcsim: Vcsim, *shares: tuple[Path, str, str]) -> Path:
-    text = (
-        f'[vm."{vcsim.vm}"]\n'
-        'backend = "vsphere"\n'
-        f'server = "{vcsim.host}:{vcsim.port}"\n'
-        f'user = "{vcsim.username}"\n'
-        'password_env = "VMSHARE_IT_VC_PASSWORD"\n'
-        f'ca_file = "{vcsim.ca_file}"\n'
-        f'[vm."{vcsim.vm}".guest]\n'
-        f'login_user = "{vcsim.guest_user}"\n'
-        'login_password_env = "VMSHARE_IT_GUEST_PASSWORD"\n'
-    )
+    text = vsphere_table(vcsim)
     for source, target, protocol in shares:
         text += (
             f'[[share]]\nsource = "{source}"\nvm = "{vcsim.vm}"\ntarget = "{target}"\n'

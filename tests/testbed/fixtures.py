@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ from tests.testbed.guest_image import build_image
 from tests.testbed.libvirtd import ensure_libvirtd
 from tests.testbed.servers import Ganesha, Samba, free_port
 from tests.testbed.vcsim import Vcsim
+from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.formats import ownedblock
 from vmshare.spec import GuestAccess
 
@@ -228,6 +230,50 @@ def make_tree(root: Path, owner: tuple[int, int] | None = None) -> Path:
     if owner is not None:
         os.chown(root, *owner)
     return root
+
+
+@dataclass
+class VsphereBed:
+    """The simulator's VM as vmshare's user describes it: a host.toml with the loopback file
+    servers and the VM's [vm.NAME] table (passwords as env references), and those variables."""
+
+    vm: str
+    host_config: Path
+    env: dict[str, str]
+
+    def settings(self) -> VsphereVm:
+        from vmshare.spec import HostSettings
+
+        text = tomllib.loads(self.host_config.read_text())
+        vm = HostSettings.model_validate(text).vm[self.vm]
+        assert isinstance(vm, VsphereVm)
+        return vm
+
+
+def vsphere_table(vcsim: Vcsim) -> str:
+    return (
+        f'[vm."{vcsim.vm}"]\n'
+        'backend = "vsphere"\n'
+        f'server = "{vcsim.host}:{vcsim.port}"\n'
+        f'user = "{vcsim.username}"\n'
+        'password_env = "VMSHARE_IT_VC_PASSWORD"\n'
+        f'ca_file = "{vcsim.ca_file}"\n'
+        f'[vm."{vcsim.vm}".guest]\n'
+        f'login_user = "{vcsim.guest_user}"\n'
+        'login_password_env = "VMSHARE_IT_GUEST_PASSWORD"\n'
+    )
+
+
+@pytest.fixture(scope="session")
+def vsphere(vcsim: Vcsim, servers: FileServers) -> VsphereBed:
+    config = servers.host_config.parent / "host-vsphere.toml"
+    config.write_text(servers.host_config.read_text() + "\n" + vsphere_table(vcsim))
+    env = {
+        "VMSHARE_HOST_CONFIG": str(config),
+        "VMSHARE_IT_VC_PASSWORD": vcsim.password,
+        "VMSHARE_IT_GUEST_PASSWORD": vcsim.guest_password,
+    }
+    return VsphereBed(vcsim.vm, config, env)
 
 
 @pytest.fixture(scope="session")
