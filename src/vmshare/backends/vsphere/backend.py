@@ -19,7 +19,15 @@ from pyVmomi import vim
 from vmshare.backends.base import Backend
 from vmshare.backends.vsphere.faults import vim_errors
 from vmshare.backends.vsphere.guestops import ToolsChannel
-from vmshare.backends.vsphere.lookup import VmRef, find_vm, not_found, vm_index, vm_properties
+from vmshare.backends.vsphere.lookup import (
+    VmRef,
+    datacenters,
+    find_vm,
+    inventory_path,
+    not_found,
+    vm_index,
+    vm_properties,
+)
 from vmshare.backends.vsphere.session import Endpoint, close_session, open_session
 from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.backends.vsphere.transfer import Transfer
@@ -62,6 +70,8 @@ class VsphereBackend(Backend):
         self.vsphere = settings
         self.endpoint = endpoint_of(settings)
         self._instance: Any = None
+        self._content: Any = None
+        self._scope: tuple[Any, str | None] | None = None
         self._logins: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ session
@@ -73,37 +83,53 @@ class VsphereBackend(Backend):
 
     @property
     def content(self) -> Any:
+        """The server's ServiceContent: read once per session (it does not change)."""
         if self._instance is None:
             what = f"the vSphere password of {self.vsphere.user}@{self.vsphere.server}"
             password = resolve_secret(self.vsphere.password, what)
             self._instance = open_session(self.endpoint, password.reveal())
-        return self._instance.RetrieveContent()
+            self._content = None
+            self._scope = None
+        if self._content is None:
+            self._content = self._instance.RetrieveContent()
+        return self._content
 
     def close(self) -> None:
         if self._instance is not None:
             instance, self._instance = self._instance, None
+            self._content = self._scope = None
             close_session(instance)
 
-    def _root(self) -> Any:
-        content = self.content
-        if self.vsphere.datacenter is None:
-            return content.rootFolder
-        for entity in content.rootFolder.childEntity:
-            if isinstance(entity, vim.Datacenter) and entity.name == self.vsphere.datacenter:
-                return entity.vmFolder
-        raise NotFoundError(
-            f"datacenter {self.vsphere.datacenter!r} not found on {self.endpoint.label}",
-            hint="check [vm.NAME] datacenter, or leave it out to search every datacenter",
-        )
+    def _root(self) -> tuple[Any, str | None]:
+        """Where lookups search: every datacenter, or the VM folder of the one the settings
+        name (and its inventory path, which an inventory path must start with)."""
+        if self._scope is None:
+            content = self.content
+            wanted = self.vsphere.datacenter
+            if wanted is None:
+                self._scope = (content.rootFolder, None)
+            else:
+                found = [row for row in datacenters(content) if row.get("name") == wanted]
+                if not found:
+                    raise NotFoundError(
+                        f"datacenter {wanted!r} not found on {self.endpoint.label}",
+                        hint="check [vm.NAME] datacenter, or leave it out to search every "
+                        "datacenter",
+                    )
+                self._scope = (found[0]["vmFolder"], inventory_path(content, found[0]["_obj"]))
+        return self._scope
 
     def _find(self, vm: str) -> VmRef | None:
-        return find_vm(self.content, self._root(), vm)
+        root, within = self._root()
+        return find_vm(self.content, root, vm, within)[0]
 
     def _vm(self, vm: str) -> VmRef:
-        found = self._find(vm)
+        root, within = self._root()
+        found, index = find_vm(self.content, root, vm, within)
         if found is None:
-            names = [ref.name for ref in vm_index(self.content, self._root())]
-            raise not_found(vm, self.endpoint.label, names)
+            if index is None:
+                index = vm_index(self.content, root)
+            raise not_found(vm, self.endpoint.label, [ref.name for ref in index])
         return found
 
     # -------------------------------------------------------------------- facts
