@@ -8,6 +8,7 @@ first use and logged out by ``close``. Every call runs inside ``sdk_errors`` (fa
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -38,10 +39,14 @@ from vmshare.guest.ssh import SshChannel
 from vmshare.secrets import resolve_secret
 from vmshare.spec import VmSpec
 
+log = logging.getLogger("vmshare.vsphere")
+
 TASK_TIMEOUT = 300.0  # s: for a power task
 TOOLS_TIMEOUT = 300.0  # s: for VMware Tools to run after the VM starts
 SHUTDOWN_TIMEOUT = 120.0  # s: a guest shutdown before the VM is powered off
 TOOLS_RUNNING = "guestToolsRunning"
+# progress(what, percent): percent is None while the server gives none (queued, or no figure)
+TaskProgress = Callable[[str, int | None], None]
 NO_DEVICE = (
     "vSphere has no device that hands a workstation's folder to a VM; vmshare shares over "
     "nfs or smb"
@@ -72,6 +77,7 @@ class VsphereBackend(Backend):
         self._instance: Any = None
         self._content: Any = None
         self._scope: tuple[Any, str | None] | None = None
+        self.task_progress: TaskProgress | None = None  # a caller's hook for slow tasks
         self._logins: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ session
@@ -222,7 +228,9 @@ class VsphereBackend(Backend):
     def start(self, *, vm: str) -> str | None:
         found = self._vm(vm)
         if vm_properties(self.content, found.obj).get("runtime.powerState") != "poweredOn":
-            wait_task(found.obj.PowerOnVM_Task(), f"power on VM {vm!r}")
+            wait_task(
+                found.obj.PowerOnVM_Task(), f"power on VM {vm!r}", progress=self.task_progress
+            )
         self._wait_tools(found, vm)
         return None
 
@@ -236,7 +244,9 @@ class VsphereBackend(Backend):
             found.obj.ShutdownGuest()
             forced = not self._wait_power(found, "poweredOff", SHUTDOWN_TIMEOUT)
         if forced:
-            wait_task(found.obj.PowerOffVM_Task(), f"power off VM {vm!r}")
+            wait_task(
+                found.obj.PowerOffVM_Task(), f"power off VM {vm!r}", progress=self.task_progress
+            )
         self.start(vm=vm)
         return f"VM {vm!r} was powered off (no clean guest shutdown)" if forced else None
 
@@ -265,22 +275,44 @@ class VsphereBackend(Backend):
             time.sleep(2)
 
 
-def wait_task(task: Any, what: str, timeout: float = TASK_TIMEOUT) -> Any:
+def wait_task(
+    task: Any,
+    what: str,
+    timeout: float = TASK_TIMEOUT,
+    progress: TaskProgress | None = None,
+    poll: float = 0.5,
+) -> Any:
     """Wait for a vSphere task; its error is raised (and mapped by sdk_errors), a task that
-    outlives the deadline is cancelled and reported."""
+    outlives the deadline is cancelled and reported.
+
+    Each change of ``task.info.progress`` is logged (logger ``vmshare.vsphere``, INFO) and given
+    to ``progress``; ``task.info`` is read once per poll (one round trip)."""
     deadline = time.monotonic() + timeout
-    while task.info.state in (vim.TaskInfo.State.queued, vim.TaskInfo.State.running):
+    reported: object = ()  # nothing reported yet
+    while True:
+        info = task.info
+        if info.state not in (vim.TaskInfo.State.queued, vim.TaskInfo.State.running):
+            break
+        percent = info.progress if info.state == vim.TaskInfo.State.running else None
+        if percent != reported:
+            reported = percent
+            log.info("vSphere task to %s: %s", what, f"{percent}%" if percent else info.state)
+            if progress is not None:
+                progress(what, percent)
         if time.monotonic() > deadline:
             with suppress(Exception):  # the deadline error below says what happened
                 task.CancelTask()
             raise BackendUnavailable(
-                f"vSphere did not finish the task to {what} within {timeout:g} s (task deadline)",
+                f"vSphere did not finish the task to {what} within {timeout:g} s (task deadline;"
+                " the task was cancelled)",
                 hint="see the VM's tasks in the vSphere client",
             )
-        time.sleep(0.5)
-    if task.info.state == vim.TaskInfo.State.error:
-        raise task.info.error
-    return task.info.result
+        time.sleep(poll)
+    if info.state == vim.TaskInfo.State.error:
+        raise info.error
+    if progress is not None and reported != 100:
+        progress(what, 100)
+    return info.result
 
 
 def guest_tools(props: dict[str, Any]) -> str:
