@@ -13,7 +13,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from vmshare.backends.settings import VmSettings
 from vmshare.facts import Scope, VmFacts
@@ -22,6 +23,17 @@ from vmshare.host import Host
 from vmshare.host.local import LocalHost
 from vmshare.secrets import SecretStore
 from vmshare.spec import VmSpec
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One row of ``vmshare doctor VM`` that only the backend can check (its server's TLS,
+    login, version...). ``detail`` and ``hint`` never hold a secret."""
+
+    name: str
+    status: Literal["ok", "info", "warn", "fail"]
+    detail: str
+    hint: str | None = None
 
 
 class Backend(ABC):
@@ -91,6 +103,11 @@ class Backend(ABC):
     @abstractmethod
     def restart(self, *, vm: str) -> str | None:
         """Shut the VM down gracefully (forced after a deadline) and start it again."""
+
+    def diagnose(self, vm: str) -> list[Diagnosis]:
+        """The backend's own checks for ``vmshare doctor VM``, in order; a ``fail`` stops the
+        doctor before it probes the VM. Never raises for what it checks: a failure is a row."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

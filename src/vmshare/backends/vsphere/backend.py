@@ -17,7 +17,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from vmshare.backends.base import Backend
+from vmshare.backends.base import Backend, Diagnosis
 from vmshare.backends.vsphere.faults import vim_errors
 from vmshare.backends.vsphere.guestops import ToolsChannel
 from vmshare.backends.vsphere.lookup import (
@@ -32,7 +32,13 @@ from vmshare.backends.vsphere.lookup import (
 from vmshare.backends.vsphere.session import Endpoint, close_session, open_session
 from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.backends.vsphere.transfer import Transfer
-from vmshare.errors import BackendUnavailable, GuestError, HypervisorError, NotFoundError
+from vmshare.errors import (
+    BackendUnavailable,
+    GuestError,
+    HypervisorError,
+    NotFoundError,
+    VmshareError,
+)
 from vmshare.facts import Capabilities, Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
@@ -170,6 +176,74 @@ class VsphereBackend(Backend):
                     guest_os="windows" if windows else "linux",
                 ),
             }
+        )
+
+    def diagnose(self, vm: str) -> list[Diagnosis]:
+        """The server's TLS, the login, the API version and product, the VM, its Tools; a
+        failure ends the list (the next check needs what failed). No secret in any row."""
+        label = self.endpoint.label
+        rows = [self._diagnose_tls()]
+        if rows[-1].status == "fail":
+            return rows
+        try:
+            with self.sdk_errors():
+                about = self.content.about
+        except VmshareError as exc:
+            return [*rows, Diagnosis("vsphere login", "fail", exc.message, exc.hint)]
+        rows.append(Diagnosis("vsphere login", "ok", f"{self.vsphere.user} logged in at {label}"))
+        rows.append(
+            Diagnosis(
+                "vsphere server",
+                "ok",
+                f"{about.fullName} (API {about.apiVersion}, {about.apiType})",
+            )
+        )
+        try:
+            with self.sdk_errors():
+                found = self._vm(vm)
+                props = vm_properties(self.content, found.obj)
+                where = inventory_path(self.content, found.obj)
+        except VmshareError as exc:
+            return [*rows, Diagnosis(f"vsphere vm {vm}", "fail", exc.message, exc.hint)]
+        power = props.get("runtime.powerState") or "unknown"
+        rows.append(Diagnosis(f"vsphere vm {vm}", "ok", f"{where} ({found.obj._moId}), {power}"))
+        tools = guest_tools(props)
+        if props.get("guest.toolsRunningStatus") == TOOLS_RUNNING:
+            rows.append(Diagnosis("vmware tools", "ok", tools))
+        elif power == "poweredOn":
+            rows.append(
+                Diagnosis(
+                    "vmware tools",
+                    "warn",
+                    f"{tools}: no guest address or guest operations",
+                    GUEST_HINT.format(vm=vm),
+                )
+            )
+        else:
+            rows.append(Diagnosis("vmware tools", "info", f"{tools}: the VM is not running"))
+        return rows
+
+    def _diagnose_tls(self) -> Diagnosis:
+        endpoint = self.endpoint
+        if not endpoint.verify:
+            return Diagnosis(
+                "vsphere tls",
+                "warn",
+                f"certificate checks are off for {endpoint.label} (insecure = true)",
+                "give the server's CA with [vm.NAME] ca_file and drop insecure = true",
+            )
+        trusted_by = f"the CA file {endpoint.ca_file}" if endpoint.ca_file else "the system CAs"
+        try:
+            with (
+                self.sdk_errors(),
+                socket.create_connection((endpoint.host, endpoint.port), timeout=10) as raw,
+                endpoint.tls().wrap_socket(raw, server_hostname=endpoint.host),
+            ):
+                pass  # the handshake is the check
+        except VmshareError as exc:
+            return Diagnosis("vsphere tls", "fail", exc.message, exc.hint)
+        return Diagnosis(
+            "vsphere tls", "ok", f"{endpoint.label}: certificate trusted by {trusted_by}"
         )
 
     def guest_channel(self, vm: VmSpec) -> GuestChannel:
