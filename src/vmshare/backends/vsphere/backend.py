@@ -83,6 +83,7 @@ class VsphereBackend(Backend):
         self._instance: Any = None
         self._content: Any = None
         self._scope: tuple[Any, str | None] | None = None
+        self._found: dict[str, VmRef] = {}
         self.task_progress: TaskProgress | None = None  # a caller's hook for slow tasks
         self._logins: dict[str, Any] = {}
 
@@ -102,6 +103,7 @@ class VsphereBackend(Backend):
             self._instance = open_session(self.endpoint, password.reveal())
             self._content = None
             self._scope = None
+            self._found = {}
         if self._content is None:
             self._content = self._instance.RetrieveContent()
         return self._content
@@ -110,6 +112,7 @@ class VsphereBackend(Backend):
         if self._instance is not None:
             instance, self._instance = self._instance, None
             self._content = self._scope = None
+            self._found.clear()
             close_session(instance)
 
     def _root(self) -> tuple[Any, str | None]:
@@ -132,16 +135,23 @@ class VsphereBackend(Backend):
         return self._scope
 
     def _find(self, vm: str) -> VmRef | None:
-        root, within = self._root()
-        return find_vm(self.content, root, vm, within)[0]
+        self._root()  # an unknown datacenter is an error, not a missing VM
+        try:
+            return self._vm(vm)
+        except NotFoundError:
+            return None
 
     def _vm(self, vm: str) -> VmRef:
+        """The VM ``vm`` names; found once per session (a VM's object id does not change)."""
+        if vm in self._found:
+            return self._found[vm]
         root, within = self._root()
         found, index = find_vm(self.content, root, vm, within)
         if found is None:
             if index is None:
-                index = vm_index(self.content, root)
+                index = vm_index(self.content, root, uuids=False)
             raise not_found(vm, self.endpoint.label, [ref.name for ref in index])
+        self._found[vm] = found
         return found
 
     # -------------------------------------------------------------------- facts
