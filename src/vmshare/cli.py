@@ -78,8 +78,8 @@ SpecFileOpt = Annotated[
 def _choice(kind: str, choices: tuple[str, ...]) -> Any:
     """An option callback: a value outside ``choices`` fails at once, naming the closest."""
 
-    def check(value: str) -> str:
-        if value not in choices:
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
             raise typer.BadParameter(unknown(kind, value, choices))
         return value
 
@@ -102,13 +102,14 @@ ProtocolOpt = Annotated[
     ),
 ]
 BackendOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--backend",
         metavar="BACKEND",
         callback=_choice("backend", BACKENDS),
         autocompletion=_complete(BACKENDS),
-        help=f"{' | '.join(BACKENDS)}; this version has libvirt.",
+        help=f"{' | '.join(BACKENDS)}; default: the VM's [vm.NAME] table in host.toml, else "
+        "libvirt. This version has libvirt and vsphere.",
     ),
 ]
 
@@ -281,7 +282,7 @@ def add(
             help="Extra guest mount option (repeatable, or comma-separated).",
         ),
     ] = None,
-    backend: BackendOpt = "libvirt",
+    backend: BackendOpt = None,
     connection: Annotated[
         str | None,
         typer.Option(
@@ -331,13 +332,14 @@ def add(
         vmshare add ~/src devvm:/mnt/src --save vmshare.toml
     """
     from vmshare import core, specfile
-    from vmshare.spec import Spec, shorthand
+    from vmshare.spec import Spec, load_host_settings, shorthand
 
     share, vm = shorthand(
         source,
         vm_target,
         backend=backend,
         connection=connection,
+        known=load_host_settings().vm,
         protocol=protocol,
         readonly=readonly,
         owner=owner,
@@ -508,14 +510,35 @@ def plan(
 @app.command("list")
 def list_cmd(
     vm: Annotated[str | None, typer.Argument(help="Only this VM.")] = None,
+    on_vm: Annotated[
+        str | None,
+        typer.Option(
+            "--vm",
+            metavar="VM",
+            help="Ask this VM's hypervisor too: also list the shares the VM's own record names "
+            "(made on another workstation or by a CI job), and whether each is recorded there.",
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="With --vm: spec file whose [vm.NAME] table says how to reach a VM that this "
+            "workstation's state does not know.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the shares vmshare made (from its state; contacts no hypervisor). Alias: ls.
+    """List the shares vmshare made (from its state; contacts no hypervisor unless --vm). Alias: ls.
 
-    Examples: vmshare list · vmshare list devvm --json
+    Examples: vmshare list · vmshare list devvm --json · vmshare list --vm build -f vmshare.toml
     """
     from vmshare import render  # no vmshare.core: listing needs only the state file
 
+    if on_vm is not None or file is not None:
+        _list_vm(on_vm or vm, vm, file, json_out)
+        return
     records = _store().load().listed(vm)
     if json_out:
         data = [r.model_dump(mode="json", exclude={"steps"}) for r in records]
@@ -527,6 +550,31 @@ def list_cmd(
 
 
 app.command("ls", hidden=True, help="Alias of list.")(list_cmd)
+
+
+def _list_vm(vm: str | None, argument: str | None, file: Path | None, json_out: bool) -> None:
+    """``list --vm VM``: this workstation's shares of VM and those only the VM's record names."""
+    from vmshare import render
+    from vmshare.status import vm_shares
+
+    if vm is None:
+        raise UsageError("--file needs --vm VM", hint="vmshare list --vm VM -f vmshare.toml")
+    if argument is not None and argument != vm:
+        raise UsageError(
+            f"list names two VMs ({argument!r} and --vm {vm!r})", hint="name one VM, with --vm"
+        )
+    vm_spec = None
+    if file is not None:
+        from vmshare.spec import load_spec
+
+        vm_spec = load_spec(file).vm_for(vm)
+    rows = vm_shares(_store(), vm, vm_spec)
+    if json_out:
+        out.print_json(render.envelope("list", [r.model_dump(mode="json") for r in rows]))
+    elif rows:
+        out.print(render.vm_shares_table(rows))
+    else:
+        out.print(f"No shares in VM {vm}, by this workstation or in the VM's record.")
 
 
 @app.command()

@@ -6,11 +6,12 @@ Nothing here changes anything. Backends fill ``VmFacts``; the guest probe fills 
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vmshare.spec import Spec
 
@@ -67,6 +68,11 @@ class Capabilities(BaseModel):
     network: list[str] = ["nfs", "smb"]  # network protocols this backend and guest can use
     guest_os: Literal["linux", "windows"] = "linux"
     nat: Nat | None = None
+    # the backend keeps vmshare's record of a share on the VM itself (record_share/forget_share),
+    # where another workstation or a CI job reads it; ``record_where`` says where, in the
+    # backend's words, with ``{tag}`` for the share's tag
+    records: bool = False
+    record_where: str = "the VM's configuration"
 
     def device(self, protocol: str) -> DeviceCapability | None:
         return next((d for d in self.devices if d.protocol == protocol), None)
@@ -103,6 +109,7 @@ class VmFacts(BaseModel):
     address_reason: str | None = None  # why addresses[0] is the one the host should see
     guest_tools: str | None = None  # the guest tools' status and version, as reported
     guest: GuestFacts = GuestFacts()
+    records: dict[str, dict[str, Any]] = {}  # share tag -> vmshare's record the VM holds
     # the backend's words for finding a VM and for reaching inside it, for hints
     find_hint: str = "check the VM's name"
     guest_hint: str = "make sure the VM's guest tools run, or configure ssh access"
@@ -124,6 +131,7 @@ class VmFacts(BaseModel):
                     k: v for k, v in self.persistent_devices.items() if k != tag
                 },
                 "running_devices": {k: v for k, v in self.running_devices.items() if k != tag},
+                "records": {k: v for k, v in self.records.items() if k != tag},
                 "guest": guest,
             }
         )
@@ -159,6 +167,7 @@ class Facts(BaseModel):
     exports: dict[str, dict[str, str]] = {}  # "nfs"/"smb" -> vmshare entry id -> entry text
     user_names: dict[int, str] = {}  # host uid -> user name (Samba's force user takes names)
     group_names: dict[int, str] = {}
+    host_name: str = Field(default_factory=socket.gethostname)  # this machine, for VM records
 
 
 def probe_path(path: Path) -> PathFact:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from vmshare.errors import VmshareError
     from vmshare.plan.model import Plan
     from vmshare.state import ShareRecord
-    from vmshare.status import ShareHealth
+    from vmshare.status import ShareHealth, VmShare
 
 ENVELOPE_VERSION = 1
 LAYER_TITLES = {"host": "host", "hypervisor": "hypervisor", "guest": "guest"}
@@ -32,6 +32,7 @@ MARKS = {
     "missing": "red",
     "failed": "red",
     "info": "dim",
+    "recorded": "green",
 }
 
 
@@ -118,6 +119,25 @@ def records_table(records: Iterable[ShareRecord]) -> Table:
             Text(r.source),
             r.protocol,
             "ro" if r.readonly else "rw",
+        )
+    return table
+
+
+def vm_shares_table(rows: Iterable[VmShare]) -> Table:
+    """``list --vm``: each share, who made it and whether the VM's record of it is there."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("share", "guest path", "host path", "protocol", "mode", "made on", "record"):
+        table.add_column(column)
+    for r in rows:
+        made = "here" if r.made == "here" else r.host or "elsewhere"
+        table.add_row(
+            Text(r.label),
+            Text(r.target),
+            Text(r.source),
+            Text(r.protocol),
+            "ro" if r.readonly else "rw",
+            Text(made, style="" if r.made == "here" else "yellow"),
+            Text(r.record, style=MARKS.get(r.record, "")),
         )
     return table
 

@@ -15,9 +15,9 @@ import re
 import secrets as _random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
 
 from vmshare.errors import BackendUnavailable, NotFoundError, StateError, UsageError
 from vmshare.fsutil import atomic_write
@@ -131,6 +131,10 @@ def password_reference(value: Any) -> Any:
     if isinstance(value, str):
         raise ValueError(NO_LITERAL_SECRETS)
     return value
+
+
+# A settings field that holds a password reference: a literal string is refused.
+PasswordRef = Annotated[SecretRef, BeforeValidator(password_reference)]
 
 
 def password_shorthand(data: Any, field: str = "password") -> Any:

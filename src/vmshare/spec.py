@@ -205,12 +205,31 @@ class SmbHost(BaseModel):
     mount_options: list[str] = ["vers=3.1.1", "mfsymlinks", "cache=loose", "actimeo=1"]
 
 
+def _named_vm_tables(data: Any) -> Any:
+    """``[vm.NAME]`` tables take their ``name`` from the table's key."""
+    if isinstance(data, dict) and isinstance(data.get("vm"), dict):
+        data = dict(data)
+        data["vm"] = {
+            key: ({"name": key, **value} if isinstance(value, dict) else value)
+            for key, value in data["vm"].items()
+        }
+    return data
+
+
 class HostSettings(BaseModel):
-    """Machine-level settings: host.toml, or a [host] table in a spec file."""
+    """Machine-level settings: host.toml, or a [host] table in a spec file. host.toml's
+    ``[vm.NAME]`` tables describe the VMs that ``vmshare add VM:DST`` names (a vSphere VM's
+    server and user, say), as a spec file's do for its shares."""
 
     model_config = ConfigDict(extra="forbid")
     nfs: NfsHost = NfsHost()
     smb: SmbHost = SmbHost()
+    vm: dict[str, VmSpec] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vm_names(cls, data: Any) -> Any:
+        return _named_vm_tables(data)
 
 
 class Spec(BaseModel):
@@ -223,13 +242,7 @@ class Spec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _vm_names(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("vm"), dict):
-            data = dict(data)
-            data["vm"] = {
-                key: ({"name": key, **value} if isinstance(value, dict) else value)
-                for key, value in data["vm"].items()
-            }
-        return data
+        return _named_vm_tables(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
@@ -448,11 +461,14 @@ def shorthand(
     vm_target: str,
     *,
     base: Path | None = None,
-    backend: str = "libvirt",
+    backend: str | None = None,
     connection: str | None = None,
+    known: dict[str, VmSpec] | None = None,
     **options: Any,
 ) -> tuple[ShareSpec, VmSpec]:
-    """``SRC VM:DST`` plus CLI options -> the same models a spec file gives."""
+    """``SRC VM:DST`` plus CLI options -> the same models a spec file gives. The VM's settings
+    are ``known[VM]`` (host.toml's ``[vm.NAME]`` tables) when there is one, else the defaults of
+    ``backend`` (libvirt unless named)."""
     vm_name, target = parse_vm_target(vm_target)
     raw = _resolve_sources({"share": [{"source": source}]}, base or Path.cwd())
     fields = {key: value for key, value in options.items() if value is not None}
@@ -464,11 +480,15 @@ def shorthand(
     except ValidationError as exc:
         hint = "`vmshare add --help` lists the options and their values"
         raise _spec_error(exc, "arguments", root=ShareSpec, hint=hint) from None
+    described = (known or {}).get(vm_name)
+    if described is not None:
+        return share, _described(described, backend, connection)
+    backend = backend or "libvirt"
     if connection is not None and backend != "libvirt":
         raise SpecError(
             f"--connection is a libvirt setting; the {backend} backend takes its settings from "
-            f"a [vm.{vm_name}] table in a spec file",
-            hint="describe the VM in vmshare.toml (docs/backends.md lists each backend's keys)",
+            f"a [vm.{vm_name}] table in host.toml or a spec file",
+            hint="describe the VM there (docs/backends.md lists each backend's keys)",
         )
     try:
         vm_spec = vm_settings(vm_name, backend, **vm_fields)
@@ -477,11 +497,30 @@ def shorthand(
         hint = (
             "`vmshare add --help` lists the options and their values"
             if named == "libvirt"
-            else f"the {named} backend's settings come from a [vm.{vm_name}] table in a spec "
-            "file: `vmshare apply -f vmshare.toml` (docs/backends.md lists its keys)"
+            else f"the {named} backend's settings come from a [vm.{vm_name}] table in "
+            f"host.toml ({host_settings_path()}) or in a spec file (docs/backends.md lists its "
+            "keys)"
         )
         raise _spec_error(exc, "arguments", root=VmSpec, hint=hint) from None
     return share, vm_spec
+
+
+def _described(vm: VmSpec, backend: str | None, connection: str | None) -> VmSpec:
+    """A VM host.toml describes, checked against the command line's --backend/--connection."""
+    wanted = _backend_of({**vm.model_dump(), "backend": backend})["backend"] if backend else None
+    if wanted is not None and wanted != vm.backend:
+        raise SpecError(
+            f"VM {vm.name!r} is a {vm.backend} VM in host.toml, but --backend says {backend}",
+            hint="drop --backend, or fix the [vm.NAME] table in host.toml",
+        )
+    if connection is None:
+        return vm
+    if vm.backend != "libvirt":
+        raise SpecError(
+            f"--connection is a libvirt setting; VM {vm.name!r} is a {vm.backend} VM",
+            hint="drop --connection: its settings come from host.toml",
+        )
+    return vm.model_copy(update={"connection": connection})
 
 
 def host_settings_path() -> Path:

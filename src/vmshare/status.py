@@ -1,4 +1,5 @@
-"""Live health of the shares vmshare made: host folder, device, mount, fstab, read/write probe."""
+"""Live health of the shares vmshare made: host folder, device, mount, fstab, read/write probe,
+and the record the VM keeps of the share (on backends that keep one)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from vmshare.errors import NotFoundError, VmshareError
 from vmshare.facts import VmFacts
 from vmshare.formats import fstab
 from vmshare.protocols import TAG_PREFIX
-from vmshare.spec import vm_settings
+from vmshare.spec import VmSpec, vm_settings
 from vmshare.state import ShareRecord, StateStore
 
 Check = Literal["ok", "missing", "failed", "n/a", "unknown"]
-LAYERS = ("host", "export", "device", "mount", "fstab", "probe")
+LAYERS = ("host", "export", "device", "mount", "fstab", "probe", "record")
 
 
 class ShareHealth(BaseModel):
@@ -70,6 +71,7 @@ def _check_record(
                 problems.append("device missing from the VM config")
             if not in_vm:
                 problems.append("device missing from the running VM")
+        checks["record"] = _record_check(record, facts, problems)
         if not facts.running:
             problems.append("VM is not running")
         elif not facts.guest.reachable:
@@ -106,6 +108,27 @@ def _check_record(
     )
 
 
+def _record_check(record: ShareRecord, facts: VmFacts, problems: list[str]) -> Check:
+    """Does the VM still hold vmshare's record of the share, as the journal wrote it?"""
+    if not facts.capabilities.records:
+        return "n/a"
+    held = facts.records.get(record.tag)
+    where = facts.capabilities.record_where.format(tag=record.tag)
+    if held is None:
+        problems.append(
+            f"the VM's record of the share ({where}) is gone; the same add/apply writes it again"
+        )
+        return "missing"
+    written = [s.args.get("record") for s in record.steps if s.action == "record_share"]
+    if written and held != written[-1]:
+        problems.append(
+            f"the VM's record ({where}) now names another share: from {held.get('source')} "
+            f"on host {held.get('host')}"
+        )
+        return "failed"
+    return "ok"
+
+
 def _export_check(record: ShareRecord, session: Session, problems: list[str]) -> Check:
     """Is the share's entry still in the file server config of the VM's host?"""
     steps = [*record.steps, *record.pending]
@@ -127,8 +150,38 @@ def _export_check(record: ShareRecord, session: Session, problems: list[str]) ->
     return "missing"
 
 
+def _made_elsewhere(vm: str, facts: VmFacts, known_tags: set[str]) -> list[ShareHealth]:
+    """Shares the VM's own records name that this workstation's state does not know: made by
+    another workstation or a CI job, whose state knows (and checks) their layers."""
+    rows = []
+    for tag, held in sorted(facts.records.items()):
+        if tag in known_tags:
+            continue
+        target = str(held.get("target", "?"))
+        host = str(held.get("host", "?"))
+        rows.append(
+            ShareHealth(
+                key=str(held.get("key", f"{vm}:{target}")),
+                label=f"{held.get('key', tag)} (made on {host})",
+                vm=vm,
+                target=target,
+                source=str(held.get("source", "?")),
+                protocol=str(held.get("protocol", "?")),
+                readonly=bool(held.get("readonly", False)),
+                checks={**dict.fromkeys(LAYERS, "n/a"), "record": "ok"},
+                problems=[
+                    f"made elsewhere (on {host}, per the VM's record): vmshare there checks "
+                    "and removes it"
+                ],
+            )
+        )
+    return rows
+
+
 def _unrecorded(vm: str, facts: VmFacts, known_tags: set[str]) -> list[ShareHealth]:
-    """Objects with vmshare's names (device tags, fstab entry ids) that no record explains."""
+    """Objects with vmshare's names (device tags, fstab entry ids) that no record explains:
+    neither this workstation's state nor (see ``_made_elsewhere``) the VM's own records."""
+    known_tags = known_tags | set(facts.records)
     found: dict[str, list[str]] = {}
     sources: dict[str, str] = {}
     for where, devices in (
@@ -199,7 +252,82 @@ def share_health(store: StateStore, vm: str | None = None) -> list[ShareHealth]:
         try:
             health += [_check_record(r, facts, session, error) for r in vm_records]
             if facts is not None and facts.exists:
+                health += _made_elsewhere(vm_name, facts, known_tags)
                 health += _unrecorded(vm_name, facts, known_tags)
         finally:
             session.close()
     return health
+
+
+class VmShare(BaseModel):
+    """A share of one VM as ``list --vm`` shows it: from this workstation's state, from the
+    VM's own record, or both."""
+
+    key: str
+    label: str
+    vm: str
+    target: str
+    source: str
+    protocol: str
+    readonly: bool
+    made: Literal["here", "elsewhere"]  # this workstation's state knows it, or only the VM does
+    host: str | None = None  # the workstation that made it, as the VM's record says
+    created: str | None = None
+    record: Literal["recorded", "missing", "n/a"]  # the VM's record of it; n/a: keeps none
+
+
+def vm_shares(store: StateStore, vm: str, vm_spec: VmSpec | None = None) -> list[VmShare]:
+    """The shares of ``vm``: this workstation's (from its state), then those that only the VM's
+    own records name (made on another workstation or by a CI job). Reads the VM's facts from its
+    backend, not its guest. ``vm_spec``: the VM's settings when the state has none."""
+    records = store.load().listed(vm)
+    spec = records[0].vm_spec if records else vm_spec or vm_settings(vm)
+    session = Session({vm: spec}, store)
+    try:
+        backend = session.backend(vm)
+        with backend.sdk_errors():
+            facts = backend.inspect(vm)
+    finally:
+        session.close()
+    if not facts.exists:
+        raise NotFoundError(f"VM {vm!r} not found on {facts.connection}", hint=facts.find_hint)
+    keeps = facts.capabilities.records
+    rows: list[VmShare] = []
+    for r in records:
+        held = facts.records.get(r.tag)
+        rows.append(
+            VmShare(
+                key=r.key,
+                label=r.label,
+                vm=vm,
+                target=r.target,
+                source=r.source,
+                protocol=r.protocol,
+                readonly=r.readonly,
+                made="here",
+                host=str(held["host"]) if held and "host" in held else None,
+                created=r.created,
+                record="n/a" if not keeps else "recorded" if held else "missing",
+            )
+        )
+    known = {r.tag for r in records}
+    for tag, held in sorted(facts.records.items(), key=lambda item: str(item[1].get("key"))):
+        if tag in known:
+            continue
+        target = str(held.get("target", "?"))
+        rows.append(
+            VmShare(
+                key=str(held.get("key", f"{vm}:{target}")),
+                label=str(held.get("key", tag)),
+                vm=vm,
+                target=target,
+                source=str(held.get("source", "?")),
+                protocol=str(held.get("protocol", "?")),
+                readonly=bool(held.get("readonly", False)),
+                made="elsewhere",
+                host=str(held["host"]) if "host" in held else None,
+                created=str(held["created"]) if "created" in held else None,
+                record="recorded",
+            )
+        )
+    return rows

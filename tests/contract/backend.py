@@ -22,7 +22,8 @@ TAG = "vmshare-contract0000000"
 
 class BackendContract:
     def test_verbs_are_keyword_only(self, backend: Backend):
-        for verb in ("attach_share", "detach_share", "prepare", "start", "restart"):
+        verbs = ("attach_share", "detach_share", "prepare", "start", "restart")
+        for verb in (*verbs, "record_share", "forget_share"):
             params = list(pyinspect.signature(getattr(backend, verb)).parameters.values())
             assert params and all(p.kind is p.KEYWORD_ONLY for p in params), verb
 
@@ -41,6 +42,23 @@ class BackendContract:
         assert set(caps.network) <= {"nfs", "smb"} and protocols + caps.network
         assert all(d.semantics for d in caps.devices)
         assert all(d.hotplug or d.hotplug_off for d in caps.devices)
+
+    def test_records_are_kept_replaced_and_forgotten_or_refused(self, backend: Backend, vm: str):
+        """With ``records`` a record is kept (the last one wins), read back by inspect and
+        forgotten idempotently; a backend without refuses both verbs."""
+        if not backend.inspect(vm).capabilities.records:
+            for verb, args in (("record_share", {"record": {"key": "x"}}), ("forget_share", {})):
+                with pytest.raises(VmshareError), backend.sdk_errors():
+                    getattr(backend, verb)(vm=vm, tag=TAG, **args)
+            return
+        for value in ("first", "second", "second"):
+            with backend.sdk_errors():
+                backend.record_share(vm=vm, tag=TAG, record={"key": f"{vm}:/x", "v": value})
+        assert backend.inspect(vm).records[TAG] == {"key": f"{vm}:/x", "v": "second"}
+        for _ in range(2):  # gone already: a no-op
+            with backend.sdk_errors():
+                backend.forget_share(vm=vm, tag=TAG)
+        assert TAG not in backend.inspect(vm).records
 
     def test_sdk_failures_become_vmshare_errors(self, backend: Backend):
         with pytest.raises(VmshareError), backend.sdk_errors():

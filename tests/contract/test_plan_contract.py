@@ -63,7 +63,12 @@ CAPABILITY_SETS = [
         "virtiofs",
         "best device share",
     ),
-    CapabilitySet("network-only (vSphere)", Capabilities(), "nfs", "no device share"),
+    CapabilitySet(
+        "network-only, records on the VM (vSphere)",
+        Capabilities(records=True, record_where="extraConfig guestinfo.vmshare.{tag}"),
+        "nfs",
+        "no device share",
+    ),
     CapabilitySet("SMB-only (Hyper-V)", Capabilities(network=["smb"]), "smb", "no device share"),
     CapabilitySet(
         "Windows guest", Capabilities(network=["smb"], guest_os="windows"), "smb", "Windows guest"
@@ -142,6 +147,14 @@ class TestPlanContract:
         assert plan.steps and not plan.blockers
         execute(plan, world, Journal(store, state, plan))
         assert not world.empty()
+        records = world.backend.vms["vm1"].records
+        if capability_set.capabilities.records:
+            (record,) = records.values()
+            assert record["key"] == "vm1:/mnt/src" and record["source"] == str(source)
+            assert record["protocol"] == capability_set.auto
+        else:
+            assert records == {}
+            assert not any(s.action == "record_share" for s in plan.steps)
 
         again = plan_now(spec, world, store.load(), servers)
         assert again.steps == [], [s.summary for s in again.steps]

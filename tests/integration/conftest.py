@@ -28,6 +28,8 @@ from tests.testbed.libvirtd import ensure_libvirtd
 from tests.testbed.servers import Ganesha, Samba
 from tests.testbed.vcsim import Vcsim
 
+from vmshare.formats import ownedblock
+
 URI = "qemu:///system"
 # VMSHARE_IT_VM lets several test runs share one libvirtd (each boots its own guests)
 VM = os.environ.get("VMSHARE_IT_VM", "vmshare-it")
@@ -178,6 +180,15 @@ def open_tmp() -> Iterator[Path]:
     folder.chmod(0o755)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def exported(servers: FileServers, protocol: str) -> dict[str, str]:
+    path = (
+        servers.ganesha.exports_path
+        if protocol == "nfs"
+        else servers.host_config.parent / "samba" / "vmshare.conf"
+    )
+    return ownedblock.entries(path.read_text()) if path.exists() else {}
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OWNER, SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree, tree_digest
+from conftest import (
+    OWNER,
+    SMB_ACCOUNT,
+    FileServers,
+    Guest,
+    Vmshare,
+    exported,
+    make_tree,
+    tree_digest,
+)
 from vmshare.formats import ownedblock
 from vmshare.protocols import mount_tag
 
@@ -18,15 +27,6 @@ pytestmark = pytest.mark.integration
 def net(vmshare: Vmshare, servers: FileServers) -> Vmshare:
     vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
     return vmshare
-
-
-def exported(servers: FileServers, protocol: str) -> dict[str, str]:
-    path = (
-        servers.ganesha.exports_path
-        if protocol == "nfs"
-        else servers.host_config.parent / "samba" / "vmshare.conf"
-    )
-    return ownedblock.entries(path.read_text()) if path.exists() else {}
 
 
 @pytest.mark.parametrize("protocol", ["nfs", "smb"])

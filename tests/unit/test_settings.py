@@ -308,3 +308,32 @@ def test_vmshare_schema_prints_the_union(capsys):
     assert sorted(vm["discriminator"]["mapping"]) == sorted(MODELS)
     refs = {ref["$ref"].rsplit("/", 1)[-1] for ref in vm["oneOf"]}
     assert refs == {model.__name__ for model in MODELS.values()}
+
+
+def test_add_takes_a_vm_host_toml_describes_and_checks_the_command_line_against_it(tmp_path):
+    from vmshare.spec import HostSettings
+
+    host = HostSettings.model_validate(
+        {
+            "vm": {
+                "vc1": {
+                    "backend": "vsphere",
+                    "server": "vc.example:8443",
+                    "user": "svc",
+                    "password_env": "VC_PW",
+                },
+                "kvm1": {"connection": "qemu:///session"},
+            }
+        }
+    )
+    _, vm = shorthand(str(tmp_path), "vc1:/mnt/x", known=host.vm)
+    assert isinstance(vm, VsphereVm) and vm.server == "vc.example:8443"
+    assert shorthand(str(tmp_path), "vc1:/mnt/x", backend="vmware", known=host.vm)[1] == vm
+    with pytest.raises(SpecError, match=r"is a vsphere VM in host\.toml"):
+        shorthand(str(tmp_path), "vc1:/mnt/x", backend="libvirt", known=host.vm)
+    with pytest.raises(SpecError, match="--connection is a libvirt setting"):
+        shorthand(str(tmp_path), "vc1:/mnt/x", connection="qemu:///system", known=host.vm)
+    _, kvm = shorthand(str(tmp_path), "kvm1:/mnt/x", connection="qemu:///system", known=host.vm)
+    assert kvm.connection == "qemu:///system"
+    _, other = shorthand(str(tmp_path), "other:/mnt/x", known=host.vm)
+    assert isinstance(other, LibvirtVm)

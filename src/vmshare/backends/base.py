@@ -4,8 +4,10 @@ A backend answers read-only questions (``inspect``: the VM's facts and capabilit
 guest channel and its VMs' host layer (``host``), and carries out the hypervisor verbs that plan
 steps name (``vmshare.plan.step`` ACTIONS). The verbs are the same for every backend and
 keyword-only, because the journal replays them by name and keyword: they are an on-disk API. Each
-is idempotent and returns an optional note for the user. Every call from vmshare into a backend
-runs inside ``sdk_errors()``, so no bare SDK exception reaches the user.
+is idempotent and returns an optional note for the user. ``record_share``/``forget_share`` are
+optional: a backend whose capabilities say ``records`` implements them; the default refuses.
+Every call from vmshare into a backend runs inside ``sdk_errors()``, so no bare SDK exception
+reaches the user.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from vmshare.backends.settings import VmSettings
+from vmshare.errors import HypervisorError
 from vmshare.facts import Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.host import Host
@@ -103,6 +106,15 @@ class Backend(ABC):
     @abstractmethod
     def restart(self, *, vm: str) -> str | None:
         """Shut the VM down gracefully (forced after a deadline) and start it again."""
+
+    def record_share(self, *, vm: str, tag: str, record: dict[str, Any]) -> str | None:
+        """Keep vmshare's ``record`` of share ``tag`` on the VM itself (replacing an earlier
+        one), for backends whose capabilities say ``records``; others refuse."""
+        raise HypervisorError(f"the {self.name} backend keeps no record of shares on VM {vm!r}")
+
+    def forget_share(self, *, vm: str, tag: str) -> str | None:
+        """Delete the VM's record of share ``tag`` (none there: no-op)."""
+        raise HypervisorError(f"the {self.name} backend keeps no record of shares on VM {vm!r}")
 
     def diagnose(self, vm: str) -> list[Diagnosis]:
         """The backend's own checks for ``vmshare doctor VM``, in order; a ``fail`` stops the

@@ -1,7 +1,8 @@
 """An in-memory hypervisor, host and guest for tests, like httpx's MockTransport.
 
 ``FakeBackend`` is a real ``Backend``: VMs with the capabilities a test gives them, whose verbs
-change its devices and power state the way a hypervisor would (a device the capabilities cannot
+change its devices, power state and (with ``records``) the records kept on a VM the way a
+hypervisor would (a device the capabilities cannot
 hot-plug is refused in the running scope, one that cannot unplug stays until a restart).
 ``FakeWorld`` adds a host and a guest kept in memory and is the executor's runtime, so a planner
 test can plan, apply, re-plan and remove without any SDK, server or VM. Host exports are rendered
@@ -41,6 +42,7 @@ class FakeVm:
     addresses: list[str] = field(default_factory=lambda: ["192.0.2.10"])
     persistent: dict[str, FsDevice] = field(default_factory=dict)
     live: dict[str, FsDevice] = field(default_factory=dict)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # with capabilities.records
 
 
 class FakeSettings(VmSettings):
@@ -80,6 +82,7 @@ class FakeBackend(Backend):
                 "persistent_devices": dict(found.persistent),
                 "running_devices": dict(found.live) if found.running else {},
                 "addresses": list(found.addresses) if found.running else [],
+                "records": {tag: dict(record) for tag, record in found.records.items()},
             }
         )
 
@@ -143,6 +146,24 @@ class FakeBackend(Backend):
         self.calls.append("restart")
         found.running, found.live = True, dict(found.persistent)
         return None
+
+    def record_share(self, *, vm: str, tag: str, record: dict[str, Any]) -> str | None:
+        found = self._records(vm)
+        self.calls.append(f"record_share {tag}")
+        found.records[tag] = dict(record)
+        return None
+
+    def forget_share(self, *, vm: str, tag: str) -> str | None:
+        found = self._records(vm)
+        self.calls.append(f"forget_share {tag}")
+        found.records.pop(tag, None)
+        return None
+
+    def _records(self, vm: str) -> FakeVm:
+        found = self._vm(vm)
+        if not found.capabilities.records:
+            raise HypervisorError(f"fake VM {vm!r} keeps no record of shares")
+        return found
 
 
 class FakeGuest:
@@ -278,6 +299,6 @@ class FakeWorld:
     def empty(self) -> bool:
         """Whether nothing vmshare makes is left anywhere."""
         guests = any(g.mounts or g.fstab or g.files for g in self.guests.values())
-        devices = any(vm.persistent or vm.live for vm in self.backend.vms.values())
+        devices = any(vm.persistent or vm.live or vm.records for vm in self.backend.vms.values())
         exports = any(self.host.exports.values())
         return not (guests or devices or exports or self.host.accounts)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vmshare.secrets import SecretRef, password_reference, password_shorthand
+from vmshare.secrets import PasswordRef, password_shorthand
 from vmshare.values import address, expand, no_control
 
 _VM_NAME = re.compile(r"^[^\x00-\x1f\x7f/:]{1,200}$")
@@ -35,17 +35,12 @@ class GuestAccess(BaseModel):
     # the guest account of native channels that log in (VMware Tools guest operations, vmrun,
     # VirtualBox guest control); the password is a reference (login_password_env = "NAME")
     login_user: str = "root"
-    login_password: SecretRef | None = None
+    login_password: PasswordRef | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _login_shorthand(cls, data: Any) -> Any:
         return password_shorthand(data, "login_password")
-
-    @field_validator("login_password", mode="before")
-    @classmethod
-    def _login_reference(cls, value: Any) -> Any:
-        return None if value is None else password_reference(value)
 
     @field_validator("ssh_host", "ssh_user", "ssh_key", "ssh_known_hosts", "login_user")
     @classmethod
@@ -149,17 +144,12 @@ class Credentials(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     user: str
-    password: SecretRef
+    password: PasswordRef
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return password_shorthand(data)
-
-    @field_validator("password", mode="before")
-    @classmethod
-    def _reference(cls, value: Any) -> Any:
-        return password_reference(value)
 
     @field_validator("user")
     @classmethod

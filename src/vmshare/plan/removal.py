@@ -57,6 +57,10 @@ def orphan_plan(
         plan.steps.append(
             step("hypervisor", "detach_share", f"detach device {tag}", tag=tag, scopes=ALL_SCOPES)
         )
+    if tag in vm.records:
+        where = vm.capabilities.record_where.format(tag=tag)
+        summary = f"forget the share's record on VM {vm_name} ({where})"
+        plan.steps.append(step("hypervisor", "forget_share", summary, tag=tag))
     if servers is not None:
         nfs_settings = servers.settings.nfs.model_dump(mode="json")
         smb_settings = servers.settings.smb.model_dump(mode="json")

@@ -15,7 +15,7 @@ from vmshare.plan.device import DeviceShareSteps
 from vmshare.plan.model import Choice, Plan
 from vmshare.plan.network import HostServers, NetworkShareSteps, addresses, nat_warning
 from vmshare.plan.removal import dirs_made, removal_steps
-from vmshare.plan.share import VmSteps
+from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.plan.step import Step
 from vmshare.protocols import device_protocol, mount_tag
 from vmshare.spec import ShareSpec, Spec, VmSpec
@@ -121,6 +121,10 @@ def resolve(
             explained = frozenset(step.action for step in record.steps)
         if vm.running and not vm.guest.reachable:
             raise_guest_unreachable(share.vm, vm)
+        template = plan.records.setdefault(
+            share.key, _record_template(share, vm_spec, vm, choice, origin, state)
+        )
+        maker: StepMaker
         if choice.protocol in NETWORK_PROTOCOLS:
             if servers is None:
                 raise UsageError("network shares need the host's file server settings")
@@ -132,6 +136,7 @@ def resolve(
             network = NetworkShareSteps(share, vm, facts, servers, where, explained)
             network.host_folder(host, out)
             network.nfs(out) if choice.protocol == "nfs" else network.smb(out)
+            maker = network
         else:
             capability = vm.capabilities.device(choice.protocol)
             assert capability is not None  # choose_protocol picks from the capabilities
@@ -140,9 +145,8 @@ def resolve(
             device.host_folder(host, out)
             device.hypervisor(out)
             device.guest(out)
-        plan.records.setdefault(
-            share.key, _record_template(share, vm_spec, vm, choice, origin, state)
-        )
+            maker = device
+        maker.record_on_vm(choice.protocol, facts.host_name, template.created, out)
     for vm_name, out in builders.items():
         plan.steps.extend(out.host + out.hypervisor)
         power = _power_change(vm_name, facts.vms[vm_name], out)

@@ -62,6 +62,49 @@ class StepMaker:
             undo=undo,
         )
 
+    def vm_record(self, protocol: str, host_name: str, created: str) -> dict[str, Any]:
+        """vmshare's record of this share, kept on the VM (``Capabilities.records``): what another
+        workstation needs to know whose share it is. Nothing secret, nothing that differs between
+        two plans of the same share (``created`` is the journal's), so an applied share
+        re-plans nothing."""
+        return {
+            "key": self.share.key,
+            "source": self.source,
+            "host": host_name,
+            "protocol": protocol,
+            "target": self.share.target,
+            "readonly": self.share.readonly,
+            "created": created,
+        }
+
+    def record_on_vm(self, protocol: str, host_name: str, created: str, out: VmSteps) -> None:
+        """The hypervisor step that keeps the share's record on the VM, after the share's other
+        hypervisor steps; skipped when the VM holds this record and the journal explains it."""
+        caps = self.vm.capabilities
+        if not caps.records:
+            return
+        record = self.vm_record(protocol, host_name, created)
+        if self.vm.records.get(self.tag) == record and self.explains("record_share"):
+            return
+        vm, where = self.share.vm, caps.record_where.format(tag=self.tag)
+        undo = self.step(
+            "hypervisor",
+            "forget_share",
+            f"forget the share's record on VM {vm} ({where})",
+            tag=self.tag,
+        )
+        out.hypervisor.append(
+            self.step(
+                "hypervisor",
+                "record_share",
+                f"record the share on VM {vm} ({where})",
+                undo,
+                "so that other workstations and CI jobs see which shares vmshare made in it",
+                tag=self.tag,
+                record=record,
+            )
+        )
+
     def host_folder(self, path: PathFact, out: VmSteps) -> None:
         if not path.exists:
             out.host.append(self._mkdir("host", "host folder", self.source, path.missing_parents))

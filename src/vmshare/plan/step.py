@@ -26,7 +26,17 @@ ACTIONS: dict[str, frozenset[str]] = {
             "smb_unshare",
         }
     ),
-    "hypervisor": frozenset({"attach_share", "detach_share", "prepare", "restart", "start"}),
+    "hypervisor": frozenset(
+        {
+            "attach_share",
+            "detach_share",
+            "prepare",
+            "restart",
+            "start",
+            "record_share",
+            "forget_share",
+        }
+    ),
     "guest": frozenset(
         {
             "mkdir",

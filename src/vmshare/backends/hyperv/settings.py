@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import field_validator, model_validator
 
 from vmshare.backends.settings import Tls, VmSettings, plain
-from vmshare.secrets import SecretRef, password_reference, password_shorthand
+from vmshare.secrets import PasswordRef, password_shorthand
 
 
 class HypervVm(Tls, VmSettings):
@@ -18,18 +18,13 @@ class HypervVm(Tls, VmSettings):
     winrm: str = "local"  # "local" (PowerShell on this host), or winrm://HOST[:PORT], winrms://...
     transport: Literal["ntlm", "kerberos", "credssp"] = "ntlm"
     user: str | None = None  # over WinRM; kerberos may use the current ticket instead
-    password: SecretRef | None = None
+    password: PasswordRef | None = None
     host: str | None = None  # the Hyper-V host the cmdlets address (default: the WinRM host)
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return password_shorthand(data)
-
-    @field_validator("password", mode="before")
-    @classmethod
-    def _reference(cls, value: Any) -> Any:
-        return password_reference(value)
 
     @field_validator("winrm")
     @classmethod

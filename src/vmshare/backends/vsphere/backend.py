@@ -18,6 +18,7 @@ from typing import Any
 from pyVmomi import vim
 
 from vmshare.backends.base import Backend, Diagnosis
+from vmshare.backends.vsphere import record as records
 from vmshare.backends.vsphere.faults import vim_errors
 from vmshare.backends.vsphere.guestops import ToolsChannel
 from vmshare.backends.vsphere.lookup import (
@@ -184,7 +185,10 @@ class VsphereBackend(Backend):
                     devices=[],
                     network=["smb"] if windows else ["nfs", "smb"],
                     guest_os="windows" if windows else "linux",
+                    records=True,
+                    record_where=f"extraConfig {records.PREFIX}{{tag}}",
                 ),
+                "records": self._records(found),
             }
         )
 
@@ -333,6 +337,27 @@ class VsphereBackend(Backend):
             )
         self.start(vm=vm)
         return f"VM {vm!r} was powered off (no clean guest shutdown)" if forced else None
+
+    def record_share(self, *, vm: str, tag: str, record: dict[str, Any]) -> str | None:
+        """Write the share's record into the VM's extraConfig (``guestinfo.vmshare.<tag>``);
+        already there with this value: nothing to do (the simulator would append a copy)."""
+        found = self._vm(vm)
+        if self._records(found).get(tag) != record:
+            spec = records.spec_setting(tag, record)
+            wait_task(found.obj.ReconfigVM_Task(spec=spec), f"record share {tag} on VM {vm!r}")
+        return None
+
+    def forget_share(self, *, vm: str, tag: str) -> str | None:
+        """Set the record's key to "" (vSphere deletes the key; the simulator keeps an empty
+        last value, which reads as deleted)."""
+        found = self._vm(vm)
+        if tag in self._records(found):
+            spec = records.spec_setting(tag, None)
+            wait_task(found.obj.ReconfigVM_Task(spec=spec), f"forget share {tag} on VM {vm!r}")
+        return None
+
+    def _records(self, found: VmRef) -> dict[str, dict[str, Any]]:
+        return records.records(records.extra_config(self.content, found.obj))
 
     def _wait_power(self, found: VmRef, state: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

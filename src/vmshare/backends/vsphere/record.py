@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 PREFIX = "guestinfo.vmshare."
 _TAG = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -42,6 +42,25 @@ def records(extra_config: list[Any] | None) -> dict[str, dict[str, Any]]:
         if isinstance(parsed, dict):
             found[tag] = parsed
     return found
+
+
+def extra_config(content: Any, vm: Any) -> list[Any]:
+    """The VM's ``config.extraConfig``, alone, in one collector call (the VM's other facts are
+    read apart; this is only read for the VM found)."""
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=vm, skip=False)],
+        propSet=[
+            vmodl.query.PropertyCollector.PropertySpec(
+                type=vim.VirtualMachine, pathSet=["config.extraConfig"]
+            )
+        ],
+    )
+    result = content.propertyCollector.RetrievePropertiesEx(
+        [spec], vmodl.query.PropertyCollector.RetrieveOptions()
+    )
+    if result is None or not result.objects:
+        return []
+    return [option for prop in result.objects[0].propSet for option in (prop.val or [])]
 
 
 def spec_setting(tag: str, record: dict[str, Any] | None) -> Any:
