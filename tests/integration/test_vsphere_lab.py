@@ -4,7 +4,8 @@ Runs when VMSHARE_VSPHERE_URL is set (the other variables are in docs/testing.md
 vSphere lab"); without it every test here skips with exactly LAB_SKIP_REASON, the only skip a CI
 run allows (tests/conftest.py). With the URL set, a missing required variable is an error, not
 a skip. The guest is checked through VMware Tools guest operations (vmshare's own channel; no
-agent as with the test bed's guest), with the guest login from the environment.
+agent as with the test bed's guest), with the guest login from the environment; the VM's
+record through `status` and `list --vm` from a second, empty state dir.
 """
 
 from __future__ import annotations
@@ -179,9 +180,20 @@ def test_lab_share_round_trips_and_remove_leaves_nothing(
     assert vc.json("apply", "-f", str(spec), "--dry-run")["data"]["plan"]["steps"] == []
     assert [s["key"] for s in vc.shares()] == [key]
     assert vc("status", key).returncode == 0  # export, mount, fstab entry, write/read probe
+    (row,) = [h for h in vc.json("status", lab.vm)["data"] if h["key"] == key]
+    assert row["checks"]["record"] == "ok", row  # vmshare's record in the VM's extraConfig
+    other = Vmshare(tmp_path / "other-workstation", dict(vc.env))
+    listed = other.json("list", "--vm", lab.vm, "-f", str(spec))["data"]
+    assert [(r["made"], r["record"]) for r in listed if r["key"] == key] == [
+        ("elsewhere", "recorded")
+    ]
 
     vc("remove", key, "--yes", check=True)
     assert not lab_guest.mounted(target)
     assert lab_guest.fstab() == fstab_before
     assert tree_digest(src) == before
     assert vc.shares() == []
+    listed = other.json("list", "--vm", lab.vm, "-f", str(spec))["data"]
+    assert key not in [r["key"] for r in listed]  # the record is gone from the VM
+    for secret in ("VMSHARE_VSPHERE_PASSWORD", "VMSHARE_VSPHERE_GUEST_PASSWORD"):
+        assert os.environ[secret] not in "\n".join(other.transcript)
