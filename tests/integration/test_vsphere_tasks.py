@@ -2,7 +2,7 @@
 
 Debian's govmomi 0.24 simulator finishes a power task before it answers the call, so a task
 that stays running (the deadline and its cancel) is tested with a stand-in task object in
-tests/unit/test_vsphere_tasks.py; here: real task errors, results and progress."""
+tests/unit/test_vsphere_task_wait.py; here: real task errors, results and progress."""
 
 from __future__ import annotations
 
