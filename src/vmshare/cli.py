@@ -631,18 +631,30 @@ def doctor(
         str | None,
         typer.Option("--connection", "-c", metavar="URI", help="libvirt URI to check."),
     ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Spec file whose [vm.NAME] table has the VM's settings."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """What is installed and reachable, and what to do about what is not. Exits 1 on a failure.
 
-    Examples: vmshare doctor · vmshare doctor devvm · vmshare doctor -c qemu+ssh://host/system
+    A VM's settings come from --file, else from the shares vmshare made in it. For a vSphere VM
+    the server is checked too: TLS, login, version, the VM and its VMware Tools.
+
+    Examples: vmshare doctor · vmshare doctor devvm · vmshare doctor -f vmshare.toml build
     """
     from vmshare import render
     from vmshare.doctor import diagnose, diagnose_vm
 
+    spec = None
+    if file is not None:
+        from vmshare.spec import load_spec
+
+        spec = load_spec(file)
     checks = diagnose(_store(), connection)
     if vm is not None:
-        checks += diagnose_vm(_store(), vm, connection)
+        checks += diagnose_vm(_store(), vm, connection, spec)
     failed = any(c.status == "fail" for c in checks)
     if json_out:
         out.print_json(render.envelope("doctor", [c.model_dump() for c in checks], ok=not failed))

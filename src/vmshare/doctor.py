@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +20,9 @@ from vmshare.backends import (
 )
 from vmshare.errors import VmshareError
 from vmshare.state import StateStore
+
+if TYPE_CHECKING:
+    from vmshare.spec import Spec
 
 VIRTIOFSD_PATHS = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/virtiofsd")
 
@@ -209,41 +213,62 @@ _DIAL = (
 )
 
 
-def diagnose_vm(store: StateStore, vm: str, connection: str | None = None) -> list[Check]:
-    """One VM end to end: it exists and runs, the guest channel answers, the guest has what each
-    protocol mounts with, and the host's file servers answer from inside the guest."""
+def diagnose_vm(
+    store: StateStore, vm: str, connection: str | None = None, spec_file: Spec | None = None
+) -> list[Check]:
+    """One VM end to end: the backend's own checks (a vSphere server's TLS, login and version),
+    it exists and runs, the guest channel answers, the guest has what each protocol mounts
+    with, and the host's file servers answer from inside the guest.
+
+    The VM's settings come from ``spec_file``'s ``[vm.NAME]`` table when given, else from the
+    state's record of a share in it, else the defaults."""
     from vmshare.core import Session
     from vmshare.spec import load_host_settings, vm_settings
 
     records = store.load().listed(vm)
     fields = {} if connection is None else {"connection": connection}
-    spec = records[0].vm_spec if records else vm_settings(vm, **fields)
-    session = Session({vm: spec}, store)
+    if spec_file is not None and vm in spec_file.vm:
+        spec = spec_file.vm[vm]
+    else:
+        spec = records[0].vm_spec if records else vm_settings(vm, **fields)
+    session = Session({vm: spec}, store, spec_file)
     name = f"vm {vm}"
     try:
         try:
-            facts = session.probe_vm(vm, [])
+            rows = session.backend(vm).diagnose(vm)
         except VmshareError as exc:
             return [Check(name=name, status="fail", detail=exc.message, hint=exc.hint)]
+        server = [Check(**dataclasses.asdict(row)) for row in rows]
+        if any(check.status == "fail" for check in server):
+            return server
+        try:
+            facts = session.probe_vm(vm, [])
+        except VmshareError as exc:
+            return [*server, Check(name=name, status="fail", detail=exc.message, hint=exc.hint)]
         if not facts.exists:
             return [
+                *server,
                 Check(
                     name=name,
                     status="fail",
                     detail=f"not found on {facts.connection}",
                     hint=facts.find_hint,
-                )
+                ),
             ]
         if not facts.running:
             return [
+                *server,
                 Check(
                     name=name,
                     status="warn",
                     detail="exists but is not running: the guest cannot be checked",
                     hint="start it (`vmshare add --restart` starts it when needed)",
-                )
+                ),
             ]
-        checks = [Check(name=name, status="ok", detail=f"running on {facts.connection}")]
+        checks = [
+            *server,
+            Check(name=name, status="ok", detail=f"running on {facts.connection}"),
+        ]
         if not facts.guest.reachable:
             checks.append(
                 Check(

@@ -25,7 +25,7 @@ def endpoint(vcsim: Vcsim) -> Endpoint:
 def channel(vcsim: Vcsim, endpoint: Endpoint):
     instance = open_session(endpoint, vcsim.password)
     content = instance.RetrieveContent()
-    vm = find_vm(content, content.rootFolder, vcsim.vm)
+    vm, _ = find_vm(content, content.rootFolder, vcsim.vm)
     assert vm is not None
 
     def auth(password: str = vcsim.guest_password) -> vim.vm.guest.NamePasswordAuthentication:

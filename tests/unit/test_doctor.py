@@ -73,3 +73,49 @@ def test_a_tool_missing_beside_an_installed_sdk_is_said_missing(world):
     world(sdks=SDKS, tools=())
     vbox = doctor._not_built(REGISTRY["virtualbox"]).detail
     assert "Python package 'virtualbox' installed" in vbox and "VBoxManage missing" in vbox
+
+
+class _Rows:
+    """A backend stand-in for diagnose_vm: its own rows, then the facts of a VM that is off."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.inspected = False
+
+    def diagnose(self, vm):
+        return self.rows
+
+    def sdk_errors(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def inspect(self, vm):
+        from vmshare.facts import VmFacts
+
+        self.inspected = True
+        return VmFacts(name=vm, backend="x", connection="c", exists=True, running=False)
+
+    def close(self):
+        pass
+
+
+def test_backend_rows_come_first_and_a_failure_stops_the_doctor(tmp_path, monkeypatch):
+    from vmshare.backends.base import Backend, Diagnosis
+    from vmshare.core import Session
+    from vmshare.spec import Spec, vm_settings
+    from vmshare.state import StateStore
+
+    assert Backend.diagnose(None, "vm") == []  # type: ignore[arg-type] - the default: no rows
+    store = StateStore(tmp_path / "state")
+    spec = Spec(vm={"vm1": vm_settings("vm1")})
+    ok = _Rows([Diagnosis("server", "ok", "fine")])
+    monkeypatch.setattr(Session, "backend", lambda self, vm: ok)
+    checks = doctor.diagnose_vm(store, "vm1", spec_file=spec)
+    assert [(c.name, c.status) for c in checks] == [("server", "ok"), ("vm vm1", "warn")]
+    assert ok.inspected
+    failing = _Rows([Diagnosis("tls", "fail", "untrusted", "give ca_file")])
+    monkeypatch.setattr(Session, "backend", lambda self, vm: failing)
+    checks = doctor.diagnose_vm(store, "vm1", spec_file=spec)
+    assert [(c.name, c.status, c.hint) for c in checks] == [("tls", "fail", "give ca_file")]
+    assert not failing.inspected

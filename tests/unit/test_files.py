@@ -313,5 +313,5 @@ def test_a_unix_user_made_for_a_refused_samba_password_goes_again(monkeypatch):
 
     monkeypatch.setattr(hostexec, "run", run)
     with pytest.raises(HostCommandError, match="cannot set the Samba password"):
-        smb.SambaExporter(SmbHost()).ensure_account(Secret("pw"))
+        smb.SambaExporter(SmbHost()).ensure_account(Secret("test-only-password-1b9e"))
     assert ran == ["pdbedit", "id", "useradd", "smbpasswd", "userdel"]

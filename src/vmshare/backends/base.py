@@ -15,7 +15,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from vmshare.backends.settings import VmSettings
 from vmshare.errors import HypervisorError
@@ -25,6 +26,17 @@ from vmshare.host import Host
 from vmshare.host.local import LocalHost
 from vmshare.secrets import SecretStore
 from vmshare.spec import VmSpec
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One row of ``vmshare doctor VM`` that only the backend can check (its server's TLS,
+    login, version...). ``detail`` and ``hint`` never hold a secret."""
+
+    name: str
+    status: Literal["ok", "info", "warn", "fail"]
+    detail: str
+    hint: str | None = None
 
 
 class Backend(ABC):
@@ -103,6 +115,11 @@ class Backend(ABC):
     def forget_share(self, *, vm: str, tag: str) -> str | None:
         """Delete the VM's record of share ``tag`` (none there: no-op)."""
         raise HypervisorError(f"the {self.name} backend keeps no record of shares on VM {vm!r}")
+
+    def diagnose(self, vm: str) -> list[Diagnosis]:
+        """The backend's own checks for ``vmshare doctor VM``, in order; a ``fail`` stops the
+        doctor before it probes the VM. Never raises for what it checks: a failure is a row."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

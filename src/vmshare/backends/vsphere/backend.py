@@ -8,6 +8,7 @@ first use and logged out by ``close``. Every call runs inside ``sdk_errors`` (fa
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -16,25 +17,43 @@ from typing import Any
 
 from pyVmomi import vim
 
-from vmshare.backends.base import Backend
+from vmshare.backends.base import Backend, Diagnosis
 from vmshare.backends.vsphere import record as records
 from vmshare.backends.vsphere.faults import vim_errors
 from vmshare.backends.vsphere.guestops import ToolsChannel
-from vmshare.backends.vsphere.lookup import VmRef, find_vm, not_found, vm_index, vm_properties
+from vmshare.backends.vsphere.lookup import (
+    VmRef,
+    datacenters,
+    find_vm,
+    inventory_path,
+    not_found,
+    vm_index,
+    vm_properties,
+)
 from vmshare.backends.vsphere.session import Endpoint, close_session, open_session
 from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.backends.vsphere.transfer import Transfer
-from vmshare.errors import BackendUnavailable, GuestError, HypervisorError, NotFoundError
+from vmshare.errors import (
+    BackendUnavailable,
+    GuestError,
+    HypervisorError,
+    NotFoundError,
+    VmshareError,
+)
 from vmshare.facts import Capabilities, Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
 from vmshare.secrets import resolve_secret
 from vmshare.spec import VmSpec
 
+log = logging.getLogger("vmshare.vsphere")
+
 TASK_TIMEOUT = 300.0  # s: for a power task
 TOOLS_TIMEOUT = 300.0  # s: for VMware Tools to run after the VM starts
 SHUTDOWN_TIMEOUT = 120.0  # s: a guest shutdown before the VM is powered off
 TOOLS_RUNNING = "guestToolsRunning"
+# progress(what, percent): percent is None while the server gives none (queued, or no figure)
+TaskProgress = Callable[[str, int | None], None]
 NO_DEVICE = (
     "vSphere has no device that hands a workstation's folder to a VM; vmshare shares over "
     "nfs or smb"
@@ -63,6 +82,10 @@ class VsphereBackend(Backend):
         self.vsphere = settings
         self.endpoint = endpoint_of(settings)
         self._instance: Any = None
+        self._content: Any = None
+        self._scope: tuple[Any, str | None] | None = None
+        self._found: dict[str, VmRef] = {}
+        self.task_progress: TaskProgress | None = None  # a caller's hook for slow tasks
         self._logins: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ session
@@ -74,37 +97,62 @@ class VsphereBackend(Backend):
 
     @property
     def content(self) -> Any:
+        """The server's ServiceContent: read once per session (it does not change)."""
         if self._instance is None:
             what = f"the vSphere password of {self.vsphere.user}@{self.vsphere.server}"
             password = resolve_secret(self.vsphere.password, what)
             self._instance = open_session(self.endpoint, password.reveal())
-        return self._instance.RetrieveContent()
+            self._content = None
+            self._scope = None
+            self._found = {}
+        if self._content is None:
+            self._content = self._instance.RetrieveContent()
+        return self._content
 
     def close(self) -> None:
         if self._instance is not None:
             instance, self._instance = self._instance, None
+            self._content = self._scope = None
+            self._found.clear()
             close_session(instance)
 
-    def _root(self) -> Any:
-        content = self.content
-        if self.vsphere.datacenter is None:
-            return content.rootFolder
-        for entity in content.rootFolder.childEntity:
-            if isinstance(entity, vim.Datacenter) and entity.name == self.vsphere.datacenter:
-                return entity.vmFolder
-        raise NotFoundError(
-            f"datacenter {self.vsphere.datacenter!r} not found on {self.endpoint.label}",
-            hint="check [vm.NAME] datacenter, or leave it out to search every datacenter",
-        )
+    def _root(self) -> tuple[Any, str | None]:
+        """Where lookups search: every datacenter, or the VM folder of the one the settings
+        name (and its inventory path, which an inventory path must start with)."""
+        if self._scope is None:
+            content = self.content
+            wanted = self.vsphere.datacenter
+            if wanted is None:
+                self._scope = (content.rootFolder, None)
+            else:
+                found = [row for row in datacenters(content) if row.get("name") == wanted]
+                if not found:
+                    raise NotFoundError(
+                        f"datacenter {wanted!r} not found on {self.endpoint.label}",
+                        hint="check [vm.NAME] datacenter, or leave it out to search every "
+                        "datacenter",
+                    )
+                self._scope = (found[0]["vmFolder"], inventory_path(content, found[0]["_obj"]))
+        return self._scope
 
     def _find(self, vm: str) -> VmRef | None:
-        return find_vm(self.content, self._root(), vm)
+        self._root()  # an unknown datacenter is an error, not a missing VM
+        try:
+            return self._vm(vm)
+        except NotFoundError:
+            return None
 
     def _vm(self, vm: str) -> VmRef:
-        found = self._find(vm)
+        """The VM ``vm`` names; found once per session (a VM's object id does not change)."""
+        if vm in self._found:
+            return self._found[vm]
+        root, within = self._root()
+        found, index = find_vm(self.content, root, vm, within)
         if found is None:
-            names = [ref.name for ref in vm_index(self.content, self._root())]
-            raise not_found(vm, self.endpoint.label, names)
+            if index is None:
+                index = vm_index(self.content, root, uuids=False)
+            raise not_found(vm, self.endpoint.label, [ref.name for ref in index])
+        self._found[vm] = found
         return found
 
     # -------------------------------------------------------------------- facts
@@ -142,6 +190,74 @@ class VsphereBackend(Backend):
                 ),
                 "records": self._records(found),
             }
+        )
+
+    def diagnose(self, vm: str) -> list[Diagnosis]:
+        """The server's TLS, the login, the API version and product, the VM, its Tools; a
+        failure ends the list (the next check needs what failed). No secret in any row."""
+        label = self.endpoint.label
+        rows = [self._diagnose_tls()]
+        if rows[-1].status == "fail":
+            return rows
+        try:
+            with self.sdk_errors():
+                about = self.content.about
+        except VmshareError as exc:
+            return [*rows, Diagnosis("vsphere login", "fail", exc.message, exc.hint)]
+        rows.append(Diagnosis("vsphere login", "ok", f"{self.vsphere.user} logged in at {label}"))
+        rows.append(
+            Diagnosis(
+                "vsphere server",
+                "ok",
+                f"{about.fullName} (API {about.apiVersion}, {about.apiType})",
+            )
+        )
+        try:
+            with self.sdk_errors():
+                found = self._vm(vm)
+                props = vm_properties(self.content, found.obj)
+                where = inventory_path(self.content, found.obj)
+        except VmshareError as exc:
+            return [*rows, Diagnosis(f"vsphere vm {vm}", "fail", exc.message, exc.hint)]
+        power = props.get("runtime.powerState") or "unknown"
+        rows.append(Diagnosis(f"vsphere vm {vm}", "ok", f"{where} ({found.obj._moId}), {power}"))
+        tools = guest_tools(props)
+        if props.get("guest.toolsRunningStatus") == TOOLS_RUNNING:
+            rows.append(Diagnosis("vmware tools", "ok", tools))
+        elif power == "poweredOn":
+            rows.append(
+                Diagnosis(
+                    "vmware tools",
+                    "warn",
+                    f"{tools}: no guest address or guest operations",
+                    GUEST_HINT.format(vm=vm),
+                )
+            )
+        else:
+            rows.append(Diagnosis("vmware tools", "info", f"{tools}: the VM is not running"))
+        return rows
+
+    def _diagnose_tls(self) -> Diagnosis:
+        endpoint = self.endpoint
+        if not endpoint.verify:
+            return Diagnosis(
+                "vsphere tls",
+                "warn",
+                f"certificate checks are off for {endpoint.label} (insecure = true)",
+                "give the server's CA with [vm.NAME] ca_file and drop insecure = true",
+            )
+        trusted_by = f"the CA file {endpoint.ca_file}" if endpoint.ca_file else "the system CAs"
+        try:
+            with (
+                self.sdk_errors(),
+                socket.create_connection((endpoint.host, endpoint.port), timeout=10) as raw,
+                endpoint.tls().wrap_socket(raw, server_hostname=endpoint.host),
+            ):
+                pass  # the handshake is the check
+        except VmshareError as exc:
+            return Diagnosis("vsphere tls", "fail", exc.message, exc.hint)
+        return Diagnosis(
+            "vsphere tls", "ok", f"{endpoint.label}: certificate trusted by {trusted_by}"
         )
 
     def guest_channel(self, vm: VmSpec) -> GuestChannel:
@@ -200,7 +316,9 @@ class VsphereBackend(Backend):
     def start(self, *, vm: str) -> str | None:
         found = self._vm(vm)
         if vm_properties(self.content, found.obj).get("runtime.powerState") != "poweredOn":
-            wait_task(found.obj.PowerOnVM_Task(), f"power on VM {vm!r}")
+            wait_task(
+                found.obj.PowerOnVM_Task(), f"power on VM {vm!r}", progress=self.task_progress
+            )
         self._wait_tools(found, vm)
         return None
 
@@ -214,7 +332,9 @@ class VsphereBackend(Backend):
             found.obj.ShutdownGuest()
             forced = not self._wait_power(found, "poweredOff", SHUTDOWN_TIMEOUT)
         if forced:
-            wait_task(found.obj.PowerOffVM_Task(), f"power off VM {vm!r}")
+            wait_task(
+                found.obj.PowerOffVM_Task(), f"power off VM {vm!r}", progress=self.task_progress
+            )
         self.start(vm=vm)
         return f"VM {vm!r} was powered off (no clean guest shutdown)" if forced else None
 
@@ -264,22 +384,44 @@ class VsphereBackend(Backend):
             time.sleep(2)
 
 
-def wait_task(task: Any, what: str, timeout: float = TASK_TIMEOUT) -> Any:
+def wait_task(
+    task: Any,
+    what: str,
+    timeout: float = TASK_TIMEOUT,
+    progress: TaskProgress | None = None,
+    poll: float = 0.5,
+) -> Any:
     """Wait for a vSphere task; its error is raised (and mapped by sdk_errors), a task that
-    outlives the deadline is cancelled and reported."""
+    outlives the deadline is cancelled and reported.
+
+    Each change of ``task.info.progress`` is logged (logger ``vmshare.vsphere``, INFO) and given
+    to ``progress``; ``task.info`` is read once per poll (one round trip)."""
     deadline = time.monotonic() + timeout
-    while task.info.state in (vim.TaskInfo.State.queued, vim.TaskInfo.State.running):
+    reported: object = ()  # nothing reported yet
+    while True:
+        info = task.info
+        if info.state not in (vim.TaskInfo.State.queued, vim.TaskInfo.State.running):
+            break
+        percent = info.progress if info.state == vim.TaskInfo.State.running else None
+        if percent != reported:
+            reported = percent
+            log.info("vSphere task to %s: %s", what, f"{percent}%" if percent else info.state)
+            if progress is not None:
+                progress(what, percent)
         if time.monotonic() > deadline:
             with suppress(Exception):  # the deadline error below says what happened
                 task.CancelTask()
             raise BackendUnavailable(
-                f"vSphere did not finish the task to {what} within {timeout:g} s (task deadline)",
+                f"vSphere did not finish the task to {what} within {timeout:g} s (task deadline;"
+                " the task was cancelled)",
                 hint="see the VM's tasks in the vSphere client",
             )
-        time.sleep(0.5)
-    if task.info.state == vim.TaskInfo.State.error:
-        raise task.info.error
-    return task.info.result
+        time.sleep(poll)
+    if info.state == vim.TaskInfo.State.error:
+        raise info.error
+    if progress is not None and reported != 100:
+        progress(what, 100)
+    return info.result
 
 
 def guest_tools(props: dict[str, Any]) -> str:
