@@ -13,8 +13,7 @@ from __future__ import annotations
 import pytest
 
 from tests.contract.share import ShareContract, ShareTestbed
-from tests.testbed.fixtures import OWNER, FileServers, Guest, Vmshare
-from vmshare.formats import ownedblock
+from tests.testbed.fixtures import OWNER, FileServers, Guest, Vmshare, exported
 
 pytestmark = pytest.mark.integration
 
@@ -67,15 +66,6 @@ class TestLibvirt9p(ShareContract):
     test_two_adds_at_the_same_moment_both_land = None
 
 
-def server_entries(servers: FileServers, protocol: str) -> dict[str, str]:
-    path = (
-        servers.ganesha.exports_path
-        if protocol == "nfs"
-        else servers.host_config.parent / "samba" / "vmshare.conf"
-    )
-    return ownedblock.entries(path.read_text()) if path.exists() else {}
-
-
 def network_testbed(guest, vmshare, servers, open_tmp, protocol, **kw) -> ShareTestbed:
     vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
     return ShareTestbed(
@@ -86,7 +76,7 @@ def network_testbed(guest, vmshare, servers, open_tmp, protocol, **kw) -> ShareT
         tmp=open_tmp,
         owner=OWNER,
         devices=lambda live: guest.filesystems(live=live),  # no device may appear
-        exports=lambda: server_entries(servers, protocol),
+        exports=lambda: exported(servers, protocol),
         vm_config=lambda: domain_xml(guest),
         add_args=["--protocol", protocol],
         spec_protocol=protocol,

@@ -27,16 +27,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def si(vcsim: Vcsim) -> Iterator[vim.ServiceInstance]:
-    # the simulator's certificate is self-signed: tests only
-    si = SmartConnect(
-        host=vcsim.host,
-        port=vcsim.port,
-        user=vcsim.username,
-        pwd=vcsim.password,
-        disableSslCertValidation=True,
-    )
-    yield si
-    Disconnect(si)
+    with vcsim.connected() as si:
+        yield si
 
 
 def find_vm(
@@ -302,53 +294,33 @@ def test_stops_without_leaving_a_process() -> None:
 def test_simulator_behaviours_the_backend_meets() -> None:
     """Pinned, so a change of Debian's govmomi is seen: two VMs of one name in different folders
     (an ambiguous lookup), and extraConfig that appends a key again instead of replacing it."""
-    with Vcsim(vms=3) as sim:
-        si = SmartConnect(
-            host=sim.host,
-            port=sim.port,
-            user=sim.username,
-            pwd=sim.password,
-            disableSslCertValidation=True,
-        )
-        try:
-            content = si.RetrieveContent()
-            (datacenter,) = content.rootFolder.childEntity
-            first, second = (v for v in datacenter.vmFolder.childEntity if v.name != sim.vm)
-            folder = datacenter.vmFolder.CreateFolder("team-b")
-            WaitForTask(folder.MoveIntoFolder_Task([second]))
-            WaitForTask(first.Rename_Task("dup"))
-            WaitForTask(second.Rename_Task("dup"))
-            found = content.searchIndex.FindByInventoryPath
-            assert found(f"{datacenter.name}/vm/dup") == first
-            assert found(f"{datacenter.name}/vm/team-b/dup") == second
+    with Vcsim(vms=3) as sim, sim.connected() as si:
+        content = si.RetrieveContent()
+        (datacenter,) = content.rootFolder.childEntity
+        first, second = (v for v in datacenter.vmFolder.childEntity if v.name != sim.vm)
+        folder = datacenter.vmFolder.CreateFolder("team-b")
+        WaitForTask(folder.MoveIntoFolder_Task([second]))
+        WaitForTask(first.Rename_Task("dup"))
+        WaitForTask(second.Rename_Task("dup"))
+        found = content.searchIndex.FindByInventoryPath
+        assert found(f"{datacenter.name}/vm/dup") == first
+        assert found(f"{datacenter.name}/vm/team-b/dup") == second
 
-            vm = content.searchIndex.FindByInventoryPath(f"{datacenter.name}/vm/{sim.vm}")
-            for value in ("a", "b", ""):
-                option = vim.option.OptionValue(key="guestinfo.vmshare.x", value=value)
-                WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[option])))
-            values = [o.value for o in vm.config.extraConfig if o.key == "guestinfo.vmshare.x"]
-            assert values == ["a", "b", ""]  # real vSphere keeps one: read the last
-        finally:
-            Disconnect(si)
+        vm = content.searchIndex.FindByInventoryPath(f"{datacenter.name}/vm/{sim.vm}")
+        for value in ("a", "b", ""):
+            option = vim.option.OptionValue(key="guestinfo.vmshare.x", value=value)
+            WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(extraConfig=[option])))
+        values = [o.value for o in vm.config.extraConfig if o.key == "guestinfo.vmshare.x"]
+        assert values == ["a", "b", ""]  # real vSphere keeps one: read the last
 
 
 def test_a_thousand_vms() -> None:
-    with Vcsim(vms=1000) as sim:
-        si = SmartConnect(
-            host=sim.host,
-            port=sim.port,
-            user=sim.username,
-            pwd=sim.password,
-            disableSslCertValidation=True,
+    with Vcsim(vms=1000) as sim, sim.connected() as si:
+        _, values = find_vm(si, sim.vm, ["guest.ipAddress"])
+        assert values["guest.ipAddress"] == sim.guest_ip
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(
+            content.rootFolder, [vim.VirtualMachine], True
         )
-        try:
-            _, values = find_vm(si, sim.vm, ["guest.ipAddress"])
-            assert values["guest.ipAddress"] == sim.guest_ip
-            content = si.RetrieveContent()
-            view = content.viewManager.CreateContainerView(
-                content.rootFolder, [vim.VirtualMachine], True
-            )
-            assert len(view.view) == sim.info["vms"] == 1000
-            view.Destroy()
-        finally:
-            Disconnect(si)
+        assert len(view.view) == sim.info["vms"] == 1000
+        view.Destroy()

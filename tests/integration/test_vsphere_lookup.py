@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
 from pyVmomi import SoapAdapter, vim
 from tests.testbed.vcsim import Vcsim
@@ -38,37 +37,25 @@ class Inventory:
 
 @pytest.fixture(scope="module")
 def inventory() -> Iterator[Inventory]:
-    with Vcsim(vms=5) as sim:
-        si = SmartConnect(
-            host=sim.host,
-            port=sim.port,
-            user=sim.username,
-            pwd=sim.password,
-            disableSslCertValidation=True,  # setting the scene only; the backend verifies
+    with Vcsim(vms=5) as sim, sim.connected() as si:
+        content = si.RetrieveContent()
+        (datacenter,) = content.rootFolder.childEntity
+        first, second, third, *_ = (v for v in datacenter.vmFolder.childEntity if v.name != sim.vm)
+        folder = datacenter.vmFolder.CreateFolder("team-b")
+        WaitForTask(folder.MoveIntoFolder_Task([second]))
+        WaitForTask(first.Rename_Task("dup"))
+        WaitForTask(second.Rename_Task("dup"))
+        WaitForTask(third.Rename_Task("build/linux"))
+        content.rootFolder.CreateFolder("labs").CreateDatacenter("empty-dc")
+        vm = content.searchIndex.FindByInventoryPath(f"{datacenter.name}/vm/{sim.vm}")
+        yield Inventory(
+            sim=sim,
+            datacenter=datacenter.name,
+            uuid=vm.config.uuid,
+            instance_uuid=vm.config.instanceUuid,
+            dup_paths=[f"{datacenter.name}/vm/dup", f"{datacenter.name}/vm/team-b/dup"],
+            slash_name=third.name,
         )
-        try:
-            content = si.RetrieveContent()
-            (datacenter,) = content.rootFolder.childEntity
-            first, second, third, *_ = (
-                v for v in datacenter.vmFolder.childEntity if v.name != sim.vm
-            )
-            folder = datacenter.vmFolder.CreateFolder("team-b")
-            WaitForTask(folder.MoveIntoFolder_Task([second]))
-            WaitForTask(first.Rename_Task("dup"))
-            WaitForTask(second.Rename_Task("dup"))
-            WaitForTask(third.Rename_Task("build/linux"))
-            content.rootFolder.CreateFolder("labs").CreateDatacenter("empty-dc")
-            vm = content.searchIndex.FindByInventoryPath(f"{datacenter.name}/vm/{sim.vm}")
-            yield Inventory(
-                sim=sim,
-                datacenter=datacenter.name,
-                uuid=vm.config.uuid,
-                instance_uuid=vm.config.instanceUuid,
-                dup_paths=[f"{datacenter.name}/vm/dup", f"{datacenter.name}/vm/team-b/dup"],
-                slash_name=third.name,
-            )
-        finally:
-            Disconnect(si)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
 from tests.testbed.fixtures import (
     OWNER,
     FileServers,
@@ -51,21 +50,11 @@ def vc(vmshare: Vmshare, servers: FileServers, vcsim: Vcsim) -> Vmshare:
 def extra_config(vcsim: Vcsim, key: str) -> list[str]:
     """Every value the simulated VM's extraConfig holds under ``key``, in order (the simulator
     appends a key again instead of replacing it), read with pyVmomi apart from vmshare."""
-    # the simulator's certificate is self-signed: tests only
-    si = SmartConnect(
-        host=vcsim.host,
-        port=vcsim.port,
-        user=vcsim.username,
-        pwd=vcsim.password,
-        disableSslCertValidation=True,
-    )
-    try:
+    with vcsim.connected() as si:
         content = si.RetrieveContent()
         (datacenter,) = content.rootFolder.childEntity
         vm = content.searchIndex.FindByInventoryPath(f"{datacenter.name}/vm/{vcsim.vm}")
         return [str(o.value) for o in vm.config.extraConfig or [] if o.key == key]
-    finally:
-        Disconnect(si)
 
 
 @pytest.mark.parametrize("protocol", ["nfs", "smb"])

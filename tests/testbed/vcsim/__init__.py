@@ -241,6 +241,25 @@ class Vcsim:
     ) -> None:
         self._stack.close()
 
+    @contextlib.contextmanager
+    def connected(self) -> Iterator[Any]:
+        """A pyVmomi ServiceInstance logged in to this simulator, TLS checked against this run's
+        certificate, logged out afterwards: for tests that look at the server apart from vmshare."""
+        from pyVim.connect import Disconnect, SmartConnect
+
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        si = SmartConnect(
+            host=self.host,
+            port=self.port,
+            user=self.username,
+            pwd=self.password,
+            sslContext=context,
+        )
+        try:
+            yield si
+        finally:
+            Disconnect(si)
+
     def _start(self) -> None:
         self.launcher = build_launcher()
         if self._workdir is None:
