@@ -1,1 +1,1 @@
-"""One renderer/parser per file format vmshare edits: owned blocks, fstab, PowerShell."""
+"""One renderer/parser per file format vmshare edits: owned blocks, fstab, PowerShell, .vmx."""
