@@ -176,12 +176,22 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServers]:
 
 
 @pytest.fixture
-def vmshare(tmp_path: Path, guest: Guest) -> Iterator[Vmshare]:
-    """The real CLI with a private state dir; shares a test leaves behind are removed after it."""
+def vmshare(tmp_path: Path, guest: Guest, open_tmp: Path) -> Iterator[Vmshare]:
+    """The real CLI with a private state dir; shares a test leaves behind are removed after it.
+
+    It asks for ``open_tmp`` so that pytest removes that folder only after these removals: a
+    share whose host folder went first could not be taken away cleanly, and its device, left in
+    the VM's config, stopped the next restart ("the virtiofs export directory ... does not
+    exist"). A removal that fails is an error of the test that left the share.
+    """
     runner = Vmshare(tmp_path / "state")
     yield runner
+    failed = {}
     for share in runner.shares():
-        runner("remove", share["key"], "--restart")
+        done = runner("remove", share["key"], "--restart", "--yes")
+        if done.returncode != 0:
+            failed[share["key"]] = done.stderr.strip()
+    assert not failed, f"could not remove the shares a test left: {failed}"
 
 
 @pytest.fixture

@@ -107,6 +107,7 @@ class Console:
 class Visibility:
     delays: list[float]  # seconds per rewrite; a rewrite never seen counts as the timeout
     unseen: int
+    timeout: float = 5.0
 
     @property
     def p50(self) -> float:
@@ -114,8 +115,18 @@ class Visibility:
 
     @property
     def p95(self) -> float:
-        ordered = sorted(self.delays)
-        return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]  # nearest rank
+        return _p95(self.delays)
+
+    @property
+    def resized(self) -> Visibility:
+        """Only the rewrites that changed the file's size (the odd ones, truncated first)."""
+        delays = self.delays[1::2]
+        return Visibility(delays, sum(1 for d in delays if d >= self.timeout), self.timeout)
+
+
+def _p95(delays: list[float]) -> float:
+    ordered = sorted(delays)
+    return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]  # nearest rank
 
     def summary(self) -> str:
         shown = ", ".join(f"{d:.2f}" for d in self.delays)
@@ -164,6 +175,6 @@ def visibility(
             else:
                 delays.append(seen - started)
             time.sleep(pause)
-        return Visibility(delays, unseen)
+        return Visibility(delays, unseen, timeout)
     finally:
         agent_exec(dom, ["touch", stop])

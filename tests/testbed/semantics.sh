@@ -197,9 +197,12 @@ setuid_cleared_on_write() { # a write by a user without CAP_FSETID clears S_ISUI
 }
 unlinked_open_file() { # an open file outlives its name: readable, nlink 0, no name left
     printf data >f || return 1
-    # (into a file, under a deadline: once, over SMB, this inner shell hung writing to a pipe)
-    timeout 60 sh -c 'exec 3<f && rm f && stat -L -c %h /proc/$$/fd/3 && cat <&3 && echo && ls -A' \
-        >"$local_dir/unlinked" 2>&1
+    # (into a file, under a deadline: once, over SMB, this inner shell hung writing to a pipe).
+    # busybox's timeout leaves a watcher process behind for up to a second, in its cwd: start it
+    # from / so that it does not keep the share busy when vmshare unmounts it right after.
+    (cd / && timeout 60 sh -c \
+        'cd "$1" && exec 3<f && rm f && stat -L -c %h /proc/$$/fd/3 && cat <&3 && echo && ls -A' \
+        sh "$OLDPWD") >"$local_dir/unlinked" 2>&1
     out=$(cat "$local_dir/unlinked")
     [ "$out" = "0
 data" ] || {

@@ -26,7 +26,9 @@ SEMANTICS = (
     "and the mount's uid/gid, so only the mount's uid and root may write); no FIFOs, device "
     "nodes or sockets; names are case-insensitive and cannot hold \\; symlinks made in the "
     "guest are mfsymlinks files on the host; an open file that is deleted keeps its name until "
-    "closed; times are kept to 100 ns; no leases, so host edits show within about a second"
+    "closed; times are kept to 100 ns; no leases, so host edits that change a file's size show "
+    "within about a second, but a same-size rewrite in place can stay unseen until the file "
+    "changes again (the guest revalidates its cache by time and size)"
 )
 CREDENTIALS_DIR = "/etc/vmshare"
 
