@@ -71,7 +71,7 @@ def endpoint_of(settings: VsphereVm) -> Endpoint:
     bracketed = head.startswith("[") and head.endswith("]")
     if sep and tail.isdigit() and (bracketed or ":" not in head):
         server, port = head, int(tail)
-    return Endpoint(server.strip("[]"), port, settings.user, settings.verify, settings.ca_file)
+    return Endpoint(server.strip("[]"), port, settings.user, settings.insecure, settings.ca_file)
 
 
 class VsphereBackend(Backend):
@@ -239,7 +239,7 @@ class VsphereBackend(Backend):
 
     def _diagnose_tls(self) -> Diagnosis:
         endpoint = self.endpoint
-        if not endpoint.verify:
+        if endpoint.insecure:
             return Diagnosis(
                 "vsphere tls",
                 "warn",

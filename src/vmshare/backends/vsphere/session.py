@@ -20,7 +20,7 @@ class Endpoint:
     host: str
     port: int
     user: str
-    verify: bool = True
+    insecure: bool = False  # only from the VM's explicit `insecure = true` setting
     ca_file: str | None = None
 
     @property
@@ -29,7 +29,7 @@ class Endpoint:
 
     def tls(self) -> ssl.SSLContext:
         """The TLS context for the session and for guest file transfers."""
-        if not self.verify:
+        if self.insecure:  # the user's explicit opt-out; doctor warns about it
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
