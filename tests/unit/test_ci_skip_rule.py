@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.ci_rule import LAB_SKIP_REASON
+from tests.ci_rule import LAB_SKIP_REASON, lab_reason
 
 pytest_plugins = ["pytester"]
 
@@ -20,6 +20,7 @@ markers =
 HEADER = f"""
 import pytest
 REASON = {LAB_SKIP_REASON!r}
+VBOX_REASON = {lab_reason("VMSHARE_VBOX")!r}
 def test_runs():
     pass
 """
@@ -49,9 +50,13 @@ def test_lab():
 @pytest.mark.skipif(True, reason=REASON)
 def test_lab_skipif():
     pass
+
+@pytest.mark.lab
+def test_another_lab():
+    pytest.skip(VBOX_REASON)
 """
     )
-    result.assert_outcomes(passed=1, skipped=2)
+    result.assert_outcomes(passed=1, skipped=3)
     assert result.ret == 0
 
 
@@ -63,6 +68,8 @@ def test_lab_skipif():
         # the lab's reason without the lab marker
         "def test_unmarked():\n    pytest.skip(REASON)\n",
         # a lab test skipping for another reason
+        "@pytest.mark.lab\ndef test_lab():\n"
+        "    pytest.skip('VMSHARE_FOO is unset: no Foo to test against')\n",
         "@pytest.mark.lab\ndef test_lab():\n    pytest.skip('lab unreachable')\n",
         # a lab test's allowed skip does not cover another test's skip
         "@pytest.mark.lab\ndef test_lab():\n    pytest.skip(REASON)\n"
