@@ -197,6 +197,9 @@ def _plan(
         replace=replace,
         servers=session.servers if network else None,
     )
+    for step in plan.steps:
+        if step.vm in session.vms:  # a pruned share's VM may have no settings here
+            step.commands = session.backend(step.vm).explain(step)
     return plan
 
 

@@ -73,6 +73,8 @@ class Capabilities(BaseModel):
     # backend's words, with ``{tag}`` for the share's tag
     records: bool = False
     record_where: str = "the VM's configuration"
+    # what the user should know about how vmshare works with this VM, said once in its plans
+    notes: list[str] = []
 
     def device(self, protocol: str) -> DeviceCapability | None:
         return next((d for d in self.devices if d.protocol == protocol), None)

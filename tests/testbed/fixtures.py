@@ -41,6 +41,7 @@ from tests.testbed.guest_image import build_image
 from tests.testbed.libvirtd import ensure_libvirtd
 from tests.testbed.servers import Ganesha, Samba, free_port
 from tests.testbed.vcsim import Vcsim
+from vmshare.backends.vmware_desktop.settings import VmwareDesktopVm
 from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.formats import ownedblock
 from vmshare.spec import GuestAccess
@@ -332,3 +333,77 @@ def ssh_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshGuest]:
         yield SshGuest(dom, name, access)
     finally:
         destroy_domain(URI, name)
+
+
+@dataclass
+class VmwareBed:
+    """A Workstation VM as vmshare's user describes it: its .vmx, the vmrun stand-in on PATH
+    (tests/testbed/vmrun) that maps it to the session's test guest, and a host.toml with its
+    ``[vm.NAME]`` table (the guest password as an env reference)."""
+
+    vm: str
+    vmx: Path
+    bin_dir: Path
+    host_config: Path
+    env: dict[str, str]
+    guest: Guest
+
+    def settings(self) -> VmwareDesktopVm:
+        from vmshare.spec import HostSettings
+
+        text = tomllib.loads(self.host_config.read_text())
+        vm = HostSettings.model_validate(text).vm[self.vm]
+        assert isinstance(vm, VmwareDesktopVm)
+        return vm
+
+    def reset_vmx(self) -> None:
+        """The .vmx as the test bed made it (the user's own folder in it), the VM running."""
+        folders = {k for k in self.guest.filesystems() if k.startswith("vmshare-")}
+        assert not folders, f"HGFS folders left in the running VM: {folders}"
+        self.vmx.write_bytes(VMX_TEMPLATE.read_bytes())
+
+
+VMX_TEMPLATE = Path(__file__).with_name("vmrun") / "devvm.vmx"
+VMWARE_VM = "devvm"
+
+
+@pytest.fixture(scope="session")
+def vmware(guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmwareBed]:
+    """The vmrun stand-in on PATH for the session; its VM ``devvm`` is the test guest, running."""
+    from tests.testbed.vmrun import StandInVm, install
+
+    root = tmp_path_factory.mktemp("vmware")
+    folder = root / "Virtual Machines" / "devvm"
+    folder.mkdir(parents=True)
+    vmx = folder / "devvm.vmx"
+    vmx.write_bytes(VMX_TEMPLATE.read_bytes())
+    password = "vmrun-" + hashlib.sha256(os.urandom(16)).hexdigest()[:16]
+    bin_dir = root / "bin"
+    install(bin_dir, [StandInVm(vmx, guest.name, URI)], ("root", password))
+    (folder / "devvm.vmx.lck").mkdir()  # the guest runs: VMware holds the VM
+    config = root / "host.toml"
+    config.write_text(
+        f"[vm.{VMWARE_VM}]\n"
+        'backend = "vmware"\n'
+        f'vmx = "{vmx}"\n'
+        'product = "ws"\n'
+        f"[vm.{VMWARE_VM}.guest]\n"
+        'login_user = "root"\n'
+        'login_password_env = "VMSHARE_IT_VMRUN_PASSWORD"\n'
+    )
+    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {
+        "PATH": path,
+        "VMSHARE_HOST_CONFIG": str(config),
+        "VMSHARE_IT_VMRUN_PASSWORD": password,
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)  # in-process backends find vmrun and the password too
+    try:
+        yield VmwareBed(VMWARE_VM, vmx, bin_dir, config, env, guest)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -48,7 +48,7 @@ REGISTRY: dict[str, BackendEntry] = {
         ),
         BackendEntry(
             "vmware-desktop",
-            None,
+            "vmshare.backends.vmware_desktop.backend",
             "",
             "",
             "install VMware Workstation or Fusion (it brings vmrun)",

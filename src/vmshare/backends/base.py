@@ -24,6 +24,7 @@ from vmshare.facts import Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.host import Host
 from vmshare.host.local import LocalHost
+from vmshare.plan.step import Step
 from vmshare.secrets import SecretStore
 from vmshare.spec import VmSpec
 
@@ -115,6 +116,11 @@ class Backend(ABC):
     def forget_share(self, *, vm: str, tag: str) -> str | None:
         """Delete the VM's record of share ``tag`` (none there: no-op)."""
         raise HypervisorError(f"the {self.name} backend keeps no record of shares on VM {vm!r}")
+
+    def explain(self, step: Step) -> list[str]:
+        """The exact commands ``step`` runs or the lines it writes, for the plan (secrets
+        redacted); by default the plan shows the step's summary only."""
+        return []
 
     def diagnose(self, vm: str) -> list[Diagnosis]:
         """The backend's own checks for ``vmshare doctor VM``, in order; a ``fail`` stops the

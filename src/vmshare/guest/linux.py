@@ -78,9 +78,12 @@ _PROBE_READ = 'ls -A "$1" > /dev/null'
 
 def mount_argv(source: str, target: str, fstype: str, options: list[str]) -> list[str]:
     """cifs goes straight to mount.cifs: some mount programs (busybox) hand it over only after
-    their own attempt fails, and drop flag options such as ro on the way."""
+    their own attempt fails, and drop flag options such as ro on the way. A FUSE type
+    ``fuse.PROGRAM`` is mounted by PROGRAM itself, as mount.fuse does it for an fstab line."""
     if fstype == "cifs":
         return ["mount.cifs", source, target, "-o", ",".join(options)]
+    if fstype.startswith("fuse.") and len(fstype) > len("fuse."):
+        return [fstype.removeprefix("fuse."), source, target, "-o", ",".join(options)]
     return ["mount", "-t", fstype, "-o", ",".join(options), source, target]
 
 

@@ -5,7 +5,7 @@ capabilities, so the same steps fit every backend."""
 from __future__ import annotations
 
 from vmshare.errors import UsageError
-from vmshare.facts import DeviceCapability, FsDevice, Scope, VmFacts
+from vmshare.facts import DeviceCapability, FsDevice, PathFact, Scope, VmFacts
 from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.protocols import DeviceProtocol
 from vmshare.spec import ShareSpec
@@ -27,6 +27,16 @@ class DeviceShareSteps(StepMaker):
     ) -> None:
         super().__init__(share, vm, explained)
         self.protocol, self.capability = protocol, capability
+        self.owner: tuple[int, int] | None = None
+
+    def host_folder(self, path: PathFact, out: VmSteps) -> None:
+        # whose the files look in the guest, for protocols that say it in mount options (hgfs)
+        owner = self.share.owner
+        if owner is not None:
+            self.owner = (owner.uid, owner.gid)
+        elif path.exists:
+            self.owner = (path.uid, path.gid)
+        super().host_folder(path, out)
 
     def hypervisor(self, out: VmSteps) -> None:
         vm, cap, tag = self.vm, self.capability, self.tag
@@ -85,7 +95,11 @@ class DeviceShareSteps(StepMaker):
             )
 
     def guest(self, out: VmSteps) -> None:
+        source = self.protocol.source(self.tag)
         options = self.protocol.mount_options(
-            readonly=self.share.readonly, extra=self.share.mount_options
+            readonly=self.share.readonly,
+            extra=self.share.mount_options,
+            source=source,
+            owner=self.owner,
         )
-        self.guest_mount(self.tag, self.protocol.fstype, options, ["nofail"], [], out)
+        self.guest_mount(source, self.protocol.fstype, options, ["nofail"], [], out)

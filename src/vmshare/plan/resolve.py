@@ -99,6 +99,7 @@ def resolve(
             )
         choice = choose_protocol(share, vm)
         plan.choices.append(choice)
+        plan.notes += [n for n in vm.capabilities.notes if n not in plan.notes]
         out = builders.setdefault(share.vm, VmSteps())
         record = state.shares.get(share.key)
         explained: frozenset[str] = frozenset()

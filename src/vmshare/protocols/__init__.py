@@ -29,9 +29,30 @@ class DeviceProtocol:
     fstype: str
     base_options: tuple[str, ...]
     semantics: str  # what the user should know about the share's POSIX behaviour
+    # the guest mounts ``source_prefix + tag`` (hgfs: ".host:/NAME"; virtio devices: the tag)
+    source_prefix: str = ""
+    # an option that names the mount source, so /proc/mounts shows it (FUSE: "fsname")
+    source_option: str = ""
+    # the mount takes the files' owner as uid=/gid= options (hgfs shows host files as one owner)
+    owner_options: bool = False
 
-    def mount_options(self, *, readonly: bool, extra: list[str]) -> list[str]:
-        return with_extras(["ro" if readonly else "rw", *self.base_options], extra)
+    def source(self, tag: str) -> str:
+        return self.source_prefix + tag
+
+    def mount_options(
+        self,
+        *,
+        readonly: bool,
+        extra: list[str],
+        source: str = "",
+        owner: tuple[int, int] | None = None,
+    ) -> list[str]:
+        options = ["ro" if readonly else "rw", *self.base_options]
+        if self.source_option and source:
+            options.append(f"{self.source_option}={source}")
+        if self.owner_options and owner is not None:
+            options += [f"uid={owner[0]}", f"gid={owner[1]}"]
+        return with_extras(options, extra)
 
 
 def with_extras(options: list[str], extra: list[str]) -> list[str]:
@@ -40,10 +61,11 @@ def with_extras(options: list[str], extra: list[str]) -> list[str]:
 
 
 def device_protocol(name: str) -> DeviceProtocol:
+    from vmshare.protocols.hgfs import HGFS
     from vmshare.protocols.ninep import NINEP
     from vmshare.protocols.virtiofs import VIRTIOFS
 
-    known = {p.name: p for p in (VIRTIOFS, NINEP)}
+    known = {p.name: p for p in (VIRTIOFS, NINEP, HGFS)}
     if name not in known:
         raise UsageError(
             f"protocol {name!r} is not a device protocol", hint=f"use one of: {', '.join(known)}"

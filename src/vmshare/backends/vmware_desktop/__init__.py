@@ -1,2 +1,2 @@
-"""VMware Workstation/Fusion through vmrun and the .vmx file: the settings of a backend not built
-yet in this version."""
+"""VMware Workstation/Fusion through vmrun and the .vmx file: HGFS shared folders (backend.py),
+vmrun itself (vmrun.py), its guest channel (channel.py), what a .vmx says (vmxfacts.py)."""
