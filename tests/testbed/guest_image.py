@@ -36,18 +36,17 @@ HELPER_LINKS = {"sbin/mount.nfs4": "mount.nfs", "sbin/mount.smb3": "mount.cifs"}
 SSH_SERVER = (Path("/usr/sbin/dropbear"), Path("/usr/bin/dropbearkey"))
 # Run-time data of the helpers' libraries (libtirpc reads netconfig), copied from the host.
 HOST_ETC_FILES = ("netconfig", "services", "protocols")
-PACKAGES = (
-    "busybox-static", "qemu-guest-agent", "nfs-common", "cifs-utils", "dropbear-bin", "bindfs",
-)  # fmt: skip
-# The Workstation/Fusion stand-ins: vmhgfs-fuse (served by bindfs over a virtiofs device) and the
-# mount.fuse step that runs it for an fstab line (tests/testbed/vmrun/guest).
+PACKAGES = ("busybox-static", "qemu-guest-agent", "nfs-common", "cifs-utils", "dropbear-bin")
+# The Workstation/Fusion stand-ins (tests/testbed/vmrun/guest): vmhgfs-fuse, which mounts the
+# virtiofs device the vmrun stand-in plugged for a folder, and the mount.fuse step that runs it
+# for an fstab line.
 HGFS_STAND_INS = {
     "usr/bin/vmhgfs-fuse": Path(__file__).with_name("vmrun") / "guest" / "vmhgfs-fuse",
     "sbin/mount.fuse.vmhgfs-fuse": Path(__file__).with_name("vmrun")
     / "guest"
     / "mount.fuse.vmhgfs-fuse",
 }
-BINDFS = Path("/usr/bin/bindfs")
+
 
 # Loaded in this order by the guest's /init (modprobe pulls in their dependencies).
 REQUIRED_MODULES = (
@@ -204,7 +203,7 @@ def _make_tree(tree: Path, kver: str) -> None:
     (tree / "var/run").symlink_to("/run")
     _install_busybox(tree)
     _install_executable(tree / "sbin/shutdown", SHUTDOWN_SCRIPT.encode())
-    for program in (QEMU_GA, *MOUNT_HELPERS, *SSH_SERVER, BINDFS):
+    for program in (QEMU_GA, *MOUNT_HELPERS, *SSH_SERVER):
         _install_with_libs(tree, program)
     for name, path in HGFS_STAND_INS.items():
         _install_executable(tree / name, path.read_bytes())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -32,6 +33,9 @@ COMMANDS: dict[str, tuple[bool, int, int]] = {
     "copyFileFromGuestToHost": (True, 2, 2),
 }
 HGFS_OFF = "isolation.tools.hgfs.disable"
+# a folder's virtiofs tag: what the guest's vmhgfs-fuse stand-in mounts for ".host:/NAME"
+TAG_PREFIX = ".host:/"
+TAG_MAX = 36  # bytes: virtio-fs tags
 
 
 class VmrunError(Exception):
@@ -123,7 +127,15 @@ class StandInVm:
         return vmxfmt.lock_folder(self.vmx)
 
     def running(self) -> bool:
-        return self.lock.is_dir() and bool(self.dom.isActive())
+        """VMware holds the VM (its lock folder) and it is powered on (the domain runs)."""
+        import libvirt
+
+        if not self.lock.is_dir():
+            return False
+        try:
+            return bool(self.dom.isActive())
+        except libvirt.libvirtError:  # no such domain, or no libvirtd: nothing runs
+            return False
 
     def _need_running(self) -> None:
         if not self.running():
@@ -154,23 +166,27 @@ class StandInVm:
 
     # ------------------------------------------- virtiofs devices for folders
 
-    def _live_tags(self) -> dict[str, ET.Element]:
-        root = ET.fromstring(self.dom.XMLDesc(0))
-        return {
-            fs.find("target").get("dir"): fs  # type: ignore[union-attr]
-            for fs in root.findall("./devices/filesystem")
-        }
+    def _live_tags(self, flags: int = 0) -> dict[str, ET.Element]:
+        """Folder name -> the domain's virtiofs device for it (its tag is ".host:/NAME")."""
+        root = ET.fromstring(self.dom.XMLDesc(flags))
+        found = {}
+        for fs in root.findall("./devices/filesystem"):
+            tag = fs.find("target").get("dir", "")  # type: ignore[union-attr]
+            if tag.startswith(TAG_PREFIX):
+                found[tag.removeprefix(TAG_PREFIX)] = fs
+        return found
 
     def _plug(self, name: str, host_path: str, flags: int | None = None) -> None:
         import libvirt
 
         from tests.testbed.domain import filesystem_element
 
-        if len(name.encode()) > 36:
+        tag = TAG_PREFIX + name
+        if len(tag.encode()) > TAG_MAX:
             raise VmrunError(f"shared folder name {name} is too long for this stand-in")
         if name in self._live_tags():
             return
-        element = filesystem_element(Path(host_path), name)
+        element = filesystem_element(Path(host_path), tag)
         flags = libvirt.VIR_DOMAIN_AFFECT_LIVE if flags is None else flags
         self.dom.attachDeviceFlags(ET.tostring(element, encoding="unicode"), flags)
 
@@ -192,14 +208,37 @@ class StandInVm:
         """The running VM's virtiofs devices: one per enabled folder while shared folders are on."""
         wanted = {}
         if self._hgfs_on():
-            wanted = {n: f.host_path or "" for n, f in self._folders().items() if f.enabled}
+            # VMware serves no folder whose host path is gone
+            wanted = {
+                n: f.host_path
+                for n, f in self._folders().items()
+                if f.enabled and f.host_path and Path(f.host_path).is_dir()
+            }
         live = self._live_tags()
+        plugged = self._plugged()
         for name in list(live):
+            if name not in plugged:
+                continue  # a device the libvirt side of the test bed made: not a folder
             source = live[name].find("source")
             if name not in wanted or (source is not None and source.get("dir") != wanted[name]):
                 self._unplug(name)
+                plugged.discard(name)
         for name, host_path in wanted.items():
             self._plug(name, host_path)
+            plugged.add(name)
+        self._plugged_file.write_text(json.dumps(sorted(plugged)))
+
+    @property
+    def _plugged_file(self) -> Path:
+        return self.lock / "standin-hgfs-devices.json"
+
+    def _plugged(self) -> set[str]:
+        """The devices this stand-in plugged into the running VM (kept in VMware's lock folder,
+        which goes when the VM stops, as the devices do)."""
+        try:
+            return set(json.loads(self._plugged_file.read_text()))
+        except FileNotFoundError:
+            return set()
 
     # ---------------------------------------------------------------- power
 
@@ -216,18 +255,24 @@ class StandInVm:
             # folders are there from power-on: in the config for the boot, then out of it again
             # (the libvirt domain's own config stays as the test bed made it)
             config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-            folders = {n: f for n, f in self._folders().items() if f.enabled and self._hgfs_on()}
-            for name, folder in folders.items():
-                self._plug(name, folder.host_path or "", config)
+            folders = {
+                n: f.host_path
+                for n, f in self._folders().items()
+                if f.enabled and self._hgfs_on() and f.host_path and Path(f.host_path).is_dir()
+            }
+            for name, host_path in folders.items():
+                self._plug(name, host_path, config)
             try:
                 self.dom.create()
             finally:
+                inactive = self._live_tags(libvirt.VIR_DOMAIN_XML_INACTIVE)
                 for name in folders:
-                    element = ET.fromstring(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-                    for fs in element.findall("./devices/filesystem"):
-                        if fs.find("target").get("dir") == name:  # type: ignore[union-attr]
-                            self.dom.detachDeviceFlags(ET.tostring(fs, encoding="unicode"), config)
+                    if name in inactive:
+                        xml = ET.tostring(inactive[name], encoding="unicode")
+                        self.dom.detachDeviceFlags(xml, config)
             wait_for_agent(self.dom, 180)
+            self.lock.mkdir(exist_ok=True)
+            self._plugged_file.write_text(json.dumps(sorted(folders)))
         self.lock.mkdir(exist_ok=True)
         self._sync_devices()
         return 0
@@ -249,7 +294,7 @@ class StandInVm:
                 time.sleep(0.5)
         if self.dom.isActive():
             self.dom.destroy()
-        self.lock.rmdir()
+        shutil.rmtree(self.lock)
         return 0
 
     # ----------------------------------------------------------------- tools

@@ -88,7 +88,7 @@ class VmwareDesktopBackend(Backend):
             find_hint=f"check [vm.{vm}] vmx: the path of the VM's .vmx file",
             guest_hint=GUEST_HINT.format(vm=vm),
         )
-        parsed = self._read()
+        parsed = self._read() if vm == self.vm_settings.name else None
         if parsed is None:
             return facts
         running = self.running()
@@ -226,6 +226,7 @@ class VmwareDesktopBackend(Backend):
         readonly: bool,
         scopes: list[Scope],
     ) -> str | None:
+        self._check(vm)
         if protocol != "hgfs":
             raise HypervisorError(
                 f"Workstation/Fusion has no {protocol} device", hint="use --protocol hgfs"
@@ -243,6 +244,7 @@ class VmwareDesktopBackend(Backend):
         return None
 
     def detach_share(self, *, vm: str, tag: str, scopes: list[Scope]) -> str | None:
+        self._check(vm)
         if not self.running():
             self._edit(lambda v: vmxfmt.without_shared_folder(v, tag))
         elif tag in self._devices():
@@ -250,6 +252,7 @@ class VmwareDesktopBackend(Backend):
         return None
 
     def prepare(self, *, vm: str, prerequisite: str) -> str | None:
+        self._check(vm)
         if prerequisite != SHARED_FOLDERS:
             raise HypervisorError(f"Workstation/Fusion has no prerequisite {prerequisite!r}")
         if self.running():
@@ -259,12 +262,14 @@ class VmwareDesktopBackend(Backend):
         return None
 
     def start(self, *, vm: str) -> str | None:
+        self._check(vm)
         if not self.running():
             self.vmrun.run("start", "nogui", timeout=POWER)
         self._wait_guest(vm)
         return None
 
     def restart(self, *, vm: str) -> str | None:
+        self._check(vm)
         if not self.running():
             return f"VM {vm!r} is off; the change applies when it next starts"
         forced = False
@@ -275,6 +280,14 @@ class VmwareDesktopBackend(Backend):
             self.vmrun.run("stop", "hard", timeout=POWER)
         self.start(vm=vm)
         return f"VM {vm!r} was powered off (no clean guest shutdown)" if forced else None
+
+    def _check(self, vm: str) -> None:
+        """This backend drives the one VM its settings name (its .vmx)."""
+        if vm != self.vm_settings.name:
+            raise NotFoundError(
+                f"VM {vm!r} is not the VM of {self.path}",
+                hint=f"describe VM {vm!r} in host.toml with its own [vm.{vm}] vmx",
+            )
 
     def _devices(self) -> dict[str, Any]:
         parsed = self._read()
