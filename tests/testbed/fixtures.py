@@ -44,6 +44,7 @@ from tests.testbed.vcsim import Vcsim
 from vmshare.backends.vmware_desktop.settings import VmwareDesktopVm
 from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.formats import ownedblock
+from vmshare.formats import vmx as vmxfmt
 from vmshare.spec import GuestAccess
 
 URI = "qemu:///system"
@@ -348,11 +349,11 @@ class VmwareBed:
     env: dict[str, str]
     guest: Guest
 
-    def settings(self) -> VmwareDesktopVm:
+    def settings(self, vm: str | None = None) -> VmwareDesktopVm:
         from vmshare.spec import HostSettings
 
         text = tomllib.loads(self.host_config.read_text())
-        vm = HostSettings.model_validate(text).vm[self.vm]
+        vm = HostSettings.model_validate(text).vm[vm or self.vm]
         assert isinstance(vm, VmwareDesktopVm)
         return vm
 
@@ -364,7 +365,20 @@ class VmwareBed:
 
 
 VMX_TEMPLATE = Path(__file__).with_name("vmrun") / "devvm.vmx"
-VMWARE_VM = "devvm"
+VMWARE_VM = "devvm"  # the session's test guest, running
+VMWARE_OFF = "offvm"  # a VM that is not running: its folders go into its .vmx
+
+
+def vmware_table(vm: str, vmx: Path, guest: str = "") -> str:
+    return (
+        f"[vm.{vm}]\n"
+        'backend = "vmware"\n'
+        f'vmx = "{vmx}"\n'
+        'product = "ws"\n'
+        f"[vm.{vm}.guest]\n"
+        'login_user = "root"\n'
+        'login_password_env = "VMSHARE_IT_VMRUN_PASSWORD"\n' + guest
+    )
 
 
 @pytest.fixture(scope="session")
@@ -373,24 +387,20 @@ def vmware(guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[V
     from tests.testbed.vmrun import StandInVm, install
 
     root = tmp_path_factory.mktemp("vmware")
-    folder = root / "Virtual Machines" / "devvm"
-    folder.mkdir(parents=True)
-    vmx = folder / "devvm.vmx"
-    vmx.write_bytes(VMX_TEMPLATE.read_bytes())
+    vmxs = {}
+    for name in (VMWARE_VM, VMWARE_OFF):
+        folder = root / "Virtual Machines" / name
+        folder.mkdir(parents=True)
+        vmxs[name] = folder / f"{name}.vmx"
+        vmxs[name].write_bytes(VMX_TEMPLATE.read_bytes())
+    vmx = vmxs[VMWARE_VM]
     password = "vmrun-" + hashlib.sha256(os.urandom(16)).hexdigest()[:16]
     bin_dir = root / "bin"
-    install(bin_dir, [StandInVm(vmx, guest.name, URI)], ("root", password))
-    (folder / "devvm.vmx.lck").mkdir()  # the guest runs: VMware holds the VM
+    # offvm stands for a VM that is off: no lock folder (and it is never started)
+    install(bin_dir, [StandInVm(p, guest.name, URI) for p in vmxs.values()], ("root", password))
+    vmxfmt.lock_folder(vmx).mkdir()  # the guest runs: VMware holds the VM
     config = root / "host.toml"
-    config.write_text(
-        f"[vm.{VMWARE_VM}]\n"
-        'backend = "vmware"\n'
-        f'vmx = "{vmx}"\n'
-        'product = "ws"\n'
-        f"[vm.{VMWARE_VM}.guest]\n"
-        'login_user = "root"\n'
-        'login_password_env = "VMSHARE_IT_VMRUN_PASSWORD"\n'
-    )
+    config.write_text("".join(vmware_table(name, path) for name, path in vmxs.items()))
     path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {
         "PATH": path,
@@ -407,3 +417,51 @@ def vmware(guest: Guest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[V
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@dataclass
+class VmwareSshBed:
+    """A Workstation VM whose guest vmshare reaches over ssh (the ssh test guest), with the
+    loopback file servers: the network-share path of the vmware-desktop backend."""
+
+    vm: str
+    guest: Guest
+    host_config: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def vmware_ssh(
+    vmware: VmwareBed, ssh_guest: SshGuest, servers: FileServers, tmp_path_factory
+) -> VmwareSshBed:
+    from tests.testbed.vmrun import StandInVm, install
+
+    root = tmp_path_factory.mktemp("vmware-ssh")
+    folder = root / "Virtual Machines" / "sshvm"
+    folder.mkdir(parents=True)
+    vmx = folder / "sshvm.vmx"
+    vmx.write_bytes(VMX_TEMPLATE.read_bytes())
+    vmxfmt.lock_folder(vmx).mkdir()
+    password = vmware.env["VMSHARE_IT_VMRUN_PASSWORD"]
+    bin_dir = root / "bin"
+    install(bin_dir, [StandInVm(vmx, ssh_guest.name, URI)], ("root", password))
+    access = ssh_guest.access
+    guest = (
+        'channel = "ssh"\n'
+        f'ssh_host = "{access.ssh_host}"\n'
+        f"ssh_port = {access.ssh_port}\n"
+        f'ssh_key = "{access.ssh_key}"\n'
+        f'ssh_known_hosts = "{access.ssh_known_hosts}"\n'
+    )
+    # QEMU's user networking: the host's servers see the guest at 127.0.0.1
+    table = vmware_table("sshvm", vmx, guest).replace(
+        'product = "ws"\n', 'product = "ws"\nclient_address = "127.0.0.1"\n'
+    )
+    config = root / "host.toml"
+    config.write_text(servers.host_config.read_text() + "\n" + table)
+    env = {
+        **vmware.env,
+        "PATH": f"{bin_dir}{os.pathsep}{vmware.env['PATH']}",
+        "VMSHARE_HOST_CONFIG": str(config),
+    }
+    return VmwareSshBed("sshvm", Guest(ssh_guest.dom, ssh_guest.name, 0.0), config, env)

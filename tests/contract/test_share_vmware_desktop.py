@@ -1,0 +1,120 @@
+"""The share contract on Workstation/Fusion (the vmrun stand-in): HGFS into the session's test
+guest through vmrun (its guest commands too), and NFS and SMB to the loopback servers into the
+ssh test guest, whose "VMware VM" vmshare reaches over ssh.
+
+The guest's vmhgfs-fuse is the test bed's stand-in: it mounts the virtiofs device the vmrun
+stand-in plugged for the folder, so /proc/mounts shows virtiofs where a real guest shows
+fuse.vmhgfs-fuse; the source, ".host:/NAME", is the real client's."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.contract.share import ShareContract, ShareTestbed
+from tests.testbed.fixtures import (
+    OWNER,
+    FileServers,
+    Vmshare,
+    VmwareBed,
+    VmwareSshBed,
+    exported,
+)
+from vmshare.backends.vmware_desktop import vmxfacts
+from vmshare.formats import fstab
+
+pytestmark = pytest.mark.integration
+
+
+def folders(bed: VmwareBed, live: bool) -> dict[str, str]:
+    """vmshare's HGFS folders: in the running VM (the domain's devices) or in the .vmx."""
+    if live:
+        return {
+            tag.removeprefix(".host:/"): source
+            for tag, source in bed.guest.filesystems(live=True).items()
+            if tag.startswith(".host:/")
+        }
+    parsed = vmxfacts.read(bed.vmx)
+    assert parsed is not None
+    return {name: d.source for name, d in vmxfacts.devices(parsed).items()}
+
+
+def vmx_config(bed: VmwareBed) -> bytes:
+    """The .vmx but sharedFolder.maxNum, which VMware never lowers."""
+    lines = bed.vmx.read_bytes().splitlines(keepends=True)
+    return b"".join(line for line in lines if not line.startswith(b"sharedFolder.maxNum"))
+
+
+class TestVmwareDesktopHgfs(ShareContract):
+    @pytest.fixture
+    def testbed(self, vmware: VmwareBed, vmshare: Vmshare, open_tmp):
+        vmshare.env.update(vmware.env)
+        return ShareTestbed(
+            vm=vmware.vm,
+            guest=vmware.guest,
+            cli=vmshare,
+            protocol="hgfs",
+            backend=None,  # the VM's settings come from host.toml
+            mount_types={"virtiofs"},  # the stand-in's; a real guest: fuse.vmhgfs-fuse
+            mount_source=lambda tag: f".host:/{tag}",
+            tmp=open_tmp,
+            devices=lambda live: folders(vmware, live),
+            exports=dict,
+            vm_config=lambda: vmx_config(vmware),
+            fstab_line=lambda tag, target: (
+                f".host:/{tag} {fstab.escape(target)} fuse.vmhgfs-fuse rw,allow_other,"
+                f"subtype=vmhgfs-fuse,fsname=.host:/{tag},uid=0,gid=0,nofail 0 0"
+            ),
+            rollback_undone=1,
+        )
+
+
+def network_testbed(bed: VmwareSshBed, vmshare, servers, open_tmp, protocol, **kw):
+    vmshare.env.update(bed.env)
+    return ShareTestbed(
+        vm=bed.vm,
+        guest=bed.guest,
+        cli=vmshare,
+        protocol=protocol,
+        backend=None,
+        tmp=open_tmp,
+        owner=OWNER,
+        devices=lambda live: {},  # no HGFS folder may appear
+        exports=lambda: exported(servers, protocol),
+        vm_config=lambda: bed.guest.filesystems(live=False),
+        add_args=["--protocol", protocol],
+        spec_protocol=protocol,
+        status_checks={"probe": "ok", "export": "ok"},
+        **kw,
+    )
+
+
+class TestVmwareDesktopNfsOverSsh(ShareContract):
+    @pytest.fixture
+    def testbed(self, vmware_ssh: VmwareSshBed, vmshare: Vmshare, servers: FileServers, open_tmp):
+        return network_testbed(
+            vmware_ssh,
+            vmshare,
+            servers,
+            open_tmp,
+            "nfs",
+            mount_types={"nfs", "nfs4"},
+            mount_source=lambda tag: f"10.0.2.2:/vmshare/{tag}",
+            rollback_marker="↶ remove the NFS export",
+        )
+
+
+class TestVmwareDesktopSmbOverSsh(ShareContract):
+    @pytest.fixture
+    def testbed(self, vmware_ssh: VmwareSshBed, vmshare: Vmshare, servers: FileServers, open_tmp):
+        return network_testbed(
+            vmware_ssh,
+            vmshare,
+            servers,
+            open_tmp,
+            "smb",
+            mount_types={"cifs", "smb3"},
+            mount_source=lambda tag: f"//10.0.2.2/{tag}",
+            refused_names={"sp  ace"},  # smb.conf reads two spaces as one (check_path)
+            rollback_undone=3,  # the Samba account too
+            rollback_marker="↶ remove the Samba share",
+        )
