@@ -85,10 +85,11 @@ class Owner(BaseModel):
 
 
 def _backend_of(data: Any) -> Any:
-    """A ``[vm.NAME]`` table's backend: libvirt when it names none; the ``vmware`` alias becomes
+    """A ``[vm.NAME]`` table's backend: libvirt when it names none (vmware-desktop when it has a
+    ``vmx`` setting: only Workstation/Fusion VMs have one); the ``vmware`` alias becomes
     vmware-desktop when the table has a ``vmx`` setting, else vsphere."""
     if isinstance(data, dict):
-        backend = data.get("backend", "libvirt")
+        backend = data.get("backend", "vmware-desktop" if "vmx" in data else "libvirt")
         if backend == "vmware":
             backend = "vmware-desktop" if "vmx" in data else "vsphere"
         data = {**data, "backend": backend}

@@ -64,7 +64,6 @@ class TestVmwareDesktopHgfs(ShareContract):
                 f".host:/{tag} {fstab.escape(target)} fuse.vmhgfs-fuse rw,allow_other,"
                 f"subtype=vmhgfs-fuse,fsname=.host:/{tag},uid=0,gid=0,nofail 0 0"
             ),
-            rollback_undone=1,
         )
 
 
