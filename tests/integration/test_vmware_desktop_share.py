@@ -6,6 +6,7 @@ off gets its folder written into the .vmx, and `--restart` starts it with the fo
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 import pytest
@@ -43,8 +44,9 @@ def test_the_plan_of_a_running_vm_names_the_exact_vmrun_commands(bed, vmshare, o
     tag = mount_tag(f"{bed.vm}:/mnt/src")
     proc = vmshare("add", str(src), f"{bed.vm}:/mnt/src", "--dry-run", env={"COLUMNS": "250"})
     assert proc.returncode == 0, proc.stderr
-    assert f"vmrun -T ws addSharedFolder {bed.vmx} {tag} {src}" in proc.stdout
-    assert f"vmrun -T ws setSharedFolderState {bed.vmx} {tag} {src} writable" in proc.stdout
+    vmx = shlex.quote(str(bed.vmx))  # "Virtual Machines": the plan quotes it as a shell would
+    assert f"vmrun -T ws addSharedFolder {vmx} {tag} {src}" in proc.stdout
+    assert f"vmrun -T ws setSharedFolderState {vmx} {tag} {src} writable" in proc.stdout
     assert f"fuse.vmhgfs-fuse rw,allow_other,subtype=vmhgfs-fuse,fsname=.host:/{tag}" in (
         proc.stdout
     )
