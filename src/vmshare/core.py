@@ -197,10 +197,16 @@ def _plan(
         replace=replace,
         servers=session.servers if network else None,
     )
+    return plan
+
+
+def _explain(plan: Plan, session: Session) -> None:
+    """Each step's exact commands, as its backend says them, for a plan that is shown."""
     for step in plan.steps:
         if step.vm in session.vms:  # a pruned share's VM may have no settings here
-            step.commands = session.backend(step.vm).explain(step)
-    return plan
+            backend = session.backend(step.vm)
+            with backend.sdk_errors():
+                step.commands = backend.explain(step)
 
 
 def _check_names(spec: Spec, state: State, origin: str, prune: bool) -> None:
@@ -258,6 +264,7 @@ def plan_shares(
         state = store.load()
         _check_names(spec, state, origin, prune)
         plan = _plan(spec, origin, state, session, allow_restart, prune, replace)
+        _explain(plan, session)
         interrupted = [r.label for r in state.shares.values() if r.pending]
         notes = [
             f"{label}: an earlier run was interrupted; apply would first undo its unfinished step"
