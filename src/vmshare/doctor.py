@@ -221,7 +221,8 @@ def diagnose_vm(
     with, and the host's file servers answer from inside the guest.
 
     The VM's settings come from ``spec_file``'s ``[vm.NAME]`` table when given, else from the
-    state's record of a share in it, else the defaults."""
+    state's record of a share in it, else from host.toml's table (without ``connection``), else
+    the defaults."""
     from vmshare.core import Session
     from vmshare.spec import load_host_settings, vm_settings
 
@@ -230,7 +231,8 @@ def diagnose_vm(
     if spec_file is not None and vm in spec_file.vm:
         spec = spec_file.vm[vm]
     else:
-        spec = records[0].vm_spec if records else vm_settings(vm, **fields)
+        known = None if records or connection else load_host_settings().vm.get(vm)
+        spec = records[0].vm_spec if records else known or vm_settings(vm, **fields)
     session = Session({vm: spec}, store, spec_file)
     name = f"vm {vm}"
     try:
