@@ -290,3 +290,42 @@ def test_no_vmrun_on_path_is_found_nowhere(monkeypatch, tmp_path):
     monkeypatch.setattr(vmrun, "INSTALL_PATHS", {sys.platform: (str(tmp_path / "none"),)})
     assert vmrun.find_vmrun(None) is None
     assert vmrun.find_vmrun(str(tmp_path / "absent")) is None
+
+
+def test_a_vm_named_in_the_inventory_is_found_by_its_name(tmp_path, monkeypatch):
+    from vmshare.backends.vmware_desktop import inventory
+
+    vmx = tmp_path / "VMs" / "dev vm" / "dev vm.vmx"
+    vmx.parent.mkdir(parents=True)
+    vmx.write_bytes(TEMPLATE.read_bytes())
+    listing = tmp_path / "inventory.vmls"
+    listing.write_text(
+        '.encoding = "UTF-8"\n'
+        f'vmlist1.config = "{vmx}"\nvmlist1.DisplayName = "dev vm"\nvmlist1.ItemID = "1"\n'
+        'vmlist2.config = "/elsewhere/a.vmx"\nvmlist2.DisplayName = "twin"\n'
+        'vmlist3.config = "/elsewhere/b.vmx"\nvmlist3.DisplayName = "twin"\n'
+        'index0.field0.name = "guestOS"\n'
+    )
+    monkeypatch.setattr(inventory, "INVENTORY_PATHS", {sys.platform: (str(listing),)})
+    settings = VmwareDesktopVm(name="devvm", vmx="dev vm")
+    backend = VmwareDesktopBackend(settings)
+    assert backend.path == vmx and backend.vmrun.vmx == str(vmx)
+    with pytest.raises(VmshareError, match="2 VMs are called 'twin'"):
+        inventory.find_vmx("twin")
+    missing = VmwareDesktopBackend(VmwareDesktopVm(name="devvm", vmx="nothere"))
+    facts = missing.inspect("devvm")
+    assert not facts.exists and "VMs there: dev vm, twin" in facts.find_hint
+    with pytest.raises(ValueError, match=r"path of the VM's \.vmx file or its name"):
+        VmwareDesktopVm(name="devvm", vmx="/some/folder/devvm.vmdk")
+
+
+def test_the_product_is_vmruns_host_type(bed):
+    from vmshare.backends.vmware_desktop.vmrun import Vmrun, product_of
+
+    assert product_of("fusion") == "fusion" and product_of("ws") == "ws"
+    assert product_of("auto") == ("fusion" if sys.platform == "darwin" else "ws")
+    backend = bed()
+    fusion = Vmrun(backend.vmrun.program, "fusion", str(backend.path))
+    _, out = fusion.run("list")  # the stand-in takes -T fusion as vmrun does
+    assert out.startswith("Total running VMs: 0")
+    assert fusion.argv("checkToolsState")[1:3] == ["-T", "fusion"]

@@ -18,6 +18,7 @@ from typing import Any
 from vmshare.backends.base import Backend, Diagnosis
 from vmshare.backends.vmware_desktop import vmxfacts
 from vmshare.backends.vmware_desktop.channel import VmrunChannel
+from vmshare.backends.vmware_desktop.inventory import find_vmx
 from vmshare.backends.vmware_desktop.settings import VmwareDesktopVm
 from vmshare.backends.vmware_desktop.vmrun import (
     POWER,
@@ -58,9 +59,25 @@ class VmwareDesktopBackend(Backend):
     def __init__(self, settings: VmwareDesktopVm) -> None:
         super().__init__(settings)
         self.vm_settings = settings
-        self.path = Path(settings.vmx)
-        self.vmrun = Vmrun(find_vmrun(settings.vmrun), product_of(settings.product), settings.vmx)
+        self._path: Path | None = None
+        self._vmrun: Vmrun | None = None
         self._login: Login | None = None
+
+    @property
+    def path(self) -> Path:
+        """The VM's .vmx: the setting, or the inventory's file for the name it gives."""
+        if self._path is None:
+            vmx = self.vm_settings.vmx
+            self._path = Path(vmx) if vmx.lower().endswith(".vmx") else find_vmx(vmx)
+        return self._path
+
+    @property
+    def vmrun(self) -> Vmrun:
+        if self._vmrun is None:
+            settings = self.vm_settings
+            program = find_vmrun(settings.vmrun)
+            self._vmrun = Vmrun(program, product_of(settings.product), str(self.path))
+        return self._vmrun
 
     # -------------------------------------------------------------------- facts
 
@@ -88,7 +105,10 @@ class VmwareDesktopBackend(Backend):
             find_hint=f"check [vm.{vm}] vmx: the path of the VM's .vmx file",
             guest_hint=GUEST_HINT.format(vm=vm),
         )
-        parsed = self._read() if vm == self.vm_settings.name else None
+        try:
+            parsed = self._read() if vm == self.vm_settings.name else None
+        except NotFoundError as exc:  # a name the inventory does not list: no such VM
+            return facts.model_copy(update={"find_hint": f"{exc.message}; {exc.hint}"})
         if parsed is None:
             return facts
         running = self.running()
@@ -150,7 +170,8 @@ class VmwareDesktopBackend(Backend):
 
     def diagnose(self, vm: str) -> list[Diagnosis]:
         """vmrun, the .vmx, the VM's power state and VMware Tools; a failure ends the list."""
-        program = self.vmrun.program
+        vmrun = self._vmrun
+        program = vmrun.program if vmrun is not None else find_vmrun(self.vm_settings.vmrun)
         if program is None:
             return [
                 Diagnosis(
@@ -160,7 +181,8 @@ class VmwareDesktopBackend(Backend):
                     "install VMware Workstation or Fusion, or set [vm.NAME] vmrun to its path",
                 )
             ]
-        rows = [Diagnosis("vmrun", "ok", f"{program} (-T {self.vmrun.product})")]
+        product = product_of(self.vm_settings.product)
+        rows = [Diagnosis("vmrun", "ok", f"{program} (-T {product})")]
         try:
             parsed = self._read()
         except VmshareError as exc:

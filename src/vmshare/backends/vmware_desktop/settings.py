@@ -12,7 +12,9 @@ from vmshare.backends.settings import VmSettings, plain
 
 class VmwareDesktopVm(VmSettings):
     backend: Literal["vmware-desktop"] = "vmware-desktop"
-    vmx: str  # the VM's .vmx file; ${ENV} and ~ are expanded
+    # the VM's .vmx file (${ENV} and ~ are expanded), or its name in the Workstation/Fusion
+    # inventory (the VM library)
+    vmx: str
     product: Literal["auto", "ws", "fusion"] = "auto"  # vmrun -T: Workstation or Fusion
     vmrun: str | None = None  # the vmrun program (default: found on PATH or where VMware puts it)
 
@@ -20,8 +22,12 @@ class VmwareDesktopVm(VmSettings):
     @classmethod
     def _vmx(cls, value: str) -> str:
         path = plain(value, "vmx") or ""
-        if not path.lower().endswith(".vmx"):
-            raise ValueError(f"vmx must be the path of the VM's .vmx file, got {value!r}")
+        is_path = "/" in path or "\\" in path
+        if not path.strip() or (is_path and not path.lower().endswith(".vmx")):
+            raise ValueError(
+                f"vmx must be the path of the VM's .vmx file or its name in the VMware "
+                f"inventory, got {value!r}"
+            )
         return path
 
     @field_validator("vmrun")
