@@ -110,6 +110,9 @@ class VmFacts(BaseModel):
     guest_tools: str | None = None  # the guest tools' status and version, as reported
     guest: GuestFacts = GuestFacts()
     records: dict[str, dict[str, Any]] = {}  # share tag -> vmshare's record the VM holds
+    # what the user should know about how vmshare reaches this VM (TLS checks off, a password
+    # a tool puts on its command line...): the plan prints each once, as a note
+    warnings: list[str] = []
     # the backend's words for finding a VM and for reaching inside it, for hints
     find_hint: str = "check the VM's name"
     guest_hint: str = "make sure the VM's guest tools run, or configure ssh access"

@@ -99,6 +99,7 @@ def resolve(
             )
         choice = choose_protocol(share, vm)
         plan.choices.append(choice)
+        plan.notes.extend(w for w in vm.warnings if w not in plan.notes)
         out = builders.setdefault(share.vm, VmSteps())
         record = state.shares.get(share.key)
         explained: frozenset[str] = frozenset()
