@@ -15,7 +15,7 @@ from vmshare.secrets import Secret
 def test_progress_records_are_dropped_and_plain_text_kept() -> None:
     assert plain_stderr(CLIXML_PROGRESS) == ""
     assert plain_stderr(CLIXML_PROGRESS + "Access is denied.\r\n") == "Access is denied."
-    assert plain_stderr("no xml here\r\n") == "no xml here"
+    assert plain_stderr("no xml here\r\n") == "no xml here\r\n"
 
 
 def test_error_records_are_decoded() -> None:
@@ -58,3 +58,11 @@ def test_output_that_is_not_json_is_an_error_that_does_not_echo_it() -> None:
     with pytest.raises(HostCommandError, match="not JSON") as caught:
         json_result(PsResult(0, "Name : devvm-private-output", ""), "listing VMs")
     assert "devvm-private-output" not in str(caught.value)
+
+
+def test_only_the_message_line_is_shown_not_the_echoed_script_line() -> None:
+    stderr = "Access is denied.\r\nAt line:12 char:1\r\n+ $password = 'hunter2-not-shown'\r\n"
+    with pytest.raises(HostCommandError) as caught:
+        json_result(PsResult(1, "", stderr), "creating the account")
+    assert str(caught.value) == "creating the account failed on the Windows host: Access is denied."
+    assert "hunter2" not in str(caught.value)

@@ -35,7 +35,10 @@ def _errors(document: str) -> str | None:
 
 
 def plain_stderr(text: str) -> str:
-    """``text`` with every CLIXML document replaced by the text of its error records."""
+    """``text`` with every CLIXML document replaced by the text of its error records (and then
+    stripped); text without one comes back unchanged."""
+    if HEADER not in text:
+        return text
     out: list[str] = []
     rest = text
     while (start := rest.find(HEADER)) >= 0:

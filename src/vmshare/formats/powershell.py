@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
+from vmshare.formats.clixml import plain_stderr
 from vmshare.secrets import redact
 
 # PowerShell ends a single-quoted string at any of these five, unless the next is one too.
@@ -194,7 +195,8 @@ class LocalPowerShell:
         return PsResult(
             result.returncode,
             result.stdout.decode("utf-8", "replace"),
-            result.stderr.decode("utf-8", "replace"),
+            # powershell.exe with a redirected stderr writes its records there as CLIXML
+            plain_stderr(result.stderr.decode("utf-8", "replace")),
         )
 
 
@@ -205,12 +207,15 @@ def json_result(result: PsResult, what: str) -> Any:
     """The value a script printed with ``ConvertTo-Json`` (None when it printed nothing).
 
     A non-zero exit or anything on the error stream is a ``HostCommandError`` naming ``what``
-    ("looking up VM 'devvm'") with PowerShell's message (known secrets redacted); output that is
-    not JSON is one too, without echoing it.
+    ("looking up VM 'devvm'") with the first line of PowerShell's message (``script``'s catch
+    prints the bare exception message there; later lines of an uncaught error echo the failing
+    script line, which may hold a value), known secrets redacted. Output that is not JSON is
+    one too, without echoing it.
     """
-    error = " ".join(line.strip() for line in result.stderr.splitlines() if line.strip())
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    error = lines[0] if lines else ""
     if result.exit_code != 0 or error:
-        detail = redact(error)[:500] if error else f"exit code {result.exit_code}"
+        detail = redact(error)[:300] if error else f"exit code {result.exit_code}"
         denied = any(word in error.lower() for word in _DENIED)
         raise HostCommandError(
             f"{what} failed on the Windows host: {detail}",
