@@ -15,7 +15,14 @@ import traceback
 import pytest
 import winrm.protocol
 from pydantic import ValidationError
-from tests.testbed.wsman import MAX_COMMAND_LINE, Silent, Tap, clixml_errors, make_ca
+from tests.testbed.wsman import (
+    MAX_COMMAND_LINE,
+    Silent,
+    Tap,
+    clixml_errors,
+    make_ca,
+    read_stdin,
+)
 from tests.testbed.wsman.fixture import PASSWORD_ENV, WsmanBed
 
 from vmshare.backends.hyperv.settings import HypervVm
@@ -279,3 +286,26 @@ def test_the_endpoint_refuses_what_windows_refuses_by_default(wsman: WsmanBed) -
         with pytest.raises(winrm.exceptions.InvalidCredentialsError):
             protocol.open_shell()
     assert calls == [] and wsman.http.service.open_shells == 0
+
+
+def test_a_secret_goes_by_stdin_not_by_the_command_line(wsman: WsmanBed) -> None:
+    secret = "S3cret-" + "ü‘’" + wsman.password[-6:]
+    seen: list[bytes] = []
+
+    def reads_stdin(text: str) -> tuple[int, str, str]:
+        seen.append(read_stdin())
+        return 0, json.dumps({"length": len(seen[-1].decode())}), ""
+
+    wsman.handler = reads_stdin
+    tap = Tap(wsman.http.port)
+    try:
+        text = script(
+            "$secret = [Console]::In.ReadLine()", "@{ length = $secret.Length } | ConvertTo-Json"
+        )
+        result = WinRMPowerShell(wsman.settings(port=tap.port)).run(text, stdin=secret + "\n")
+    finally:
+        tap.close()
+    assert seen == [(secret + "\n").encode()]
+    assert json_result(result, "reading stdin") == {"length": len(secret) + 1}
+    assert all(secret not in line for line in wsman.http.command_lines)
+    assert secret.encode() not in bytes(tap.sent)

@@ -189,9 +189,12 @@ class LocalPowerShell:
             hint="install PowerShell 7 (pwsh) or run vmshare on the Windows host",
         )
 
-    def run(self, script: str, *, timeout: float = 120) -> PsResult:
+    def run(self, script: str, *, timeout: float = 120, stdin: str | None = None) -> PsResult:
+        """``stdin``: UTF-8 text the script reads with ``[Console]::In`` (a secret, kept out of
+        the command line)."""
         argv = encoded_command(script, self._find())
-        result = hostexec.run(argv, check=False, timeout=timeout)
+        data = None if stdin is None else stdin.encode()
+        result = hostexec.run(argv, input=data, check=False, timeout=timeout)
         return PsResult(
             result.returncode,
             result.stdout.decode("utf-8", "replace"),

@@ -4,7 +4,7 @@ PowerShell on the "Windows host". See docs/testing.md."""
 
 from tests.testbed.wsman.commandline import CLIXML_PROGRESS, MAX_COMMAND_LINE, clixml_errors
 from tests.testbed.wsman.server import WsmanEndpoint
-from tests.testbed.wsman.soap import Handler
+from tests.testbed.wsman.soap import Handler, read_stdin
 from tests.testbed.wsman.tap import Silent, Tap
 from tests.testbed.wsman.tls import TestCa, make_ca
 
@@ -18,4 +18,5 @@ __all__ = [
     "WsmanEndpoint",
     "clixml_errors",
     "make_ca",
+    "read_stdin",
 ]

@@ -53,6 +53,21 @@ class Command:
     stdout: bytes = b""
     stderr: bytes = b""
     delivered: bool = False
+    stdin: list[bytes] = field(default_factory=list)
+    stdin_closed: threading.Event = field(default_factory=threading.Event)
+
+
+_current = threading.local()
+
+
+def read_stdin(timeout: float = 30.0) -> bytes:
+    """What the client sent to the running command's stdin (WS-Man Send), once it closed the
+    stream: for a handler playing a script that reads ``[Console]::In``. Blocks like the real
+    read would; b"" if nothing came within ``timeout``."""
+    command: Command = _current.command
+    if not command.stdin_closed.wait(timeout):
+        return b""
+    return b"".join(command.stdin)
 
 
 @dataclass
@@ -128,6 +143,8 @@ class ShellService:
             return RSP + "/ReceiveResponse", self._receive(root, shell)
         if action == RSP + "/Signal":
             return RSP + "/SignalResponse", self._signal(root, shell)
+        if action == RSP + "/Send":
+            return RSP + "/SendResponse", self._send(root, shell)
         if action == TRANSFER + "/Delete":
             with self._lock:
                 self._shells.pop(shell.shell_id, None)
@@ -190,6 +207,7 @@ class ShellService:
             self.command_lines.append(line)
 
         def work() -> None:
+            _current.command = command
             try:
                 command.exit_code, command.stdout, command.stderr = self._run(line, shell.codepage)
             finally:
@@ -241,6 +259,16 @@ class ShellService:
             + f"<rsp:ExitCode>{command.exit_code}</rsp:ExitCode></rsp:CommandState>"
             + "</rsp:ReceiveResponse>"
         )
+
+    def _send(self, root: ET.Element, shell: Shell) -> str:
+        stream = _find(root, "s:Body/rsp:Send/rsp:Stream")
+        if stream is None or stream.get("Name") != "stdin":
+            raise Fault("w:InvalidParameter", 2150858770, "The stream name is not valid.")
+        command = self._command_of(shell, stream.get("CommandId", ""))
+        command.stdin.append(base64.b64decode((stream.text or "").strip()))
+        if stream.get("End", "").lower() == "true":
+            command.stdin_closed.set()
+        return "<rsp:SendResponse/>"
 
     def _signal(self, root: ET.Element, shell: Shell) -> str:
         signal = _find(root, "s:Body/rsp:Signal")

@@ -72,7 +72,9 @@ class WinRMPowerShell:
 
     # -- the PowerShellRunner interface -----------------------------------------------------
 
-    def run(self, script: str, *, timeout: float = 120) -> PsResult:
+    def run(self, script: str, *, timeout: float = 120, stdin: str | None = None) -> PsResult:
+        """Run ``script``; ``stdin`` (UTF-8, read by the script with ``[Console]::In``) is how a
+        secret reaches it without being part of the command line the host records."""
         argv = encoded_command(script)  # refuses a script over the limit before connecting
         deadline = time.monotonic() + timeout
         protocol = self._protocol()
@@ -86,6 +88,9 @@ class WinRMPowerShell:
                 started = True
                 command = protocol.run_command(shell, argv[0], argv[1:])
                 try:
+                    if stdin is not None:
+                        # bytes: pywinrm would encode a str with code page 437
+                        protocol.send_command_input(shell, command, stdin.encode(), end=True)
                     stdout, stderr, code = self._receive(protocol, shell, command, deadline)
                 finally:
                     self._quietly(protocol, lambda: protocol.cleanup_command(shell, command))
