@@ -309,3 +309,28 @@ def test_a_secret_goes_by_stdin_not_by_the_command_line(wsman: WsmanBed) -> None
     assert json_result(result, "reading stdin") == {"length": len(secret) + 1}
     assert all(secret not in line for line in wsman.http.command_lines)
     assert secret.encode() not in bytes(tap.sent)
+
+
+def test_an_unknown_host_name_says_which_setting_to_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VMSHARE_TEST_UNUSED", "x")
+    settings = HypervVm.model_validate(
+        {
+            "name": "d",
+            "winrm": "winrm://no-such-host.invalid",
+            "user": "u",
+            "password_env": "VMSHARE_TEST_UNUSED",
+        }
+    )
+    with pytest.raises(BackendUnavailable, match="cannot resolve the WinRM host") as caught:
+        WinRMPowerShell(settings).run("Get-VM", timeout=10)
+    assert "winrm = 'winrm://no-such-host.invalid'" in (caught.value.hint or "")
+
+
+def test_ntlm_over_https_relies_on_tls_alone(wsman: WsmanBed) -> None:
+    got: list[str] = []
+    wsman.handler = echo(got)
+    result = WinRMPowerShell(wsman.settings(tls=True)).run("Get-VM")
+    assert json_result(result, "listing VMs")["marker"] == MARKER and got == ["Get-VM"]
+    assert wsman.https.received and not any(encrypted for _, encrypted in wsman.https.received)
