@@ -207,7 +207,7 @@ def test_a_wrong_password_is_a_clear_error_without_the_secret(
 def test_an_endpoint_that_never_answers_costs_bounded_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("VMSHARE_TEST_UNUSED", "x")
+    monkeypatch.setenv("VMSHARE_TEST_UNUSED", "unused-password-3b9f")
     silent = Silent()
     try:
         settings = HypervVm.model_validate(
@@ -314,7 +314,7 @@ def test_a_secret_goes_by_stdin_not_by_the_command_line(wsman: WsmanBed) -> None
 def test_an_unknown_host_name_says_which_setting_to_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("VMSHARE_TEST_UNUSED", "x")
+    monkeypatch.setenv("VMSHARE_TEST_UNUSED", "unused-password-3b9f")
     settings = HypervVm.model_validate(
         {
             "name": "d",
