@@ -35,6 +35,7 @@ from vmshare.errors import (
     VmshareError,
 )
 from vmshare.formats.powershell import command, json_result, script
+from vmshare.secrets import Secret, SecretRef
 
 MARKER = "Marker-7f3a-Ünïcode-‘quoted’"
 
@@ -334,3 +335,23 @@ def test_ntlm_over_https_relies_on_tls_alone(wsman: WsmanBed) -> None:
     result = WinRMPowerShell(wsman.settings(tls=True)).run("Get-VM")
     assert json_result(result, "listing VMs")["marker"] == MARKER and got == ["Get-VM"]
     assert wsman.https.received and not any(encrypted for _, encrypted in wsman.https.received)
+
+
+def test_the_password_is_resolved_once_per_runner(
+    wsman: WsmanBed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vmshare.backends.hyperv.winrm as module
+
+    resolved: list[str] = []
+    real = module.resolve_secret
+
+    def counting(ref: SecretRef, what: str) -> Secret:
+        resolved.append(what)
+        return real(ref, what)
+
+    monkeypatch.setattr(module, "resolve_secret", counting)
+    wsman.handler = echo([])
+    runner = WinRMPowerShell(wsman.settings())
+    for _ in range(2):
+        assert runner.run("Get-VM").exit_code == 0
+    assert resolved == [f"the WinRM password of {wsman.user} on {wsman.http.url}"]

@@ -32,7 +32,7 @@ from vmshare.errors import (
 )
 from vmshare.formats.clixml import plain_stderr
 from vmshare.formats.powershell import PsResult, encoded_command
-from vmshare.secrets import redact, resolve_secret
+from vmshare.secrets import Secret, redact, resolve_secret
 
 log = logging.getLogger("vmshare.hyperv.winrm")
 
@@ -69,6 +69,7 @@ class WinRMPowerShell:
         self._settings = settings
         self.url = endpoint_url(settings)
         self._secure = self.url.startswith("https://")
+        self._password: Secret | None = None  # resolved once: a prompt asks once per run
 
     # -- the PowerShellRunner interface -----------------------------------------------------
 
@@ -122,8 +123,10 @@ class WinRMPowerShell:
             )
         password = None
         if settings.password is not None:
-            what = f"the WinRM password of {settings.user} on {self.url}"
-            password = resolve_secret(settings.password, what).reveal()
+            if self._password is None:
+                what = f"the WinRM password of {settings.user} on {self.url}"
+                self._password = resolve_secret(settings.password, what)
+            password = self._password.reveal()
         elif settings.transport != "kerberos":
             raise UsageError(
                 f"VM {settings.name!r}: WinRM with {settings.transport} needs a user and a "
