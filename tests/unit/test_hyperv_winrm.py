@@ -25,6 +25,7 @@ from tests.testbed.wsman import (
 )
 from tests.testbed.wsman.fixture import PASSWORD_ENV, WsmanBed
 
+from vmshare.backends.hyperv.runner import powershell_for
 from vmshare.backends.hyperv.settings import HypervVm
 from vmshare.backends.hyperv.winrm import WinRMPowerShell
 from vmshare.errors import (
@@ -34,7 +35,7 @@ from vmshare.errors import (
     UsageError,
     VmshareError,
 )
-from vmshare.formats.powershell import command, json_result, script
+from vmshare.formats.powershell import LocalPowerShell, command, json_result, script
 from vmshare.secrets import Secret, SecretRef
 
 MARKER = "Marker-7f3a-Ünïcode-‘quoted’"
@@ -355,3 +356,28 @@ def test_the_password_is_resolved_once_per_runner(
     for _ in range(2):
         assert runner.run("Get-VM").exit_code == 0
     assert resolved == [f"the WinRM password of {wsman.user} on {wsman.http.url}"]
+
+
+@pytest.mark.parametrize(
+    ("transport", "flag", "extra"),
+    [
+        ("kerberos", "HAVE_KERBEROS", "pywinrm[kerberos]"),
+        ("credssp", "HAVE_CREDSSP", "pywinrm[credssp]"),
+    ],
+)
+def test_a_transport_whose_package_is_missing_names_the_extra(
+    wsman: WsmanBed, monkeypatch: pytest.MonkeyPatch, transport: str, flag: str, extra: str
+) -> None:
+    import winrm.transport
+
+    monkeypatch.setattr(winrm.transport, flag, False)
+    wsman.handler = echo(calls := [])
+    with pytest.raises(BackendUnavailable, match=f"{transport}.* not installed") as caught:
+        WinRMPowerShell(wsman.settings(transport=transport)).run("Get-VM")
+    assert extra in (caught.value.hint or "") and calls == []
+
+
+def test_the_settings_choose_the_runner(wsman: WsmanBed) -> None:
+    assert isinstance(powershell_for(HypervVm(name="d")), LocalPowerShell)
+    remote = powershell_for(wsman.settings())
+    assert isinstance(remote, WinRMPowerShell) and remote.url == wsman.http.url
