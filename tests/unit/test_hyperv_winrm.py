@@ -25,7 +25,6 @@ from tests.testbed.wsman import (
 )
 from tests.testbed.wsman.fixture import PASSWORD_ENV, WsmanBed
 
-from vmshare.backends.hyperv.runner import powershell_for
 from vmshare.backends.hyperv.settings import HypervVm
 from vmshare.backends.hyperv.winrm import WinRMPowerShell
 from vmshare.errors import (
@@ -35,7 +34,7 @@ from vmshare.errors import (
     UsageError,
     VmshareError,
 )
-from vmshare.formats.powershell import LocalPowerShell, command, json_result, script
+from vmshare.formats.powershell import command, json_result, script
 from vmshare.secrets import Secret, SecretRef
 
 MARKER = "Marker-7f3a-Ünïcode-‘quoted’"
@@ -304,7 +303,7 @@ def test_a_secret_goes_by_stdin_not_by_the_command_line(wsman: WsmanBed) -> None
         text = script(
             "$secret = [Console]::In.ReadLine()", "@{ length = $secret.Length } | ConvertTo-Json"
         )
-        result = WinRMPowerShell(wsman.settings(port=tap.port)).run(text, stdin=secret + "\n")
+        result = WinRMPowerShell(wsman.settings(port=tap.port)).run_with_input(text, secret + "\n")
     finally:
         tap.close()
     assert seen == [(secret + "\n").encode()]
@@ -375,9 +374,3 @@ def test_a_transport_whose_package_is_missing_names_the_extra(
     with pytest.raises(BackendUnavailable, match=f"{transport}.* not installed") as caught:
         WinRMPowerShell(wsman.settings(transport=transport)).run("Get-VM")
     assert extra in (caught.value.hint or "") and calls == []
-
-
-def test_the_settings_choose_the_runner(wsman: WsmanBed) -> None:
-    assert isinstance(powershell_for(HypervVm(name="d")), LocalPowerShell)
-    remote = powershell_for(wsman.settings())
-    assert isinstance(remote, WinRMPowerShell) and remote.url == wsman.http.url

@@ -1,18 +1,14 @@
-"""What goes to and comes back from PowerShell: stdin for secrets, CLIXML on stderr turned into
-plain error text, and a script's ConvertTo-Json output (or its failure) turned into Python values
-or vmshare errors."""
+"""What comes back from PowerShell: CLIXML on stderr turned into plain error text, and a
+script's ConvertTo-Json output (or its failure) turned into Python values or vmshare errors."""
 
 from __future__ import annotations
-
-import os
-import stat
 
 import pytest
 from tests.testbed.wsman import CLIXML_PROGRESS, clixml_errors
 
 from vmshare.errors import HostCommandError
 from vmshare.formats.clixml import plain_stderr, unescape
-from vmshare.formats.powershell import LocalPowerShell, PsResult, json_result
+from vmshare.formats.powershell import PsResult, json_result
 from vmshare.secrets import Secret
 
 
@@ -70,13 +66,3 @@ def test_only_the_message_line_is_shown_not_the_echoed_script_line() -> None:
         json_result(PsResult(1, "", stderr), "creating the account")
     assert str(caught.value) == "creating the account failed on the Windows host: Access is denied."
     assert "hunter2" not in str(caught.value)
-
-
-def test_local_powershell_passes_stdin_outside_the_command_line(tmp_path, monkeypatch) -> None:
-    fake = tmp_path / "pwsh"
-    fake.write_text('#!/bin/sh\ncat\nprintf "%s\\n" "$@" >&2\n')
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ.get("PATH", ""))
-    result = LocalPowerShell().run("$x = [Console]::In.ReadLine()", stdin="pässword-1\n")
-    assert result.stdout == "pässword-1\n"
-    assert "pässword-1" not in result.stderr  # the argv, echoed by the fake

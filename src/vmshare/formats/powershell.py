@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
-from vmshare.formats.clixml import plain_stderr
 from vmshare.secrets import redact
 
 # PowerShell ends a single-quoted string at any of these five, unless the next is one too.
@@ -189,17 +188,13 @@ class LocalPowerShell:
             hint="install PowerShell 7 (pwsh) or run vmshare on the Windows host",
         )
 
-    def run(self, script: str, *, timeout: float = 120, stdin: str | None = None) -> PsResult:
-        """``stdin``: UTF-8 text the script reads with ``[Console]::In`` (a secret, kept out of
-        the command line)."""
+    def run(self, script: str, *, timeout: float = 120) -> PsResult:
         argv = encoded_command(script, self._find())
-        data = None if stdin is None else stdin.encode()
-        result = hostexec.run(argv, input=data, check=False, timeout=timeout)
+        result = hostexec.run(argv, check=False, timeout=timeout)
         return PsResult(
             result.returncode,
             result.stdout.decode("utf-8", "replace"),
-            # powershell.exe with a redirected stderr writes its records there as CLIXML
-            plain_stderr(result.stderr.decode("utf-8", "replace")),
+            result.stderr.decode("utf-8", "replace"),
         )
 
 

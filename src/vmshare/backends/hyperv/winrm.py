@@ -71,11 +71,17 @@ class WinRMPowerShell:
         self._secure = self.url.startswith("https://")
         self._password: Secret | None = None  # resolved once: a prompt asks once per run
 
-    # -- the PowerShellRunner interface -----------------------------------------------------
+    # -- the PowerShellRunner interface (and backends/hyperv's InputRunner) ----------------
 
-    def run(self, script: str, *, timeout: float = 120, stdin: str | None = None) -> PsResult:
-        """Run ``script``; ``stdin`` (UTF-8, read by the script with ``[Console]::In``) is how a
+    def run(self, script: str, *, timeout: float = 120) -> PsResult:
+        return self._run(script, None, timeout)
+
+    def run_with_input(self, script: str, data: str, *, timeout: float = 120) -> PsResult:
+        """Run ``script`` with ``data`` on its stdin (UTF-8, read with ``[Console]::In``): how a
         secret reaches it without being part of the command line the host records."""
+        return self._run(script, data, timeout)
+
+    def _run(self, script: str, stdin: str | None, timeout: float) -> PsResult:
         argv = encoded_command(script)  # refuses a script over the limit before connecting
         deadline = time.monotonic() + timeout
         protocol = self._protocol()
