@@ -374,3 +374,19 @@ def test_a_transport_whose_package_is_missing_names_the_extra(
     with pytest.raises(BackendUnavailable, match=f"{transport}.* not installed") as caught:
         WinRMPowerShell(wsman.settings(transport=transport)).run("Get-VM")
     assert extra in (caught.value.hint or "") and calls == []
+
+
+def test_a_handler_taking_stdin_gets_it_as_text(wsman: WsmanBed) -> None:
+    """The Hyper-V stand-in's shape, ``handle(script, stdin)``: stdin arrives as text, empty
+    when the script got none (the runner closes stdin all the same)."""
+    calls: list[tuple[str, str]] = []
+
+    def handle(text: str, stdin: str = "") -> tuple[int, str, str]:
+        calls.append((text, stdin))
+        return 0, "{}", ""
+
+    wsman.handler = handle
+    runner = WinRMPowerShell(wsman.settings())
+    runner.run("Get-VM")
+    runner.run_with_input("New-LocalUser", "pässwörd\n")
+    assert calls == [("Get-VM", ""), ("New-LocalUser", "pässwörd\n")]

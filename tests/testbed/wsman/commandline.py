@@ -1,6 +1,7 @@
 """What happens to a command line on the Windows side of a WinRM ``cmd`` shell: cmd.exe's
 8,191-character limit, then ``powershell -NoProfile -NonInteractive -EncodedCommand <base64 of
-UTF-16LE>`` decoded and the script handed to the handler.
+UTF-16LE>`` decoded and the script handed to the handler (with the command's stdin, as text,
+when the handler takes a second argument, like the Hyper-V stand-in's ``handle(script, stdin)``).
 
 Output goes back the way powershell.exe writes it: stdout in the shell's code page (437 unless the
 client asked for another with WINRS_CODEPAGE; 65001 is UTF-8), and stderr starting with the CLIXML
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 from xml.sax.saxutils import escape
 
-from tests.testbed.wsman.soap import Handler
+from tests.testbed.wsman.soap import Handler, read_stdin
 
 MAX_COMMAND_LINE = 8191
 TOO_LONG = "The command line is too long.\r\n"
@@ -47,6 +49,16 @@ def clixml_errors(text: str) -> str:
         '#< CLIXML\r\n<Objs Version="1.1.0.1" '
         f'xmlns="http://schemas.microsoft.com/powershell/2004/04">{lines}</Objs>'
     )
+
+
+def takes_stdin(handler: Handler) -> bool:
+    """A handler with a second positional parameter gets the command's stdin as text."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2
 
 
 def _encoding(codepage: int) -> str:
@@ -85,7 +97,11 @@ def run(line: str, codepage: int, handler: Handler) -> tuple[int, bytes, bytes]:
         return 64, b"", message.encode(encoding, "replace")
     if script is None:
         return 1, b"", b"powershell was started without -EncodedCommand\r\n"
-    exit_code, stdout, stderr = handler(script)
+    if takes_stdin(handler):
+        stdin = read_stdin().decode("utf-8", "replace")
+        exit_code, stdout, stderr = handler(script, stdin)
+    else:
+        exit_code, stdout, stderr = handler(script)
     # Windows replaces what the code page cannot hold with '?'
     return (
         exit_code,

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.testbed.wsman.commandline import takes_stdin
 from tests.testbed.wsman.server import WsmanEndpoint, not_configured
 from tests.testbed.wsman.soap import Handler
 from tests.testbed.wsman.tls import TestCa, make_ca
@@ -40,7 +41,9 @@ class WsmanBed:
         self._https: WsmanEndpoint | None = None
         monkeypatch.setenv(PASSWORD_ENV, self.password)
 
-    def _run(self, script: str) -> tuple[int, str, str]:
+    def _run(self, script: str, stdin: str) -> tuple[int, str, str]:
+        if takes_stdin(self.handler):
+            return self.handler(script, stdin)
         return self.handler(script)
 
     def endpoint(

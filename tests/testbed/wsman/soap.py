@@ -35,7 +35,8 @@ SHELL_NOT_FOUND = 2150858843
 ACTION_NOT_SUPPORTED = 2150858752
 INVALID_RESOURCE_URI = 2150858811
 
-Handler = Callable[[str], tuple[int, str, str]]
+# (script) -> (exit code, stdout, stderr); or (script, stdin text) -> the same
+Handler = Callable[[str], tuple[int, str, str]] | Callable[[str, str], tuple[int, str, str]]
 Runner = Callable[[str, int], tuple[int, bytes, bytes]]
 
 
@@ -54,19 +55,20 @@ class Command:
     stderr: bytes = b""
     delivered: bool = False
     stdin: list[bytes] = field(default_factory=list)
-    stdin_closed: threading.Event = field(default_factory=threading.Event)
+    # set when the client closed stdin (Send with End="true") or started to Receive without
+    # closing it: pywinrm sends its input, if any, between Command and the first Receive
+    input_settled: threading.Event = field(default_factory=threading.Event)
 
 
 _current = threading.local()
 
 
 def read_stdin(timeout: float = 30.0) -> bytes:
-    """What the client sent to the running command's stdin (WS-Man Send), once it closed the
-    stream: for a handler playing a script that reads ``[Console]::In``. Blocks like the real
-    read would; b"" if nothing came within ``timeout``."""
+    """What the client sent to the running command's stdin (WS-Man Send): for a handler playing
+    a script that reads ``[Console]::In``. Called in the command's thread; blocks until the
+    client closed stdin or began receiving output (then nothing more comes)."""
     command: Command = _current.command
-    if not command.stdin_closed.wait(timeout):
-        return b""
+    command.input_settled.wait(timeout)
     return b"".join(command.stdin)
 
 
@@ -234,6 +236,7 @@ class ShellService:
         stream = _find(root, "s:Body/rsp:Receive/rsp:DesiredStream")
         command_id = stream.get("CommandId", "") if stream is not None else ""
         command = self._command_of(shell, command_id)
+        command.input_settled.set()
         wait = _duration(_text(root, "s:Header/w:OperationTimeout"), 60.0)
         if not command.done.wait(wait):
             raise Fault(
@@ -267,7 +270,7 @@ class ShellService:
         command = self._command_of(shell, stream.get("CommandId", ""))
         command.stdin.append(base64.b64decode((stream.text or "").strip()))
         if stream.get("End", "").lower() == "true":
-            command.stdin_closed.set()
+            command.input_settled.set()
         return "<rsp:SendResponse/>"
 
     def _signal(self, root: ET.Element, shell: Shell) -> str:

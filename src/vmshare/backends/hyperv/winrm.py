@@ -95,9 +95,10 @@ class WinRMPowerShell:
                 started = True
                 command = protocol.run_command(shell, argv[0], argv[1:])
                 try:
-                    if stdin is not None:
-                        # bytes: pywinrm would encode a str with code page 437
-                        protocol.send_command_input(shell, command, stdin.encode(), end=True)
+                    # stdin is closed even when empty: a script that reads it sees the end,
+                    # never a pipe left open; bytes, as pywinrm would encode a str in cp437
+                    data = (stdin or "").encode()
+                    protocol.send_command_input(shell, command, data, end=True)
                     stdout, stderr, code = self._receive(protocol, shell, command, deadline)
                 finally:
                     self._quietly(protocol, lambda: protocol.cleanup_command(shell, command))
