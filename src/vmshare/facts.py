@@ -191,8 +191,11 @@ def probe_path(path: Path) -> PathFact:
 
 
 def _names(facts: Facts, spec: Spec) -> None:
-    import grp  # POSIX only: imported here so that Windows can load this module
-    import pwd
+    try:  # POSIX only: imported here so that Windows can load this module
+        import grp
+        import pwd
+    except ImportError:
+        return  # Windows: host folders have no uid/gid names to show
 
     owners = [(p.uid, p.gid) for p in facts.host_paths.values() if p.exists]
     owners += [(s.owner.uid, s.owner.gid) for s in spec.share if s.owner is not None]

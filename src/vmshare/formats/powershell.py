@@ -8,14 +8,16 @@ interpolated into a double-quoted string, where ``$(...)`` and backticks would b
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
+from vmshare.secrets import redact
 
 # PowerShell ends a single-quoted string at any of these five, unless the next is one too.
 SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
@@ -194,3 +196,39 @@ class LocalPowerShell:
             result.stdout.decode("utf-8", "replace"),
             result.stderr.decode("utf-8", "replace"),
         )
+
+
+_DENIED = ("access is denied", "requires elevation", "permission", "unauthorizedaccess")
+
+
+def json_result(result: PsResult, what: str) -> Any:
+    """The value a script printed with ``ConvertTo-Json`` (None when it printed nothing).
+
+    A non-zero exit or anything on the error stream is a ``HostCommandError`` naming ``what``
+    ("looking up VM 'devvm'") with the first line of PowerShell's message (``script``'s catch
+    prints the bare exception message there; later lines of an uncaught error echo the failing
+    script line, which may hold a value), known secrets redacted. Output that is not JSON is
+    one too, without echoing it.
+    """
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    error = lines[0] if lines else ""
+    if result.exit_code != 0 or error:
+        detail = redact(error)[:300] if error else f"exit code {result.exit_code}"
+        denied = any(word in error.lower() for word in _DENIED)
+        raise HostCommandError(
+            f"{what} failed on the Windows host: {detail}",
+            hint="run vmshare as an Administrator of the Hyper-V host, or over WinRM as a "
+            "member of Hyper-V Administrators"
+            if denied
+            else "the message is PowerShell's; `vmshare plan` shows the script vmshare runs",
+        )
+    text = result.stdout.strip().removeprefix("\ufeff")
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise HostCommandError(
+            f"{what}: the Windows host's answer is not JSON",
+            hint="the host needs Windows PowerShell 5.1 or PowerShell 7 (ConvertTo-Json)",
+        ) from None

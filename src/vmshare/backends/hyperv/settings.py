@@ -16,7 +16,8 @@ from vmshare.secrets import PasswordRef, password_shorthand
 class HypervVm(Tls, VmSettings):
     backend: Literal["hyperv"] = "hyperv"
     winrm: str = "local"  # "local" (PowerShell on this host), or winrm://HOST[:PORT], winrms://...
-    transport: Literal["ntlm", "kerberos", "credssp"] = "ntlm"
+    # basic: a local account over winrms:// only (it sends the password itself)
+    transport: Literal["ntlm", "kerberos", "credssp", "basic"] = "ntlm"
     user: str | None = None  # over WinRM; kerberos may use the current ticket instead
     password: PasswordRef | None = None
     host: str | None = None  # the Hyper-V host the cmdlets address (default: the WinRM host)
@@ -52,6 +53,10 @@ class HypervVm(Tls, VmSettings):
             raise ValueError('user and password are for WinRM: set winrm = "winrms://HOST"')
         if self.password is not None and not self.user:
             raise ValueError("a password needs its user")
+        if self.transport == "basic" and not self.winrm.startswith("winrms://"):
+            raise ValueError(
+                'transport = "basic" sends the password itself: use it only with winrms://'
+            )
         return self
 
     def connection_key(self) -> str:
