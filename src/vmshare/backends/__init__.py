@@ -62,7 +62,13 @@ REGISTRY: dict[str, BackendEntry] = {
             "pip install 'vmshare[virtualbox]', and install VirtualBox (it brings VBoxManage)",
             tool="VBoxManage",
         ),
-        BackendEntry("hyperv", None, "winrm", "hyperv", "pip install 'vmshare[hyperv]'"),
+        BackendEntry(
+            "hyperv",
+            "vmshare.backends.hyperv.backend",
+            "winrm",
+            "hyperv",
+            "pip install 'vmshare[hyperv]'",
+        ),
     )
 }
 
