@@ -112,6 +112,7 @@ class VmFacts(BaseModel):
     address_reason: str | None = None  # why addresses[0] is the one the host should see
     guest_tools: str | None = None  # the guest tools' status and version, as reported
     host_address: str | None = None  # the address the guest dials, when the backend knows it
+    host_shares: dict[str, str] = {}  # a Windows host's SMB shares vmshare made: name -> folder
     guest: GuestFacts = GuestFacts()
     records: dict[str, dict[str, Any]] = {}  # share tag -> vmshare's record the VM holds
     # the backend's words for finding a VM and for reaching inside it, for hints

@@ -27,6 +27,9 @@ class BackendEntry:
     extra: str  # the vmshare extra that installs it
     install_hint: str
     tool: str = ""  # the program it drives, when it needs one (vmrun, VBoxManage)
+    # doctor (no VM named) tries the default connection; False when there is none to try (a
+    # Hyper-V host is this Windows machine or a WinRM URL only a VM's settings give)
+    probe_default: bool = True
 
 
 REGISTRY: dict[str, BackendEntry] = {
@@ -68,6 +71,7 @@ REGISTRY: dict[str, BackendEntry] = {
             "winrm",
             "hyperv",
             "pip install 'vmshare[hyperv]'",
+            probe_default=False,
         ),
     )
 }

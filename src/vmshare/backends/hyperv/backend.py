@@ -123,6 +123,7 @@ class HypervBackend(Backend):
                 "address_reason": reason,
                 "guest_tools": tools,
                 "host_address": self._host_address(answer) if running else None,
+                "host_shares": WindowsHost(self.runner).export_entries("smb_share", {}),
                 "capabilities": Capabilities(
                     devices=[], network=["smb"], guest_os=guest_os, host_os="windows"
                 ),

@@ -18,11 +18,11 @@ from vmshare.backends.hyperv import scripts
 from vmshare.backends.hyperv.runner import InputRunner, checked, json_answer
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.facts import PathFact
-from vmshare.formats.powershell import PowerShellRunner
+from vmshare.formats.powershell import PowerShellRunner, PsResult
 from vmshare.protocols import TAG_PREFIX
 from vmshare.protocols.smb import secret_name
 from vmshare.protocols.smb_windows import WindowsSmbExporter
-from vmshare.secrets import SecretStore
+from vmshare.secrets import SecretRef, SecretStore, resolve_secret
 
 NO_NFS = "a Hyper-V host shares folders with its VMs over SMB only"
 
@@ -83,16 +83,20 @@ class WindowsHost:
 
     def smb_account(self, settings: dict[str, Any]) -> None:
         """The dedicated local account, with the password vmshare keeps. An account the user
-        named is theirs: vmshare neither makes nor changes it."""
+        named is theirs: vmshare neither makes nor changes it, and keeps the password its
+        reference gives for the guests' credentials files."""
         account = settings["account"]
+        assert self.secrets is not None
         if not settings.get("dedicated", True):
+            ref = SecretRef.model_validate(settings["password"])
+            secret = resolve_secret(ref, f"the password of the host account {account}")
+            self.secrets.put(secret_name(account), secret)
             return
         if not isinstance(self.runner, InputRunner):
             raise HostCommandError(
                 "this PowerShell transport cannot hand a password to a script on its input",
                 hint="update vmshare, or name an existing account with [vm.NAME] smb_account",
             )
-        assert self.secrets is not None
         password = self.secrets.get_or_create(secret_name(account)).reveal()
         result = self.runner.run_with_input(scripts.account_script(account), password + "\n")
         created = json_answer(result, f"make the local account {account}")
@@ -163,3 +167,49 @@ class WindowsHost:
 
     def nfs_unexport(self, exporter: str, settings: dict[str, Any], entry_id: str) -> None:
         raise UsageError(NO_NFS, hint="use --protocol smb (or auto)")
+
+
+def step_script(action: str, args: dict[str, Any]) -> str | None:
+    """The exact PowerShell a host step of ``WindowsHost`` runs, for the plan to show; scripts
+    are separated by a blank line. No secret is in any of them (a password goes on stdin)."""
+    if action == "mkdir":
+        return scripts.mkdir_script(args["path"])
+    if action == "rmdir_empty":
+        return "\n\n".join(scripts.rmdir_script(p) for p in (args["path"], *args["parents"]))
+    settings = args.get("settings", {})
+    account = settings.get("account", "")
+    if action == "smb_account":
+        if not settings.get("dedicated", True):
+            return None
+        return scripts.account_script(account) + "\n# (the password arrives on standard input)"
+    if action == "smb_account_remove":
+        if not settings.get("dedicated", True):
+            return None
+        return (
+            scripts.account_query_script(account)
+            + "\n# then, if vmshare made it and no share grants it anything:\n"
+            + scripts.account_remove_script(account)
+        )
+    if action == "smb_share":
+        share = args["share"]
+        exporter = WindowsSmbExporter(_NoRunner())
+        return (
+            scripts.rights_script(share["path"], account, bool(share["readonly"]))
+            + "\n\n"
+            + exporter.share_script(share["entry_id"], share["path"], account, share["readonly"])
+        )
+    if action == "smb_unshare":
+        exporter = WindowsSmbExporter(_NoRunner())
+        return (
+            scripts.unrights_script(args["entry_id"], account)
+            + "\n\n"
+            + exporter.unshare_script(args["entry_id"])
+        )
+    return None
+
+
+class _NoRunner:
+    """The exporter's scripts are pure: building them runs nothing."""
+
+    def run(self, script: str, *, timeout: float = 120) -> PsResult:
+        raise AssertionError("a script was run while only being rendered")
