@@ -15,6 +15,7 @@ import grp
 import ntpath
 import pwd
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from tests.testbed.hyperv.evaluate import (
     parse,
     prop,
 )
+from vmshare.backends.hyperv.psdirect import GUEST_BLOCK
 from vmshare.protocols.smb import SambaExporter, SmbShare
 from vmshare.secrets import Secret
 from vmshare.spec import SmbHost
@@ -102,8 +104,13 @@ class HyperVHost:
         self.interfaces = interfaces or {"vEthernet (Default Switch)": "172.20.0.1"}
         self.neighbors: dict[str, str] = {}  # MAC (dashed) -> IPv4
         self.scripts: list[str] = []  # every script handled, in order
-        self.guest_scripts: list[tuple[str, str]] = []  # (vm, decoded guest script)
-        self.guest_answer: tuple[int, str, str] = (0, "", "")
+        # PowerShell Direct: (vm, decoded guest script, its input), the logins used, and the
+        # guest's answer to a script (a test sets it)
+        self.guest_scripts: list[tuple[str, str, str]] = []
+        self.guest_logins: list[tuple[str, str]] = []
+        self.guest_answer: Callable[[str, str, str], tuple[int, str, str]] = (
+            lambda vm, script, given: (0, "", "")
+        )
 
     # ----------------------------------------------------------------- entry
 
@@ -416,16 +423,25 @@ class HyperVHost:
         return []
 
     def _invoke_command(self, p: dict[str, Any], pos: list[Any], data: Any) -> Any:
-        """PowerShell Direct: the block must be vmshare's guest runner, the guest script must
-        parse and name only what a Windows guest has; the answer is ``guest_answer``."""
+        """PowerShell Direct: the block must be vmshare's guest runner (run the encoded guest
+        script with the given input), the guest script must parse and name only what a Windows
+        guest has; ``guest_answer(vm, script, input)`` answers for the guest."""
         vm = str(p["VMName"])
-        if vm not in self.vms or not isinstance(p.get("Credential"), Obj):
+        credential = p.get("Credential")
+        if vm not in self.vms or not isinstance(credential, Obj):
             raise PsThrow(f"The virtual machine {vm} was not found, or no credential")
-        encoded, _stdin = flat(p["ArgumentList"])
-        guest = base64.b64decode(str(encoded)).decode("utf-16-le")
+        block = p.get("ScriptBlock")
+        if block is None or block.text.decode() != GUEST_BLOCK:
+            raise Unsupported("Invoke-Command runs only vmshare's guest runner block")
+        check_guest_script(block.text.decode()[1:-1])
+        guest, given = (str(v) for v in flat(p["ArgumentList"]))
         check_guest_script(guest)
-        self.guest_scripts.append((vm, guest))
-        code, out, err = self.guest_answer
+        self.guest_scripts.append((vm, guest, str(given or "")))
+        secure = credential["secure"]
+        if not isinstance(secure, Obj):
+            raise Unsupported("a PSCredential takes a SecureString")
+        self.guest_logins.append((str(credential["UserName"]), str(secure["secure"])))
+        code, out, err = self.guest_answer(vm, guest, str(given or ""))
         return Obj(code=code, out=out, err=err)
 
     # ---------------------------------------------------------- samba mirror

@@ -332,6 +332,7 @@ GUEST = {
     "Move-Item": frozenset({"Path", "LiteralPath", "Destination", "Force", "PassThru"}),
     "Copy-Item": frozenset({"Path", "LiteralPath", "Destination", "Force", "Recurse"}),
     "New-Guid": frozenset(),
+    "icacls": frozenset(),  # a native program: its /switches are arguments, not parameters
     "Get-NetRoute": CIM | {"DestinationPrefix", "InterfaceAlias", "AddressFamily", "NextHop"},
     "ConvertFrom-SecureString": frozenset({"SecureString", "SecureKey", "Key", "AsPlainText"}),
     "Join-Path": frozenset({"Path", "ChildPath", "AdditionalChildPath", "Resolve"}),

@@ -2,10 +2,10 @@
 (``Invoke-Command -VMName``), no network between them needed.
 
 The guest code (``vmshare.guest.windows``) hands this channel an argv ``powershell.exe ...
--EncodedCommand B64``; the host script passes the encoded guest script and the standard input
-to the guest as ``-ArgumentList`` values, never spliced into code. The guest password and the
-input (which may hold a share password) reach the host script on its own standard input as one
-JSON line, so no secret is in a script text, an argv or a log.
+-EncodedCommand B64``; the guest script, its standard input (which may hold a share password)
+and the guest login's password reach the host script on its own standard input as one JSON
+line, and go on to the guest as ``-ArgumentList`` values, never spliced into code: no secret is
+in a script text, an argv or a log, and the host script stays small and constant.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ from vmshare.guest.channel import GuestResult
 from vmshare.secrets import resolve_secret
 from vmshare.spec import GuestAccess
 
-# Runs in the guest: the guest script as its own powershell.exe process, with its input.
+# Runs in the guest: the guest script as its own powershell.exe process, with its input. The
+# script travels as plain text and is encoded in the guest: encoding it twice would pass the
+# host's command-line limit at a third of the size.
 GUEST_BLOCK = (
-    "{ param($encoded, $inputText) "
+    "{ param($script, $inputText) "
+    "$encoded = [System.Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes("
+    "$script)); "
     "$info = New-Object -TypeName System.Diagnostics.ProcessStartInfo -ArgumentList "
     "@('powershell.exe', ('-NoProfile -NonInteractive -EncodedCommand ' + $encoded)); "
     "$info.UseShellExecute = $false; $info.RedirectStandardInput = $true; "
@@ -37,23 +41,25 @@ GUEST_BLOCK = (
 
 
 def guest_script(argv: Sequence[str]) -> str:
-    """The base64 script of a guest argv ``powershell.exe ... -EncodedCommand B64``."""
+    """The script a guest argv ``powershell.exe ... -EncodedCommand B64`` runs."""
     args = list(argv)
     if len(args) < 2 or args[-2] != "-EncodedCommand":
         raise UsageError(
             "PowerShell Direct runs only encoded PowerShell scripts in the guest",
             hint="this is a bug in vmshare's Windows guest code",
         )
-    return args[-1]
+    return decode_guest(args[-1])
 
 
-def host_script(vm: str, user: str, encoded: str) -> str:
-    """The host script: reads {password, input} from stdin, runs the guest block in ``vm``."""
+def host_script(vm: str, user: str) -> str:
+    """The host script: reads {password, script, input} from stdin as one JSON line, and runs
+    the guest script in ``vm`` through the guest block. The guest script travels as data too:
+    in the host script's text it would pass the command-line limit (8,191) at ~2,000 chars."""
     return script(
         assign("vmName", vm),
         assign("user", user),
-        assign("encoded", encoded),
         "$secret = [Console]::In.ReadLine() | ConvertFrom-Json",
+        "$password = $secret.password",
         "$secure = "
         + command("ConvertTo-SecureString", String=Var("password"), AsPlainText=True, Force=True),
         "$credArgs = @($user, $secure)",
@@ -63,12 +69,12 @@ def host_script(vm: str, user: str, encoded: str) -> str:
             TypeName="System.Management.Automation.PSCredential",
             ArgumentList=Var("credArgs"),
         ),
-        "$guestArgs = @($encoded, $secret.input)",
+        "$guestArgs = @($secret.script, $secret.input)",
         "$result = Invoke-Command -VMName $vmName -Credential $credential -ScriptBlock "
         + GUEST_BLOCK
         + " -ArgumentList $guestArgs",
         command("ConvertTo-Json", InputObject=Var("result"), Compress=True),
-    ).replace("$secure = ", "$password = $secret.password\n$secure = ", 1)
+    )
 
 
 class PowerShellDirect:
@@ -94,10 +100,15 @@ class PowerShellDirect:
             )
         what = f"the guest password of {self.access.login_user} in VM {self.vm!r}"
         password = resolve_secret(self.access.login_password, what).reveal()
-        text = host_script(self.vm, self.access.login_user, guest_script(argv))
+        text = host_script(self.vm, self.access.login_user)
         ensure_fits(text)
         data = json.dumps(
-            {"password": password, "input": (input or b"").decode("utf-8")}, ensure_ascii=True
+            {
+                "password": password,
+                "script": guest_script(argv),
+                "input": (input or b"").decode("utf-8"),
+            },
+            ensure_ascii=True,
         )
         result = self.runner.run_with_input(text, data + "\n", timeout=timeout)
         answer = json_answer(result, f"run a command in VM {self.vm!r} (PowerShell Direct)")
