@@ -61,7 +61,7 @@ def no_secret_sent(runner, standin, *secrets):
 def test_credentials_mount_and_persistence_run_in_the_guest(guest, standin, runner, tmp_path):
     guest.write_credentials(f"/etc/vmshare/{TAG}.cred", "vmshare", "smb-vmshare")
     share_password = SecretStore(tmp_path / "state").get_or_create("smb-vmshare").reveal()
-    vm, script, given = standin.guest_scripts[-1]
+    vm, _script, given = standin.guest_scripts[-1]
     assert vm == "win" and given == share_password  # the share's password: input only
     assert standin.guest_logins[-1] == ("Administrator", GUEST_PASSWORD)
     source = f"//172.20.0.1/{TAG}"

@@ -10,11 +10,9 @@ the account there, so the real test guest mounts what this "Windows host" shared
 
 from __future__ import annotations
 
-import base64
 import grp
 import ntpath
 import pwd
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -518,4 +516,4 @@ def check_guest_script(text: str) -> None:
     walk(root)
 
 
-__all__ = ["HyperVHost", "Unsupported", "Vm", "check_guest_script", "shutil"]
+__all__ = ["HyperVHost", "Unsupported", "Vm", "check_guest_script"]
