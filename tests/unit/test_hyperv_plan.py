@@ -117,3 +117,39 @@ def test_a_missing_folder_without_create_is_refused(standin, store):
     spec = parse_spec(SPEC.replace("create = true", ""))
     with pytest.raises(Exception, match="does not exist"):
         core.plan_shares(spec, "cli", store)
+
+
+def test_a_windows_guest_maps_the_share_through_powershell_direct(tmp_path, store, monkeypatch):
+    """The whole path for a Windows guest: plan, apply and remove run the Windows guest code
+    over PowerShell Direct; every guest script is parsed and checked by the stand-in."""
+    host = HyperVHost(tmp_path / "windows")
+    host.vms["win"] = Vm("win", os_name="Windows 11 Enterprise")
+    runner = StandInPowerShell(host)
+    monkeypatch.setattr(hyperv_backend, "runner_for", lambda settings: runner)
+    monkeypatch.setenv("WIN_PW", "guest-secret")
+    mapped: dict[str, str] = {}
+
+    def answer(vm, script, given):
+        if "Get-SmbMapping" in script and "ConvertTo-Json" in script:  # inspect
+            rows = [{"LocalPath": k, "RemotePath": v} for k, v in mapped.items()]
+            return 0, json.dumps({"mappings": rows}) + "\n", ""
+        if "New-SmbMapping" in script:
+            mapped["X:"] = f"\\\\172.20.0.1\\{mount_tag('win:X:')}"
+        if "Remove-SmbMapping" in script:
+            mapped.clear()
+        return 0, "", ""
+
+    host.guest_answer = answer
+    spec = parse_spec(
+        '[vm.win]\nbackend = "hyperv"\n[vm.win.guest]\nos = "windows"\n'
+        'login_user = "Administrator"\nlogin_password_env = "WIN_PW"\n'
+        '[[share]]\nsource = "C:\\\\data"\nvm = "win"\ntarget = "X:"\ncreate = true\n'
+    )
+    core.apply_shares(spec, "cli", store)
+    scripts = [s for _, s, _ in host.guest_scripts]
+    assert any("New-SmbMapping" in s for s in scripts)
+    assert any("-Persistent:$true" in s for s in scripts)
+    assert host.shares[mount_tag("win:X:")]["access"] == {"vmshare": "Full"}
+    assert not any("guest-secret" in s for s in scripts + host.scripts)
+    core.remove_share("win:X:", store)
+    assert host.shares == {} and host.users == {} and mapped == {}
