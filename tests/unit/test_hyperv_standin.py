@@ -131,3 +131,20 @@ def test_the_stand_in_refuses_what_windows_would_not_take(standin):
         standin.handle("New-SmbShare -Name 'x' -Path 'C:\\x' -GrantEveryone:$true")
     with pytest.raises(Unsupported, match="single-quoted"):
         standin.handle('$x = "C:\\$(whoami)"')
+
+
+def test_a_folder_at_the_drive_root_and_a_switch_without_host_adapter(backend, standin, tmp_path):
+    host = backend.host(SecretStore(tmp_path / "state"))
+    fact = host.probe_path("C:\\top")  # no parents: no empty -LiteralPath array
+    assert not fact.exists and fact.missing_parents == []
+    standin.vms["dev"].switch = "Private"
+    assert backend.inspect("dev").host_address is None
+
+
+def test_the_stand_in_refuses_an_empty_literal_path_as_windows_does(standin):
+    code, _, err = standin.handle(
+        "$ErrorActionPreference = 'Stop'\ntry {\n$p = @()\n"
+        "Get-Item -LiteralPath $p -ErrorAction 'SilentlyContinue'\n"
+        "} catch {\n[Console]::Error.WriteLine($_.Exception.Message)\nexit 1\n}"
+    )
+    assert code == 1 and "empty array" in err

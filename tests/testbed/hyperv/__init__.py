@@ -213,7 +213,9 @@ class HyperVHost:
 
     def _get_netipaddress(self, p: dict[str, Any], pos: list[Any], data: Any) -> Any:
         address = self.interfaces.get(str(p.get("InterfaceAlias")))
-        if address is None:
+        if address is None:  # a non-terminating "not found", as the CIM cmdlets write it
+            if p.get("ErrorAction") == "SilentlyContinue":
+                return []
             raise PsThrow("No MSFT_NetIPAddress objects found with property 'InterfaceAlias'")
         return [Obj(IPAddress=address, InterfaceAlias=p["InterfaceAlias"])]
 
@@ -279,6 +281,10 @@ class HyperVHost:
         return where.exists()
 
     def _get_item(self, p: dict[str, Any], pos: list[Any], data: Any) -> Any:
+        if flat(p.get("LiteralPath")) == []:  # a binding error: terminating, whatever -ErrorAction
+            raise PsThrow(
+                "Cannot bind argument to parameter 'LiteralPath' because it is an empty array."
+            )
         out = []
         for path in flat(p.get("LiteralPath")):
             if self.local(path).exists():

@@ -102,7 +102,13 @@ def host_address_script(switch: str) -> str:
         assign("alias", f"vEthernet ({switch})"),
         "$found = @("
         + pipeline(
-            command("Get-NetIPAddress", InterfaceAlias=Var("alias"), AddressFamily="IPv4"),
+            # no such adapter (a private switch) is "not found", not a failure
+            command(
+                "Get-NetIPAddress",
+                InterfaceAlias=Var("alias"),
+                AddressFamily="IPv4",
+                ErrorAction="SilentlyContinue",
+            ),
             command("Select-Object", ExpandProperty="IPAddress"),
         )
         + ")",
@@ -125,6 +131,17 @@ def version_script() -> str:
 
 def path_script(path: str, parents: Sequence[str]) -> str:
     """Whether ``path`` exists and is a folder, and which of ``parents`` exist."""
+    # -LiteralPath refuses an empty array (a binding error, terminating): no parents, no query
+    existing = (
+        "@("
+        + pipeline(
+            command("Get-Item", LiteralPath=Var("parents"), ErrorAction="SilentlyContinue"),
+            command("Select-Object", ExpandProperty="FullName"),
+        )
+        + ")"
+        if parents
+        else "@()"
+    )
     return _finished(
         assign("path", path),
         assign("parents", list(parents)),
@@ -132,12 +149,9 @@ def path_script(path: str, parents: Sequence[str]) -> str:
         + command("Test-Path", LiteralPath=Var("path"))
         + "); folder = ("
         + command("Test-Path", LiteralPath=Var("path"), PathType="Container")
-        + "); parents = @("
-        + pipeline(
-            command("Get-Item", LiteralPath=Var("parents"), ErrorAction="SilentlyContinue"),
-            command("Select-Object", ExpandProperty="FullName"),
-        )
-        + ") }",
+        + "); parents = "
+        + existing
+        + " }",
         _json("answer"),
     )
 
