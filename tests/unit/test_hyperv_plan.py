@@ -153,3 +153,14 @@ def test_a_windows_guest_maps_the_share_through_powershell_direct(tmp_path, stor
     assert not any("guest-secret" in s for s in scripts + host.scripts)
     core.remove_share("win:X:", store)
     assert host.shares == {} and host.users == {} and mapped == {}
+
+
+def test_a_stopped_vm_is_started_only_with_restart(standin, store):
+    standin.vms["dev"].state = "Off"
+    spec = parse_spec(SPEC)
+    with pytest.raises(Exception, match="not running"):
+        core.apply_shares(spec, "cli", store)
+    assert standin.shares == {} and standin.power_log == []
+    core.apply_shares(spec, "cli", store, allow_restart=True)
+    assert standin.power_log == [("start", "dev")]
+    assert standin.fake_guest.mounts["/mnt/src"]

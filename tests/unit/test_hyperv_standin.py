@@ -148,3 +148,12 @@ def test_the_stand_in_refuses_an_empty_literal_path_as_windows_does(standin):
         "} catch {\n[Console]::Error.WriteLine($_.Exception.Message)\nexit 1\n}"
     )
     assert code == 1 and "empty array" in err
+
+
+def test_start_and_restart_shut_down_through_the_guest_and_wait_for_kvp(backend, standin):
+    standin.vms["dev"].state = "Off"
+    assert backend.start(vm="dev") is None
+    backend.start(vm="dev")  # running already: nothing to do
+    backend.restart(vm="dev")
+    assert standin.power_log == [("start", "dev"), ("shutdown", "dev"), ("start", "dev")]
+    assert standin.vms["dev"].state == "Running"

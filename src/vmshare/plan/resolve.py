@@ -19,6 +19,7 @@ from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.plan.step import Step
 from vmshare.plan.windows_host import SEMANTICS as WINDOWS_SEMANTICS
 from vmshare.plan.windows_host import WindowsHostShareSteps
+from vmshare.plan.windows_host import addresses as windows_addresses
 from vmshare.protocols import device_protocol, mount_tag
 from vmshare.spec import ShareSpec, Spec, VmSpec
 from vmshare.state import ShareRecord, State, now
@@ -129,7 +130,8 @@ def resolve(
         maker: StepMaker
         if choice.protocol == "smb" and vm.capabilities.host_os == "windows":
             choice.semantics = WINDOWS_SEMANTICS  # a Windows server's, not Samba's
-            windows = WindowsHostShareSteps(share, vm_spec, vm, addresses(vm_spec, vm), explained)
+            where = windows_addresses(vm_spec, vm)
+            windows = WindowsHostShareSteps(share, vm_spec, vm, where, explained)
             windows.host_folder(host, out)
             windows.smb(out)
             maker = windows

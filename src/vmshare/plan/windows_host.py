@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from vmshare.backends.hyperv.host import step_script
+from vmshare.errors import UsageError
 from vmshare.facts import PathFact, VmFacts
 from vmshare.plan.network import Addresses
 from vmshare.plan.share import StepMaker, VmSteps
@@ -25,6 +26,20 @@ SEMANTICS = (
     "mount's uid/gid); no FIFOs, device nodes or sockets; names are case-insensitive; symlinks "
     "made in the guest are mfsymlinks files on the host"
 )
+
+
+def addresses(vm_spec: VmSpec, vm: VmFacts) -> Addresses:
+    """Where the guest connects. A Windows share is not granted to an address, so the VM's own
+    address is only reported (a stopped VM has none yet); the host's is needed."""
+    host = vm_spec.host_address or vm.host_address or vm.guest.gateway
+    if not host:
+        raise UsageError(
+            f"cannot find how VM {vm_spec.name!r} reaches the Windows host (no host address on "
+            "its virtual switch)",
+            hint=f"set [vm.{vm_spec.name}] host_address in the spec",
+        )
+    client = vm_spec.client_address or (vm.addresses[0] if vm.addresses else "the VM")
+    return Addresses(client, host, f"the guest ({client}) dials {host}")
 
 
 def account_settings(vm_spec: VmSpec) -> dict[str, Any]:

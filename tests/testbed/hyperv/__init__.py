@@ -102,6 +102,7 @@ class HyperVHost:
         self.interfaces = interfaces or {"vEthernet (Default Switch)": "172.20.0.1"}
         self.neighbors: dict[str, str] = {}  # MAC (dashed) -> IPv4
         self.scripts: list[str] = []  # every script handled, in order
+        self.power_log: list[tuple[str, str]] = []  # ("start"|"shutdown"|"turnoff", vm)
         # PowerShell Direct: (vm, decoded guest script, its input), the logins used, and the
         # guest's answer to a script (a test sets it)
         self.guest_scripts: list[tuple[str, str, str]] = []
@@ -162,6 +163,18 @@ class HyperVHost:
 
     def _get_vmhost(self, p: dict[str, Any], pos: list[Any], data: Any) -> Any:
         return Obj(ComputerName="HYPERV-STANDIN")
+
+    def _start_vm(self, p: dict[str, Any], pos: list[Any], data: Any) -> Any:
+        vm = self._vm_of(p)
+        vm.state = "Running"
+        self.power_log.append(("start", vm.name))
+        return []
+
+    def _stop_vm(self, p: dict[str, Any], pos: list[Any], data: Any) -> Any:
+        vm = self._vm_of(p)
+        vm.state = "Off"
+        self.power_log.append(("turnoff" if p.get("TurnOff") else "shutdown", vm.name))
+        return []
 
     def _vm_of(self, p: dict[str, Any]) -> Vm:
         vm = p.get("VM")

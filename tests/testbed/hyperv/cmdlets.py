@@ -24,6 +24,8 @@ HYPERV = frozenset({"ComputerName", "Credential", "CimSession"})
 PARAMETERS: dict[str, frozenset[str]] = {
     "Get-VM": HYPERV | {"Name", "Id", "ClusterObject"},
     "Get-VMHost": HYPERV,
+    "Start-VM": HYPERV | {"Name", "VM", "AsJob", "Passthru"},
+    "Stop-VM": HYPERV | {"Name", "VM", "AsJob", "Force", "Passthru", "Save", "TurnOff"},
     "Get-VMIntegrationService": HYPERV | {"VMName", "VM", "Name", "VMSnapshot"},
     "Get-VMNetworkAdapter": HYPERV
     | {"VMName", "VM", "Name", "All", "ManagementOS", "SwitchName", "IsLegacy", "VMSnapshot"},

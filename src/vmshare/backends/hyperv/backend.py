@@ -10,15 +10,16 @@ is the host's own on the VM's switch. ``client_address``/``host_address`` overri
 from __future__ import annotations
 
 import difflib
+import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from vmshare.backends.base import Backend, Diagnosis
 from vmshare.backends.hyperv import scripts
 from vmshare.backends.hyperv.host import WindowsHost
-from vmshare.backends.hyperv.runner import json_answer, runner_for
+from vmshare.backends.hyperv.runner import checked, json_answer, runner_for
 from vmshare.backends.hyperv.settings import HypervVm
-from vmshare.errors import HypervisorError, NotFoundError, VmshareError
+from vmshare.errors import GuestError, HypervisorError, NotFoundError, VmshareError
 from vmshare.facts import Capabilities, Scope, VmFacts
 from vmshare.formats.powershell import PowerShellRunner
 from vmshare.guest import GuestOs
@@ -28,6 +29,7 @@ from vmshare.host import Host
 from vmshare.secrets import SecretStore
 from vmshare.spec import VmSpec
 
+START_TIMEOUT = 300.0  # s: for a started VM's guest to report its address
 NO_DEVICE = (
     "Hyper-V has no device that hands a host folder to a VM; vmshare shares it over SMB from "
     "the Windows host"
@@ -122,7 +124,7 @@ class HypervBackend(Backend):
                 "addresses": addresses,
                 "address_reason": reason,
                 "guest_tools": tools,
-                "host_address": self._host_address(answer) if running else None,
+                "host_address": self._host_address(answer),  # known from the switch, even off
                 "host_shares": WindowsHost(self.runner).export_entries("smb_share", {}),
                 "capabilities": Capabilities(
                     devices=[], network=["smb"], guest_os=guest_os, host_os="windows"
@@ -221,13 +223,33 @@ class HypervBackend(Backend):
         raise HypervisorError(f"Hyper-V has no prerequisite {prerequisite!r} to prepare")
 
     def start(self, *, vm: str) -> str | None:
-        raise HypervisorError(
-            f"vmshare does not start Hyper-V VMs yet: start {vm!r} (Start-VM) and run it again",
-            hint=f"Start-VM -Name '{vm}' on the Hyper-V host",
-        )
+        """Start-VM, then wait until Hyper-V reports the guest's address (KVP) or, without
+        KVP, until the VM runs."""
+        self._power(vm, stop_first=False)
+        return None
 
     def restart(self, *, vm: str) -> str | None:
-        return None  # no share of this backend ever needs a restart
+        """Stop-VM (the guest shuts itself down), then start it again and wait as ``start``."""
+        self._power(vm, stop_first=True)
+        return None
+
+    def _power(self, vm: str, *, stop_first: bool) -> None:
+        checked(self.runner.run(scripts.power_script(vm, stop_first=stop_first)), f"start {vm!r}")
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            answer = self._vm(vm)
+            services = {s.get("Name"): bool(s.get("Enabled")) for s in answer.get("services") or []}
+            if answer.get("state") == "Running" and (
+                not services.get(scripts.KVP) or self._addresses(answer)[0]
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise GuestError(
+                    f"VM {vm!r} did not report a guest address within {START_TIMEOUT:g} s of "
+                    "starting",
+                    hint=GUEST_HINT.format(vm=vm),
+                )
+            time.sleep(2)
 
 
 BACKEND = HypervBackend

@@ -82,6 +82,29 @@ def vm_script(name: str) -> str:
     )
 
 
+def power_script(name: str, *, stop_first: bool) -> str:
+    """Start the VM if it is not running; with ``stop_first``, shut it down first (through the
+    guest's shutdown integration service: Stop-VM without -TurnOff)."""
+    lines = [
+        assign("name", name),
+        f"$vm = {_where(command('Get-VM'), 'Name', Var('name'))}",
+        "if (-not $vm) { throw ('VM ' + $name + ' not found') }",
+    ]
+    if stop_first:
+        lines += [
+            "if ($vm.State.ToString() -eq 'Running') {",
+            command("Stop-VM", VM=Var("vm"), Force=True),
+            "}",
+        ]
+    lines += [
+        "$vm = " + _where(command("Get-VM"), "Name", Var("name")),
+        "if ($vm.State.ToString() -ne 'Running') {",
+        command("Start-VM", VM=Var("vm")),
+        "}",
+    ]
+    return _finished(*lines)
+
+
 def neighbor_script(macs: Sequence[str]) -> str:
     """The IPv4 neighbours whose link-layer address is one of ``macs`` (``00-15-5D-..``)."""
     return _finished(
