@@ -164,3 +164,36 @@ def test_a_stopped_vm_is_started_only_with_restart(standin, store):
     core.apply_shares(spec, "cli", store, allow_restart=True)
     assert standin.power_log == [("start", "dev")]
     assert standin.fake_guest.mounts["/mnt/src"]
+
+
+def test_status_sees_the_windows_share_and_its_loss(standin, store):
+    from vmshare.status import share_health
+
+    core.apply_shares(parse_spec(SPEC), "cli", store)
+    (health,) = share_health(store)
+    assert health.checks["export"] == "ok", health
+    standin.shares.clear()  # someone removed the share on the Windows host
+    (health,) = share_health(store)
+    assert health.checks["export"] == "missing"
+
+
+def test_a_named_account_is_used_never_made_or_changed(standin, store, monkeypatch):
+    monkeypatch.setenv("ALICE_PW", "alice's pw")
+    standin.users["alice"] = {"description": "Alice", "password": "alice's pw"}
+    spec = parse_spec(
+        SPEC.replace(
+            'backend = "hyperv"',
+            'backend = "hyperv"\nsmb_account = "alice"\nsmb_password_env = "ALICE_PW"',
+        )
+    )
+    plan = core.plan_shares(spec, "cli", store).plan
+    account_step = next(s for s in plan.steps if s.action == "smb_account")
+    assert account_step.script is None and "alice's pw" not in json.dumps(account_step.args)
+    core.apply_shares(spec, "cli", store)
+    assert standin.shares[mount_tag("dev:/mnt/src")]["access"] == {"alice": "Full"}
+    assert (store.directory / "secrets" / "smb-alice").read_text() == "alice's pw"
+    assert not any("New-LocalUser" in s or "Set-LocalUser" in s for s in standin.scripts)
+    core.remove_share("dev:/mnt/src", store)
+    assert standin.users == {"alice": {"description": "Alice", "password": "alice's pw"}}
+    assert not (store.directory / "secrets" / "smb-alice").exists()
+    assert standin.shares == {}

@@ -106,16 +106,19 @@ class WindowsHost:
             record.write_text(json.dumps({"created": True}))
 
     def smb_account_remove(self, settings: dict[str, Any]) -> str | None:
-        """Once no share grants the account anything, remove it if vmshare made it."""
+        """Once no share grants the account anything, remove it if vmshare made it (and forget
+        the copy vmshare kept of a named account's password)."""
         account = settings["account"]
-        if not settings.get("dedicated", True):
-            return None
+        assert self.secrets is not None
         answer = self._run(scripts.account_query_script(account), f"look up account {account}")
-        if not answer.get("exists"):
-            return None
         grants = [str(g).lower() for g in answer.get("grants") or []]
         me = account.lower()
         if any(g == me or g.endswith("\\" + me) for g in grants):
+            return None
+        if not settings.get("dedicated", True):
+            self.secrets.delete(secret_name(account))
+            return None
+        if not answer.get("exists"):
             return None
         record = self._account_record(account)
         if not answer.get("mine") or not record.exists():
@@ -123,7 +126,6 @@ class WindowsHost:
         checked(
             self.runner.run(scripts.account_remove_script(account)), f"remove account {account}"
         )
-        assert self.secrets is not None
         self.secrets.delete(secret_name(account))
         record.unlink()
         return None
@@ -184,7 +186,7 @@ def step_script(action: str, args: dict[str, Any]) -> str | None:
         return scripts.account_script(account) + "\n# (the password arrives on standard input)"
     if action == "smb_account_remove":
         if not settings.get("dedicated", True):
-            return None
+            return scripts.account_query_script(account)
         return (
             scripts.account_query_script(account)
             + "\n# then, if vmshare made it and no share grants it anything:\n"
