@@ -73,6 +73,9 @@ class Capabilities(BaseModel):
     # backend's words, with ``{tag}`` for the share's tag
     records: bool = False
     record_where: str = "the VM's configuration"
+    # the OS of the host that serves this VM's network shares: "windows" for Hyper-V, whose
+    # host layer (Backend.host) is a Windows machine reached through PowerShell
+    host_os: Literal["posix", "windows"] = "posix"
 
     def device(self, protocol: str) -> DeviceCapability | None:
         return next((d for d in self.devices if d.protocol == protocol), None)
@@ -108,6 +111,8 @@ class VmFacts(BaseModel):
     addresses: list[str] = []  # the guest's own addresses, as its guest tools report them
     address_reason: str | None = None  # why addresses[0] is the one the host should see
     guest_tools: str | None = None  # the guest tools' status and version, as reported
+    host_address: str | None = None  # the address the guest dials, when the backend knows it
+    host_shares: dict[str, str] = {}  # a Windows host's SMB shares vmshare made: name -> folder
     guest: GuestFacts = GuestFacts()
     records: dict[str, dict[str, Any]] = {}  # share tag -> vmshare's record the VM holds
     # what the user should know about how vmshare reaches this VM (TLS checks off, a password

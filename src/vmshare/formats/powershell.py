@@ -189,8 +189,15 @@ class LocalPowerShell:
         )
 
     def run(self, script: str, *, timeout: float = 120) -> PsResult:
+        return self._run(script, None, timeout)
+
+    def run_with_input(self, script: str, data: str, *, timeout: float = 120) -> PsResult:
+        """Run ``script`` with ``data`` on its standard input (a password: never in argv)."""
+        return self._run(script, data.encode("utf-8"), timeout)
+
+    def _run(self, script: str, data: bytes | None, timeout: float) -> PsResult:
         argv = encoded_command(script, self._find())
-        result = hostexec.run(argv, check=False, timeout=timeout)
+        result = hostexec.run(argv, input=data, check=False, timeout=timeout)
         return PsResult(
             result.returncode,
             result.stdout.decode("utf-8", "replace"),
