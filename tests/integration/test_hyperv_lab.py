@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from tests.ci_rule import lab_reason
 
-from vmshare.backends.hyperv.runner import json_answer, runner_for
-from vmshare.formats.powershell import Var, assign, command, script
+from vmshare.backends.hyperv.runner import runner_for
+from vmshare.formats.powershell import Var, assign, command, json_result, script
 from vmshare.spec import parse_spec
 
 URL = os.environ.get("VMSHARE_HYPERV_URL", "")
@@ -82,7 +82,7 @@ def on_host(lab: Lab, spec_text: str, path: str) -> bool:
         "$found = " + command("Test-Path", LiteralPath=Var("path")),
         command("ConvertTo-Json", InputObject=Var("found"), Compress=True),
     )
-    return bool(json_answer(runner_for(settings).run(text), "look at the lab's folder"))
+    return bool(json_result(runner_for(settings).run(text), "look at the lab's folder"))
 
 
 def test_doctor_checks_the_host_and_the_vm(lab: Lab, tmp_path):

@@ -167,8 +167,8 @@ def test_the_error_stream_becomes_a_vmshare_error(wsman: WsmanBed) -> None:
     result = WinRMPowerShell(wsman.settings()).run("Get-VM")
     assert (result.exit_code, result.stderr) == (1, message)  # CLIXML progress dropped
     with pytest.raises(HostCommandError) as caught:
-        json_result(result, "looking up VM 'devvm'")
-    assert str(caught.value) == f"looking up VM 'devvm' failed on the Windows host: {message}"
+        json_result(result, "look up VM 'devvm'")
+    assert str(caught.value) == f"could not look up VM 'devvm' on the Windows host: {message}"
     assert caught.value.hint
 
     wsman.handler = lambda text: (1, "", clixml_errors("Access is denied.\r\n"))

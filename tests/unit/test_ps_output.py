@@ -43,14 +43,14 @@ def test_a_failure_names_what_failed_and_redacts_known_secrets() -> None:
     secret = Secret("s3cr3t-Value-for-test")
     message = f"New-LocalUser : the password {secret.reveal()} does not meet the policy"
     with pytest.raises(HostCommandError) as caught:
-        json_result(PsResult(1, "", message + "\r\n"), "creating the account 'vmshare'")
+        json_result(PsResult(1, "", message + "\r\n"), "create the account 'vmshare'")
     assert str(caught.value).startswith(
-        "creating the account 'vmshare' failed on the Windows host:"
+        "could not create the account 'vmshare' on the Windows host:"
     )
     assert secret.reveal() not in str(caught.value) and "***" in str(caught.value)
     with pytest.raises(HostCommandError, match=r"exit code 3"):
         json_result(PsResult(3, "", ""), "removing the share")
-    with pytest.raises(HostCommandError, match="failed on the Windows host: a warning"):
+    with pytest.raises(HostCommandError, match="on the Windows host: a warning"):
         json_result(PsResult(0, "{}", "a warning"), "error stream with exit 0")
 
 
@@ -63,6 +63,8 @@ def test_output_that_is_not_json_is_an_error_that_does_not_echo_it() -> None:
 def test_only_the_message_line_is_shown_not_the_echoed_script_line() -> None:
     stderr = "Access is denied.\r\nAt line:12 char:1\r\n+ $password = 'hunter2-not-shown'\r\n"
     with pytest.raises(HostCommandError) as caught:
-        json_result(PsResult(1, "", stderr), "creating the account")
-    assert str(caught.value) == "creating the account failed on the Windows host: Access is denied."
+        json_result(PsResult(1, "", stderr), "create the account")
+    assert (
+        str(caught.value) == "could not create the account on the Windows host: Access is denied."
+    )
     assert "hunter2" not in str(caught.value)

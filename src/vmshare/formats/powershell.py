@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
+from vmshare.formats.clixml import plain_stderr
 from vmshare.secrets import redact
 
 # PowerShell ends a single-quoted string at any of these five, unless the next is one too.
@@ -201,41 +202,48 @@ class LocalPowerShell:
         return PsResult(
             result.returncode,
             result.stdout.decode("utf-8", "replace"),
-            result.stderr.decode("utf-8", "replace"),
+            plain_stderr(result.stderr.decode("utf-8", "replace")),
         )
 
 
 _DENIED = ("access is denied", "requires elevation", "permission", "unauthorizedaccess")
 
 
-def json_result(result: PsResult, what: str) -> Any:
-    """The value a script printed with ``ConvertTo-Json`` (None when it printed nothing).
-
-    A non-zero exit or anything on the error stream is a ``HostCommandError`` naming ``what``
-    ("looking up VM 'devvm'") with the first line of PowerShell's message (``script``'s catch
-    prints the bare exception message there; later lines of an uncaught error echo the failing
-    script line, which may hold a value), known secrets redacted. Output that is not JSON is
-    one too, without echoing it.
-    """
+def checked(result: PsResult, what: str) -> PsResult:
+    """``result`` if the script succeeded. A non-zero exit or anything on the error stream is a
+    ``HostCommandError`` naming ``what`` (a verb phrase: "look up VM 'devvm'") with the first
+    line of PowerShell's message (``script``'s catch prints the bare exception message there;
+    later lines of an uncaught error echo the failing script line, which may hold a value),
+    known secrets redacted."""
     lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
     error = lines[0] if lines else ""
     if result.exit_code != 0 or error:
         detail = redact(error)[:300] if error else f"exit code {result.exit_code}"
         denied = any(word in error.lower() for word in _DENIED)
         raise HostCommandError(
-            f"{what} failed on the Windows host: {detail}",
+            f"could not {what} on the Windows host: {detail}",
             hint="run vmshare as an Administrator of the Hyper-V host, or over WinRM as a "
             "member of Hyper-V Administrators"
             if denied
             else "the message is PowerShell's; `vmshare plan` shows the script vmshare runs",
         )
-    text = result.stdout.strip().removeprefix("\ufeff")
+    return result
+
+
+def json_result(result: PsResult, what: str) -> Any:
+    """The value a script printed with ``ConvertTo-Json`` (None when it printed nothing), after
+    ``checked``. A profile may print before it: the last line is tried when the whole output is
+    not one document. Output that is not JSON is an error, without echoing it."""
+    text = checked(result, what).stdout.strip().removeprefix("\ufeff")
     if not text:
         return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise HostCommandError(
-            f"{what}: the Windows host's answer is not JSON",
-            hint="the host needs Windows PowerShell 5.1 or PowerShell 7 (ConvertTo-Json)",
-        ) from None
+    for candidate in (text, text.splitlines()[-1]):
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+    raise HostCommandError(
+        f"could not {what}: the Windows host's answer is not JSON",
+        hint="the host needs Windows PowerShell 5.1 or PowerShell 7 (ConvertTo-Json), and no "
+        "profile that prints to the output",
+    )

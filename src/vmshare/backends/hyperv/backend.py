@@ -17,11 +17,11 @@ from typing import Any
 from vmshare.backends.base import Backend, Diagnosis
 from vmshare.backends.hyperv import scripts
 from vmshare.backends.hyperv.host import WindowsHost
-from vmshare.backends.hyperv.runner import checked, json_answer, runner_for
+from vmshare.backends.hyperv.runner import runner_for
 from vmshare.backends.hyperv.settings import HypervVm
 from vmshare.errors import GuestError, HypervisorError, NotFoundError, VmshareError
 from vmshare.facts import Capabilities, Scope, VmFacts
-from vmshare.formats.powershell import PowerShellRunner
+from vmshare.formats.powershell import PowerShellRunner, checked, json_result
 from vmshare.guest import GuestOs
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
@@ -80,7 +80,7 @@ class HypervBackend(Backend):
         return WindowsHost(self.runner, secrets)
 
     def _query(self, text: str, what: str) -> Any:
-        return json_answer(self.runner.run(text), what)
+        return json_result(self.runner.run(text), what)
 
     def _vm(self, vm: str) -> dict[str, Any]:
         answer = self._query(scripts.vm_script(vm), f"look up VM {vm!r}")

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from vmshare.backends.hyperv import scripts
-from vmshare.backends.hyperv.runner import InputRunner, checked, json_answer
+from vmshare.backends.hyperv.runner import InputRunner
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.facts import PathFact
-from vmshare.formats.powershell import PowerShellRunner, PsResult
+from vmshare.formats.powershell import PowerShellRunner, PsResult, checked, json_result
 from vmshare.protocols import TAG_PREFIX
 from vmshare.protocols.smb import secret_name
 from vmshare.protocols.smb_windows import WindowsSmbExporter
@@ -49,13 +49,13 @@ class WindowsHost:
         self.exporter = WindowsSmbExporter(runner)
 
     def _run(self, text: str, what: str) -> Any:
-        return json_answer(self.runner.run(text), what)
+        return json_result(self.runner.run(text), what)
 
     # ------------------------------------------------------------------- facts
 
     def probe_path(self, path: str) -> PathFact:
         parents = windows_ancestors(path)
-        answer = self._run(scripts.path_script(path, parents), f"look at {path} on the host")
+        answer = self._run(scripts.path_script(path, parents), f"look at {path}")
         existing = {p.lower() for p in answer.get("parents") or []}
         if not answer.get("exists"):
             missing: list[str] = []
@@ -69,12 +69,12 @@ class WindowsHost:
     # ----------------------------------------------------------------- folders
 
     def mkdir(self, path: str, owner: list[int] | None = None) -> None:
-        checked(self.runner.run(scripts.mkdir_script(path)), f"create {path} on the host")
+        checked(self.runner.run(scripts.mkdir_script(path)), f"create {path}")
 
     def rmdir_empty(self, path: str, parents: Sequence[str] = ()) -> str | None:
         """Remove a folder vmshare created, then the parents it made, each only while empty."""
         for folder in (path, *parents):
-            answer = self._run(scripts.rmdir_script(folder), f"remove {folder} on the host")
+            answer = self._run(scripts.rmdir_script(folder), f"remove {folder}")
             if answer == "kept":
                 return f"left {folder} on the host: it is not empty"
         return None
@@ -99,7 +99,7 @@ class WindowsHost:
             )
         password = self.secrets.get_or_create(secret_name(account)).reveal()
         result = self.runner.run_with_input(scripts.account_script(account), password + "\n")
-        created = json_answer(result, f"make the local account {account}")
+        created = json_result(result, f"make the local account {account}")
         if created:
             record = self._account_record(account)
             record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -14,9 +14,17 @@ import base64
 import json
 from collections.abc import Sequence
 
-from vmshare.backends.hyperv.runner import InputRunner, json_answer
+from vmshare.backends.hyperv.runner import InputRunner
 from vmshare.errors import GuestError, UsageError
-from vmshare.formats.powershell import PowerShellRunner, Var, assign, command, ensure_fits, script
+from vmshare.formats.powershell import (
+    PowerShellRunner,
+    Var,
+    assign,
+    command,
+    ensure_fits,
+    json_result,
+    script,
+)
 from vmshare.guest.channel import GuestResult
 from vmshare.secrets import resolve_secret
 from vmshare.spec import GuestAccess
@@ -111,7 +119,7 @@ class PowerShellDirect:
             ensure_ascii=True,
         )
         result = self.runner.run_with_input(text, data + "\n", timeout=timeout)
-        answer = json_answer(result, f"run a command in VM {self.vm!r} (PowerShell Direct)")
+        answer = json_result(result, f"run a command in VM {self.vm!r} (PowerShell Direct)")
         return GuestResult(
             int(answer.get("code", 1)),
             str(answer.get("out") or "").encode("utf-8"),
