@@ -4,8 +4,8 @@ share and the account on the test bed's real Samba; the real QEMU guest, reached
 Linux Hyper-V guest is, mounts it with mount.cifs (SMB 3.1.1, sealed). Files cross both ways,
 read-only holds at the server, and removal leaves nothing, the host tree byte-identical.
 
-Until the WS-Man endpoint lands, the runner is the in-process StandInPowerShell (through
-``encoded_command``, so the command-line limit holds); the CLI in a subprocess cannot reach it.
+vmshare reaches the stand-in as it reaches a real host: real pywinrm over the test bed's
+loopback WS-Man endpoint (NTLM, messages encrypted), the password by reference.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from tests.testbed.fixtures import (
     tree_digest,
 )
 from tests.testbed.hyperv import HyperVHost, Vm
-from tests.testbed.hyperv.runner import StandInPowerShell
+from tests.testbed.wsman.fixture import PASSWORD_ENV, WsmanBed
 
 from vmshare import core
-from vmshare.backends.hyperv import backend as hyperv_backend
+from vmshare.backends.hyperv.settings import HypervVm
 from vmshare.guest.ssh import SshChannel
 from vmshare.protocols import mount_tag
 from vmshare.spec import SmbHost, parse_spec
@@ -49,11 +49,14 @@ class Bed:
     guest_name: str
     port: int
     root: Path  # where the stand-in keeps C:\
+    winrm: HypervVm  # the endpoint's settings: URL, user, password reference
 
     def spec(self, source: str, target: str, *extra: str) -> str:
         access = self.channel.access
         return (
             f'[vm."{self.guest_name}"]\nbackend = "hyperv"\nsmb_account = "{ACCOUNT}"\n'
+            f"winrm = \"{self.winrm.winrm}\"\nuser = '{self.winrm.user}'\n"
+            f'password_env = "{PASSWORD_ENV}"\n'
             f'[vm."{self.guest_name}".guest]\nchannel = "ssh"\nssh_host = "{access.ssh_host}"\n'
             f'ssh_port = {access.ssh_port}\nssh_key = "{access.ssh_key}"\n'
             f'ssh_known_hosts = "{access.ssh_known_hosts}"\n'
@@ -68,7 +71,7 @@ class Bed:
 
 
 @pytest.fixture
-def bed(ssh_guest: SshGuest, servers: FileServers, open_tmp: Path, tmp_path, monkeypatch):
+def bed(ssh_guest: SshGuest, servers: FileServers, open_tmp: Path, tmp_path, wsman: WsmanBed):
     subprocess.run(["userdel", ACCOUNT], capture_output=True, check=False)  # a killed run's
     table = tomllib.loads(servers.host_config.read_text())["smb"]
     samba = SmbHost(**{**table, "account": ACCOUNT})
@@ -80,8 +83,7 @@ def bed(ssh_guest: SshGuest, servers: FileServers, open_tmp: Path, tmp_path, mon
         interfaces={"vEthernet (Default Switch)": "10.0.2.2"},
     )
     standin.vms[ssh_guest.name] = Vm(ssh_guest.name, addresses=["10.0.2.15"])
-    runner = StandInPowerShell(standin)
-    monkeypatch.setattr(hyperv_backend, "runner_for", lambda settings: runner)
+    wsman.handler = standin.handle
     yield Bed(
         standin,
         StateStore(tmp_path / "state"),
@@ -89,6 +91,7 @@ def bed(ssh_guest: SshGuest, servers: FileServers, open_tmp: Path, tmp_path, mon
         ssh_guest.name,
         samba.port or 445,
         root,
+        wsman.settings(),
     )
     for record in list(StateStore(tmp_path / "state").load().shares):
         core.remove_share(record, StateStore(tmp_path / "state"))
