@@ -90,10 +90,10 @@ def steps_table(plan: Plan) -> Table:
     table.add_column("step", overflow="fold")
     for index, step in enumerate(plan.steps, 1):
         cell = Text(step.summary)
-        for command in step.commands:
-            cell.append("\n  " + redact(command))
         if step.reason:
             cell.append("\nwhy: " + step.reason, style="dim")
+        if step.script:
+            cell.append("\n" + step.script, style="cyan")
         table.add_row(str(index), step.layer, cell)
     return table
 

@@ -269,7 +269,7 @@ def test_dry_run_shows_the_vmx_keys_the_guest_mount_and_the_fstab_line(bed, tmp_
     assert f"vmrun -T ws start {backend.path} nogui" in started.stdout
     data = json.loads(cli(tmp_path, *argv, "--json", env=env).stdout)["data"]
     attach = next(s for s in data["plan"]["steps"] if s["action"] == "attach_share")
-    assert f'.vmx: sharedFolder1.hostPath = "{src}"' in attach["commands"]
+    assert f'.vmx: sharedFolder1.hostPath = "{src}"' in attach["script"].splitlines()
     for text in (proc.stdout, proc.stderr, started.stdout, json.dumps(data)):
         assert PASSWORD not in text
     assert backend.path.read_bytes() == original  # a dry run changes nothing

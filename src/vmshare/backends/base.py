@@ -118,8 +118,8 @@ class Backend(ABC):
         raise HypervisorError(f"the {self.name} backend keeps no record of shares on VM {vm!r}")
 
     def explain(self, step: Step) -> list[str]:
-        """The exact commands ``step`` runs or the lines it writes, for the plan (secrets
-        redacted); by default the plan shows the step's summary only."""
+        """The exact commands ``step`` runs or the lines it writes, one a line, for the plan
+        (its ``script``; never a secret); by default the plan shows the step's summary only."""
         return []
 
     def diagnose(self, vm: str) -> list[Diagnosis]:

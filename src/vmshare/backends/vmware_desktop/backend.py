@@ -151,8 +151,8 @@ class VmwareDesktopBackend(Backend):
                     devices=[] if windows else [hgfs],
                     network=["smb"] if windows else ["nfs", "smb"],
                     guest_os="windows" if windows else "linux",
-                    notes=notes,
                 ),
+                "warnings": notes,
             }
         )
 
