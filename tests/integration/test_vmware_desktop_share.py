@@ -114,3 +114,20 @@ def test_a_vm_that_is_off_gets_the_folder_in_its_vmx_and_starts_with_it(bed, vms
     finally:
         if "Total running VMs: 0" in vmrun(bed, "list"):
             vmrun(bed, "start", str(bed.vmx), "nogui")
+
+
+def test_shared_folders_that_are_off_are_turned_on_first(bed, vmshare, open_tmp):
+    src = make_tree(open_tmp / "on")
+    tag = mount_tag(f"{bed.vm}:/mnt/on")
+    vmrun(bed, "disableSharedFolders", str(bed.vmx))
+    parsed = vmxfacts.read(bed.vmx)
+    assert parsed is not None and not vmxfacts.hgfs_enabled(parsed)
+    plan = vmshare("add", str(src), f"{bed.vm}:/mnt/on", "--dry-run", env={"COLUMNS": "250"})
+    assert "turn on shared folders in running VM devvm" in plan.stdout
+    assert f"vmrun -T ws enableSharedFolders {shlex.quote(str(bed.vmx))}" in plan.stdout
+    vmshare("add", str(src), f"{bed.vm}:/mnt/on", check=True)
+    parsed = vmxfacts.read(bed.vmx)
+    assert parsed is not None and vmxfacts.hgfs_enabled(parsed)
+    assert bed.guest.read("/mnt/on/hello.txt") == b"hello from the host\n"
+    vmshare("remove", f"{bed.vm}:/mnt/on", check=True)
+    assert folder(bed, tag) is None
