@@ -1,5 +1,6 @@
 """The steps of an SMB share served by a Windows host (Hyper-V): the folder, the account, the
-share for that account only, each with the exact PowerShell it runs; then the guest mount as
+share for that account only (the Hyper-V backend's ``explain`` shows each one's exact
+PowerShell in the plan); then the guest mount as
 for any SMB share (mount.cifs in Linux guests, an SMB mapping in Windows guests).
 
 A Windows share cannot be limited to the VM's address the way a Samba or NFS export is: it is
@@ -10,12 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmshare.backends.hyperv.host import step_script
 from vmshare.errors import UsageError
 from vmshare.facts import PathFact, VmFacts
 from vmshare.plan.network import Addresses
 from vmshare.plan.share import StepMaker, VmSteps
-from vmshare.plan.step import Layer, Step
 from vmshare.protocols import smb, with_extras
 from vmshare.spec import ShareSpec, SmbHost, VmSpec
 
@@ -66,20 +65,6 @@ class WindowsHostShareSteps(StepMaker):
         self.settings = account_settings(vm_spec)
         owner = share.owner
         self.uid, self.gid = (owner.uid, owner.gid) if owner else (0, 0)
-
-    def step(
-        self,
-        layer: Layer,
-        action: str,
-        summary: str,
-        undo: Step | None = None,
-        reason: str | None = None,
-        **args: object,
-    ) -> Step:
-        made = super().step(layer, action, summary, undo, reason, **args)
-        if layer == "host":
-            made.script = step_script(action, dict(made.args))
-        return made
 
     def host_folder(self, path: PathFact, out: VmSteps) -> None:
         super().host_folder(path, out)

@@ -16,7 +16,7 @@ from typing import Any
 
 from vmshare.backends.base import Backend, Diagnosis
 from vmshare.backends.hyperv import scripts
-from vmshare.backends.hyperv.host import WindowsHost
+from vmshare.backends.hyperv.host import WindowsHost, step_script
 from vmshare.backends.hyperv.runner import runner_for
 from vmshare.backends.hyperv.settings import HypervVm
 from vmshare.errors import GuestError, HypervisorError, NotFoundError, VmshareError
@@ -26,6 +26,7 @@ from vmshare.guest import GuestOs
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
 from vmshare.host import Host
+from vmshare.plan.step import Step
 from vmshare.secrets import SecretStore
 from vmshare.spec import VmSpec
 
@@ -153,6 +154,17 @@ class HypervBackend(Backend):
             if found:
                 return str(found[0])
         return None
+
+    def explain(self, step: Step) -> list[str]:
+        """The exact PowerShell of the Windows host's steps and of start/restart (no secret:
+        a password goes on standard input)."""
+        if step.layer == "host":
+            text = step_script(step.action, dict(step.args))
+        elif step.layer == "hypervisor" and step.action in ("start", "restart"):
+            text = scripts.power_script(step.vm, stop_first=step.action == "restart")
+        else:
+            text = None
+        return text.splitlines() if text else []
 
     def diagnose(self, vm: str) -> list[Diagnosis]:
         """PowerShell and the Hyper-V module answer, the VM exists, its integration services."""
