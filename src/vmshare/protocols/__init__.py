@@ -41,9 +41,10 @@ def with_extras(options: list[str], extra: list[str]) -> list[str]:
 
 def device_protocol(name: str) -> DeviceProtocol:
     from vmshare.protocols.ninep import NINEP
+    from vmshare.protocols.vboxsf import VBOXSF
     from vmshare.protocols.virtiofs import VIRTIOFS
 
-    known = {p.name: p for p in (VIRTIOFS, NINEP)}
+    known = {p.name: p for p in (VIRTIOFS, NINEP, VBOXSF)}
     if name not in known:
         raise UsageError(
             f"protocol {name!r} is not a device protocol", hint=f"use one of: {', '.join(known)}"

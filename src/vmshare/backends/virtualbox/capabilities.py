@@ -1,0 +1,107 @@
+"""What a VirtualBox VM offers for shares, from what the adapter read: vboxsf when Guest
+Additions run in it (else nfs/smb, with the reason), its guest addresses, NAT."""
+
+from __future__ import annotations
+
+import re
+
+from vmshare.backends.virtualbox.adapter import (
+    Adapter,
+    Folder,
+    Machine,
+    python_quote,
+    shell_quote,
+)
+from vmshare.backends.virtualbox.names import SYMLINKS_KEY
+from vmshare.facts import Capabilities, DeviceCapability, FsDevice, Nat
+from vmshare.protocols.vboxsf import VBOXSF
+
+GA_VERSION = "/VirtualBox/GuestAdd/Version"
+_NET_IP = re.compile(r"/VirtualBox/GuestInfo/Net/(\d+)/V4/IP")
+NAME, SOURCE = "{name}", "{source}"  # the plan's placeholders
+SYMLINKS_NOTE = (
+    "symlink creation {state} for this folder (VBoxInternal2/SharedFoldersEnableSymlinksCreate, "
+    "set before the folder is added; it lets the guest create symlinks on the host, "
+    "[vm.NAME] symlinks = {setting})"
+)
+
+
+def guest_additions(machine: Machine) -> str | None:
+    return machine.properties.get(GA_VERSION) or None
+
+
+def addresses(machine: Machine) -> list[str]:
+    """The guest's IPv4 addresses, by network adapter number."""
+    found = []
+    for key, value in machine.properties.items():
+        match = _NET_IP.fullmatch(key)
+        if match and value:
+            found.append((int(match.group(1)), value))
+    return [value for _, value in sorted(found)]
+
+
+def devices(machine: Machine) -> tuple[dict[str, FsDevice], dict[str, FsDevice]]:
+    """(permanent folders, folders of the running VM): a running VM has its permanent folders
+    too, and a transient folder of the same name overrides its permanent one."""
+    permanent = {f.name: device(f) for f in machine.folders if not f.transient}
+    live = dict(permanent) if machine.running else {}
+    live.update({f.name: device(f) for f in machine.folders if f.transient})
+    return permanent, live
+
+
+def device(folder: Folder) -> FsDevice:
+    return FsDevice(
+        tag=folder.name, source=folder.host_path, protocol="vboxsf", readonly=not folder.writable
+    )
+
+
+def capabilities(machine: Machine, adapter: Adapter, vm: str, symlinks: bool) -> Capabilities:
+    nat = Nat(what="VirtualBox NAT", client="127.0.0.1", host="10.0.2.2") if machine.nat else None
+    if guest_additions(machine) is None:
+        return Capabilities(
+            devices=[],
+            nat=nat,
+            no_device_reason=(
+                f"VM {vm!r} reports no Guest Additions ({GA_VERSION} is unset), and vboxsf "
+                "needs them"
+            ),
+        )
+    vboxsf = DeviceCapability(
+        protocol="vboxsf",
+        semantics=VBOXSF.semantics,
+        hotplug=True,  # a transient folder joins the running VM at once
+        unplug=True,
+        readonly_enforced=True,  # VirtualBox refuses writes to a folder that is not writable
+        config_follows_persist=True,
+        scope_words={"running": "transient folder", "persistent": "permanent folder"},
+        calls=calls(adapter, vm, symlinks),
+        calls_quoting="shell" if adapter.quoting == "shell" else "python",
+        attach_note=SYMLINKS_NOTE.format(
+            state="allowed" if symlinks else "stays off", setting=str(symlinks).lower()
+        ),
+    )
+    return Capabilities(devices=[vboxsf], nat=nat)
+
+
+def calls(adapter: Adapter, vm: str, symlinks: bool) -> dict[str, list[str]]:
+    """The exact calls an attach makes, per scope and access, with the plan's placeholders."""
+    real = shell_quote if adapter.quoting == "shell" else python_quote
+
+    def quote(value: str) -> str:
+        if value == SOURCE:
+            return value  # the plan quotes the share's path
+        if NAME in value:
+            return value if adapter.quoting == "shell" else f"'{value}'"  # names are plain
+        return real(value)
+
+    before = (
+        adapter.describe_extradata(vm, SYMLINKS_KEY.format(name=NAME), "1", quote)
+        if symlinks
+        else []
+    )
+    table = {}
+    for scope, transient in (("running", True), ("persistent", False)):
+        for mode, writable in (("rw", True), ("ro", False)):
+            folder = Folder(NAME, SOURCE, writable=writable, transient=transient)
+            table[f"{scope}:{mode}"] = [*before, *adapter.describe_add(vm, folder, quote)]
+    return table

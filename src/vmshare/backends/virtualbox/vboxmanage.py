@@ -1,0 +1,241 @@
+"""The VBoxManage adapter: every call an argv list (``hostexec``), never a shell string.
+
+Reads ``list vms``, ``showvminfo --machinereadable`` (state, UUID, NIC 1), ``showvminfo`` (the
+shared folders with their flags, which the machine-readable form of 6.1 leaves out) and
+``guestproperty enumerate`` (both its 6.1 and 7.x line formats). Guest programs run through
+``guestcontrol VM run --passwordfile FILE``: the password sits in a 0600 temp file that is
+deleted afterwards, never in argv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+
+from vmshare import hostexec
+from vmshare.backends.virtualbox.adapter import Adapter, Folder, Machine, Quote, shell_quote
+from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, from_vboxmanage
+from vmshare.errors import GuestError, GuestTimeout, HostCommandTimeout
+from vmshare.guest.channel import GuestResult
+from vmshare.secrets import Secret
+
+TOOL = "VBoxManage"
+START_TIMEOUT = 120.0  # s: startvm returns once the VM process runs
+_FOLDER = re.compile(
+    r"^Name: '(?P<name>[^']*)', Host path: '(?P<path>.*)' \((?P<kind>machine|transient) mapping\)"
+    r", (?P<access>writable|readonly)(?P<auto>, auto-mount)?(?:, mount-point: '(?P<point>.*)')?$"
+)
+_PROP_61 = re.compile(r"^Name: (?P<name>\S+), value: (?P<value>.*), timestamp: \d+, flags: .*$")
+_PROP_7 = re.compile(r"^(?P<name>/\S+)\s+= '(?P<value>.*)'(?: @ .*)?$")
+
+
+class VBoxManageAdapter(Adapter):
+    name = "vboxmanage"
+    quoting = "shell"
+
+    def _run(
+        self,
+        args: Sequence[str],
+        what: str,
+        *,
+        timeout: float = hostexec.QUICK,
+        input: bytes | None = None,
+    ) -> hostexec.CommandResult:
+        result = hostexec.run([TOOL, *args], input=input, check=False, timeout=timeout)
+        if result.returncode != 0:
+            raise from_vboxmanage(result.stderr.decode("utf-8", "replace"), what)
+        return result
+
+    # ------------------------------------------------------------------ reading
+
+    def names(self) -> list[str]:
+        text = self._run(["list", "vms"], "list the VMs").text
+        return [m.group(1) for m in re.finditer(r'^"(.*)" \{[0-9a-fA-F-]+\}$', text, re.M)]
+
+    def version(self) -> str:
+        return self._run(["--version"], "report its version").text.strip()
+
+    def machine(self, vm: str) -> Machine | None:
+        proc = hostexec.run(
+            [TOOL, "showvminfo", vm, "--machinereadable"], check=False, timeout=hostexec.QUICK
+        )
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode("utf-8", "replace")
+            if f"(0x{OBJECT_NOT_FOUND:08x})" in stderr.lower():
+                return None
+            raise from_vboxmanage(stderr, f"find VM {vm!r}")
+        values = parse_machinereadable(proc.text)
+        human = self._run(["showvminfo", vm], f"read VM {vm!r}").text
+        props = self._run(["guestproperty", "enumerate", vm], f"read VM {vm!r}'s properties")
+        return Machine(
+            name=values.get("name", vm),
+            uuid=values.get("UUID", ""),
+            state=values.get("VMState", "poweroff"),
+            folders=parse_folders(human),
+            properties=parse_properties(props.text),
+            nat=values.get("nic1") == "nat",
+        )
+
+    def extradata(self, vm: str, key: str) -> str:
+        text = self._run(["getextradata", vm, key], f"read extradata of VM {vm!r}").text
+        return text.strip().removeprefix("Value: ") if text.startswith("Value: ") else ""
+
+    # ------------------------------------------------------------------ changes
+
+    def set_extradata(self, vm: str, key: str, value: str) -> None:
+        self._run(extradata_argv(vm, key, value)[1:], f"set extradata of VM {vm!r}")
+
+    def add_folder(self, vm: str, folder: Folder) -> None:
+        self._run(add_argv(vm, folder)[1:], f"add shared folder {folder.name} to VM {vm!r}")
+
+    def remove_folder(self, vm: str, name: str, *, transient: bool) -> None:
+        argv = remove_argv(vm, name, transient=transient)
+        self._run(argv[1:], f"remove shared folder {name} from VM {vm!r}")
+
+    def start(self, vm: str) -> None:
+        self._run(["startvm", vm, "--type", "headless"], f"start VM {vm!r}", timeout=START_TIMEOUT)
+
+    def stop(self, vm: str, *, force: bool) -> None:
+        verb = "poweroff" if force else "acpipowerbutton"
+        self._run(["controlvm", vm, verb], f"stop VM {vm!r}")
+
+    def guest_run(
+        self,
+        vm: str,
+        user: str,
+        password: Secret,
+        argv: Sequence[str],
+        stdin: bytes | None,
+        timeout: float,
+    ) -> GuestResult:
+        with password_file(password) as path:
+            args = run_argv(vm, user, path, argv, timeout)
+            try:
+                # VBoxManage's own deadline comes first; ours covers a hung VBoxManage
+                proc = hostexec.run(args, input=stdin or b"", check=False, timeout=timeout + 15)
+            except HostCommandTimeout as exc:
+                raise GuestTimeout(
+                    f"guest command {argv[0]} did not finish within {timeout:g} s",
+                    hint="check the guest (is it overloaded or frozen?) and run it again",
+                    may_still_run=True,
+                ) from exc
+        if proc.returncode in GUESTCONTROL_FAILURES:
+            error = from_vboxmanage(proc.stderr.decode("utf-8", "replace"), f"run {argv[0]!r}")
+            raise guest_error(error.message, error.hint)
+        return GuestResult(proc.returncode, proc.stdout, proc.stderr)
+
+    # ------------------------------------------------------------------ plan
+
+    def describe_add(self, vm: str, folder: Folder, quote: Quote = shell_quote) -> list[str]:
+        return [" ".join(map(quote, add_argv(vm, folder)))]
+
+    def describe_remove(
+        self, vm: str, name: str, *, transient: bool, quote: Quote = shell_quote
+    ) -> list[str]:
+        return [" ".join(map(quote, remove_argv(vm, name, transient=transient)))]
+
+    def describe_extradata(
+        self, vm: str, key: str, value: str, quote: Quote = shell_quote
+    ) -> list[str]:
+        return [" ".join(map(quote, extradata_argv(vm, key, value)))]
+
+
+# VBoxManage guestcontrol run's own failures (RTEXITCODE_FAILURE, syntax, init); a guest
+# program's exit code passes through otherwise
+GUESTCONTROL_FAILURES = frozenset({1, 2})
+
+
+def guest_error(message: str, hint: str | None) -> GuestError:
+    return GuestError(message, hint=hint)
+
+
+def add_argv(vm: str, folder: Folder) -> list[str]:
+    argv = [TOOL, "sharedfolder", "add", vm, "--name", folder.name, "--hostpath", folder.host_path]
+    if not folder.writable:
+        argv.append("--readonly")
+    if folder.transient:
+        argv.append("--transient")
+    if folder.automount:
+        argv.append("--automount")
+        if folder.auto_mount_point:
+            argv += ["--auto-mount-point", folder.auto_mount_point]
+    return argv
+
+
+def remove_argv(vm: str, name: str, *, transient: bool) -> list[str]:
+    return [TOOL, "sharedfolder", "remove", vm, "--name", name, *(["--transient"] * transient)]
+
+
+def extradata_argv(vm: str, key: str, value: str) -> list[str]:
+    # without a value VBoxManage deletes the key
+    return [TOOL, "setextradata", vm, key, *([value] if value else [])]
+
+
+def run_argv(
+    vm: str, user: str, passwordfile: str, argv: Sequence[str], timeout: float
+) -> list[str]:
+    return [
+        TOOL, "guestcontrol", vm, "run",
+        "--exe", argv[0],
+        "--username", user,
+        "--passwordfile", passwordfile,
+        "--timeout", str(int(timeout * 1000)),
+        "--wait-stdout", "--wait-stderr",
+        "--", *argv,
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def password_file(password: Secret) -> Iterator[str]:
+    """A 0600 file holding the password, for ``--passwordfile``; deleted afterwards."""
+    fd, path = tempfile.mkstemp(prefix="vmshare-vbox-")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(password.reveal())
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def parse_machinereadable(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        key = key.strip('"')
+        if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def parse_folders(text: str) -> list[Folder]:
+    folders = []
+    for line in text.splitlines():
+        found = _FOLDER.match(line.strip())
+        if found:
+            folders.append(
+                Folder(
+                    name=found["name"],
+                    host_path=found["path"],
+                    writable=found["access"] == "writable",
+                    automount=bool(found["auto"]),
+                    auto_mount_point=found["point"] or "",
+                    transient=found["kind"] == "transient",
+                )
+            )
+    return folders
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    props = {}
+    for line in text.splitlines():
+        found = _PROP_61.match(line) or _PROP_7.match(line)
+        if found:
+            props[found["name"]] = found["value"]
+    return props
