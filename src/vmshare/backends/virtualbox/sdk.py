@@ -16,6 +16,7 @@ that every version reads.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,18 +26,19 @@ from vmshare.errors import GuestError, GuestTimeout, VmshareError
 from vmshare.guest.channel import GuestResult
 from vmshare.secrets import Secret
 
-# MachineState labels (pyvbox's str()) in VBoxManage's words
+# MachineState values in VBoxManage's words (pyvbox's str() of 5 is "FirstOnline", an alias)
 STATES = {
-    "PoweredOff": "poweroff",
-    "Saved": "saved",
-    "Aborted": "aborted",
-    "Running": "running",
-    "Paused": "paused",
-    "Stuck": "stuck",
-    "Starting": "starting",
-    "Stopping": "stopping",
-    "Saving": "saving",
-    "Restoring": "restoring",
+    1: "poweroff",
+    2: "saved",
+    3: "teleported",
+    4: "aborted",
+    5: "running",
+    6: "paused",
+    7: "stuck",
+    10: "starting",
+    11: "stopping",
+    12: "saving",
+    13: "restoring",
 }
 NAT = 1  # NetworkAttachmentType.NAT
 
@@ -77,7 +79,7 @@ class SdkAdapter(Adapter):
                 return None
             raise
         with sdk_call(f"read VM {vm!r}"):
-            state = STATES.get(str(found.state), str(found.state).lower())
+            state = STATES.get(int(found.state), f"state {int(found.state)}")
             folders = [folder(f, transient=False) for f in found.shared_folders]
             names, values, _, _ = found.enumerate_guest_properties("")
             nat = int(found.get_network_adapter(0).attachment_type) == NAT
@@ -116,7 +118,7 @@ class SdkAdapter(Adapter):
                 session.unlock_machine()
 
     def _running(self, machine: Any) -> bool:
-        return STATES.get(str(machine.state)) in ("running", "paused")
+        return STATES.get(int(machine.state)) in ("running", "paused")
 
     def set_extradata(self, vm: str, key: str, value: str) -> None:
         found = self._find(vm)
@@ -174,9 +176,9 @@ class SdkAdapter(Adapter):
         stdin: bytes | None,
         timeout: float,
     ) -> GuestResult:
-        """pyvbox's own guest-session helpers: ``IGuest.create_session`` (waits for the session
-        to start) and ``IGuestSession.execute`` (stdin, then stdout/stderr until the process
-        ends; VirtualBox kills it at ``timeout_ms``)."""
+        """pyvbox's ``IGuest.create_session`` (it waits for the session to start), then the
+        steps of its ``IGuestSession.execute``, which cannot be called as it is (its stdin
+        goes to ``write_array`` as a map object, which the generated check refuses)."""
         found = self._find(vm)
         what = f"run {argv[0]!r} in VM {vm!r}"
         with self._locked(found, "shared", what) as session:
@@ -185,29 +187,11 @@ class SdkAdapter(Adapter):
             except SystemError as exc:  # pyvbox's "GuestSession failed to start"
                 raise GuestError(
                     f"VirtualBox guest control in VM {vm!r} did not start a session: {exc}",
-                    hint="check Guest Additions in the guest and the guest login",
+                    hint="check Guest Additions in the guest and [vm.NAME.guest] login_user "
+                    "and login_password",
                 ) from None
             try:
-                process, out, err = gs.execute(
-                    argv[0],
-                    list(argv[1:]),
-                    stdin=(stdin or b"").decode("latin-1"),  # pyvbox sends ord() of each char
-                    timeout_ms=max(1, int(timeout * 1000)),
-                )
-                status = str(process.status)
-                if status in ("TimedOutKilled", "TimedOutAbnormally"):
-                    raise GuestTimeout(
-                        f"guest command {argv[0]} did not finish within {timeout:g} s; "
-                        "VirtualBox stopped it",
-                        hint="check the guest (is it overloaded or frozen?) and run it again",
-                        may_still_run=status == "TimedOutAbnormally",
-                    )
-                if status != "TerminatedNormally":
-                    raise GuestError(
-                        f"guest command {argv[0]} ended {status}",
-                        hint="check that the program exists in the guest",
-                    )
-                return GuestResult(int(process.exit_code), bytes(out), bytes(err))
+                return run_process(gs, argv, stdin or b"", timeout)
             finally:
                 with contextlib.suppress(Exception):
                     gs.close()
@@ -252,6 +236,64 @@ class SdkAdapter(Adapter):
         self, vm: str, key: str, value: str, quote: Quote = python_quote
     ) -> list[str]:
         return [f"vbox.find_machine({quote(vm)}).set_extra_data({quote(key)}, {quote(value)})"]
+
+
+def run_process(gs: Any, argv: Sequence[str], stdin: bytes, timeout: float) -> GuestResult:
+    from virtualbox.library import (
+        ProcessCreateFlag,
+        ProcessInputFlag,
+        ProcessPriority,
+        ProcessStatus,
+        ProcessWaitForFlag,
+    )
+
+    ms = max(1, int(timeout * 1000))
+    flags = [ProcessCreateFlag.wait_for_std_out, ProcessCreateFlag.wait_for_std_err]
+    process = gs.process_create_ex(argv[0], list(argv), [], flags, ms, ProcessPriority.default, [])
+    process.wait_for(int(ProcessWaitForFlag.start), ms)
+    index = 0
+    while index < len(stdin):  # octets as pyvbox passes them: decimal strings
+        octets = [str(b) for b in stdin[index : index + 65536]]
+        wrote = int(process.write_array(0, [ProcessInputFlag.none], octets, ms))
+        if wrote <= 0:
+            raise GuestError(f"guest command {argv[0]} took no input", hint="check the guest")
+        index += wrote
+    process.write_array(0, [ProcessInputFlag.end_of_file], [], ms)
+    out, err = bytearray(), bytearray()
+    deadline = time.monotonic() + timeout
+    running = (ProcessStatus.starting, ProcessStatus.started)
+    while process.status in running:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(Exception):
+                process.terminate()
+            raise GuestTimeout(
+                f"guest command {argv[0]} did not finish within {timeout:g} s; vmshare stopped it",
+                hint="check the guest (is it overloaded or frozen?) and run it again",
+                may_still_run=False,
+            )
+        process.wait_for(int(ProcessWaitForFlag.terminate), 200)
+        out += _octets(process.read(1, 65536, 0))
+        err += _octets(process.read(2, 65536, 0))
+    while chunk := _octets(process.read(1, 65536, 0)):
+        out += chunk
+    while chunk := _octets(process.read(2, 65536, 0)):
+        err += chunk
+    status = str(process.status)
+    if status in ("TimedOutKilled", "TimedOutAbnormally"):
+        raise GuestTimeout(
+            f"guest command {argv[0]} did not finish within {timeout:g} s; VirtualBox stopped it",
+            hint="check the guest (is it overloaded or frozen?) and run it again",
+            may_still_run=status == "TimedOutAbnormally",
+        )
+    if status != "TerminatedNormally":
+        raise GuestError(
+            f"guest command {argv[0]} ended {status}", hint="check that it exists in the guest"
+        )
+    return GuestResult(int(process.exit_code), bytes(out), bytes(err))
+
+
+def _octets(data: Any) -> bytes:
+    return data.encode("latin-1") if isinstance(data, str) else bytes(data or b"")
 
 
 def folder(shared: Any, *, transient: bool) -> Folder:

@@ -9,6 +9,7 @@ deleted afterwards, never in argv.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -112,20 +113,17 @@ class VBoxManageAdapter(Adapter):
         timeout: float,
     ) -> GuestResult:
         with password_file(password) as path:
-            args = run_argv(vm, user, path, argv, timeout)
+            args = run_argv(vm, user, path, argv, stdin, timeout)
             try:
                 # VBoxManage's own deadline comes first; ours covers a hung VBoxManage
-                proc = hostexec.run(args, input=stdin or b"", check=False, timeout=timeout + 15)
+                proc = hostexec.run(args, check=False, timeout=timeout + 15)
             except HostCommandTimeout as exc:
                 raise GuestTimeout(
                     f"guest command {argv[0]} did not finish within {timeout:g} s",
                     hint="check the guest (is it overloaded or frozen?) and run it again",
                     may_still_run=True,
                 ) from exc
-        if proc.returncode in GUESTCONTROL_FAILURES:
-            error = from_vboxmanage(proc.stderr.decode("utf-8", "replace"), f"run {argv[0]!r}")
-            raise guest_error(error.message, error.hint)
-        return GuestResult(proc.returncode, proc.stdout, proc.stderr)
+        return GuestResult(guest_exit_code(proc, argv[0], timeout), proc.stdout, proc.stderr)
 
     # ------------------------------------------------------------------ plan
 
@@ -143,13 +141,46 @@ class VBoxManageAdapter(Adapter):
         return [" ".join(map(quote, extradata_argv(vm, key, value)))]
 
 
-# VBoxManage guestcontrol run's own failures (RTEXITCODE_FAILURE, syntax, init); a guest
-# program's exit code passes through otherwise
-GUESTCONTROL_FAILURES = frozenset({1, 2})
+# guestcontrol run's exit codes (VBoxManageGuestCtrl.cpp, frozen since 5.0): a guest exit code
+# 1..93 comes back displaced by 32, 94 and above as 126; 16..22 say how the process ended
+MAPPED_FIRST, MAPPED_BIG, DISPLACEMENT = 33, 126, 32
+EXIT_TIMEOUT = 20
+ENDED = {
+    16: "with an exit code",
+    17: "failed to start",
+    18: "by a signal",
+    19: "abnormally",
+    21: "as the guest went down",
+    22: "cancelled",
+}
+# stdin: `guestcontrol run` forwards none ("@todo stdin handling"), so input travels as a
+# base64 argument that the guest's sh decodes into the program's stdin; the program itself is
+# exec'd by sh from its argv (no shell parsing), because guest control needs an absolute --exe
+RUN_SCRIPT = (
+    'in=$1; shift; if [ -n "$in" ]; then printf %s "$in" | base64 -d | exec "$@"; '
+    'else exec "$@" </dev/null; fi'
+)
 
 
-def guest_error(message: str, hint: str | None) -> GuestError:
-    return GuestError(message, hint=hint)
+def guest_exit_code(proc: hostexec.CommandResult, program: str, timeout: float) -> int:
+    """The guest program's exit code from VBoxManage's (94 stands for 94 and above); how
+    VBoxManage itself failed as an error."""
+    code = proc.returncode
+    if code == 0:
+        return 0
+    if MAPPED_FIRST <= code <= MAPPED_BIG:
+        return code - DISPLACEMENT
+    if code == EXIT_TIMEOUT:
+        raise GuestTimeout(
+            f"guest command {program} did not finish within {timeout:g} s; VirtualBox stopped it",
+            hint="check the guest (is it overloaded or frozen?) and run it again",
+            may_still_run=False,
+        )
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if code in ENDED:
+        raise GuestError(f"guest command {program} ended {ENDED[code]}", hint="see the guest")
+    error = from_vboxmanage(stderr, f"run {program!r} in the guest")
+    raise GuestError(error.message, hint=error.hint)
 
 
 def add_argv(vm: str, folder: Folder) -> list[str]:
@@ -175,16 +206,22 @@ def extradata_argv(vm: str, key: str, value: str) -> list[str]:
 
 
 def run_argv(
-    vm: str, user: str, passwordfile: str, argv: Sequence[str], timeout: float
+    vm: str,
+    user: str,
+    passwordfile: str,
+    argv: Sequence[str],
+    stdin: bytes | None,
+    timeout: float,
 ) -> list[str]:
+    data = base64.b64encode(stdin).decode() if stdin else ""
     return [
         TOOL, "guestcontrol", vm, "run",
-        "--exe", argv[0],
+        "--exe", "/bin/sh",
         "--username", user,
         "--passwordfile", passwordfile,
-        "--timeout", str(int(timeout * 1000)),
+        "--timeout", str(max(1, int(timeout * 1000))),
         "--wait-stdout", "--wait-stderr",
-        "--", *argv,
+        "--", "sh", "-c", RUN_SCRIPT, "sh", data, *argv,
     ]  # fmt: skip
 
 
