@@ -40,6 +40,7 @@ from tests.testbed.domain import (
 from tests.testbed.guest_image import build_image
 from tests.testbed.libvirtd import ensure_libvirtd
 from tests.testbed.servers import Ganesha, Samba, free_port
+from tests.testbed.vbox.bed import VboxBed
 from tests.testbed.vcsim import Vcsim
 from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.formats import ownedblock
@@ -332,3 +333,13 @@ def ssh_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshGuest]:
         yield SshGuest(dom, name, access)
     finally:
         destroy_domain(URI, name)
+
+
+@pytest.fixture
+def vbox_bed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VboxBed:
+    """The test bed's VirtualBox for one test: a fresh machine model, the VBoxManage stand-in
+    first on PATH and the model's variable set (tests/testbed/vbox)."""
+    bed = VboxBed(tmp_path / "vbox")
+    for name, value in bed.env.items():
+        monkeypatch.setenv(name, value)
+    return bed

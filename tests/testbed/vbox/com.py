@@ -1,17 +1,17 @@
 """A COM-level fake of VirtualBox's Main API, for real pyvbox code:
 ``virtualbox.VirtualBox(interface=ComVirtualBox(model))`` and
-``virtualbox.Session(interface=ComSession(model))``.
+``virtualbox.Session(interface=ComSession())``.
 
 Each class stands for one COM interface and offers only COM's own names (``findMachine``,
 ``lockMachine``, ``sharedFolders``...) with COM's arguments; tests/unit/test_vbox_fake_api.py
 checks every one against pyvbox's library.py. The rules live in the shared machine model
-(model.py). Guest processes run through ``guest_exec`` (the real QEMU test guest's agent).
+(model.py). Guest processes run in the libvirt test domain that stands for the VM (the model's
+``domain``), through its guest agent.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from tests.testbed.vbox.model import (
@@ -22,9 +22,9 @@ from tests.testbed.vbox.model import (
     Model,
     check_folder,
     live_folders,
+    run_in_domain,
 )
 
-GuestExec = Callable[[Sequence[str], bytes | None, float], tuple[int, bytes, bytes]]
 STATES = {"poweroff": 1, "saved": 2, "aborted": 4, "running": 5, "paused": 6}
 LOCK_TYPES = {1: "shared", 2: "write"}
 NAT, BRIDGED = 1, 2
@@ -35,12 +35,9 @@ class ComVirtualBox:
     def __init__(
         self,
         model: Model,
-        guest_exec: GuestExec | None = None,
-        logins: dict[str, str] | None = None,
         version: str = "7.0.14",
     ) -> None:
-        self.model, self.guest_exec, self.logins = model, guest_exec, logins or {}
-        self._version = version
+        self.model, self._version = model, version
 
     @property
     def version(self) -> str:
@@ -85,7 +82,7 @@ class ComProgress:
 
 class ComMachine:
     """IMachine: the registered machine, or with ``session`` the session's mutable machine,
-    whose permanent folder changes wait in ``pending`` until ``saveSettings``."""
+    whose permanent folder changes wait in the session until ``saveSettings``."""
 
     def __init__(self, vbox: ComVirtualBox, uuid: str, session: ComSession | None = None) -> None:
         self._vbox, self._uuid, self._session = vbox, uuid, session
@@ -99,16 +96,16 @@ class ComMachine:
 
     @property
     def sharedFolders(self) -> list[ComSharedFolder]:
-        if self._session is not None and self._session.pending is not None:
-            return [ComSharedFolder(f) for f in self._session.pending]
+        if self._session is not None and self._session._pending is not None:
+            return [ComSharedFolder(f) for f in self._session._pending]
         return [ComSharedFolder(f) for f in self._data()["folders"]]
 
     def lockMachine(self, session: ComSession, lockType: int) -> None:
         kind = LOCK_TYPES.get(int(lockType))
         if kind is None:
             raise Fault(0x80070057, f"lock type {lockType} is not supported here")
-        self._vbox.model.lock(self._uuid, session.id, kind)
-        session.attach(self._vbox, self._uuid)
+        self._vbox.model.lock(self._uuid, session._id, kind)
+        session._attach(self._vbox, self._uuid)
 
     def getExtraData(self, key: str) -> str:
         return str(self._data()["extradata"].get(key, ""))
@@ -133,13 +130,13 @@ class ComMachine:
 
     # the session machine's folder changes
     def _pending(self) -> list[dict[str, Any]]:
-        if self._session is None or self._session.pending is None:
+        if self._session is None or self._session._pending is None:
             raise Fault(
                 0x80BB0002,  # VBOX_E_INVALID_VM_STATE
                 "The machine is not mutable: changes need the machine of a locked session",
             )
-        self._vbox.model.check_mutable(self._uuid, self._session.id)
-        return self._session.pending
+        self._vbox.model.check_mutable(self._uuid, self._session._id)
+        return self._session._pending
 
     def createSharedFolder(
         self,
@@ -163,21 +160,21 @@ class ComMachine:
 
     def saveSettings(self) -> None:
         pending = self._pending()
-        self._vbox.model.save_folders(self._uuid, self._session.id, list(pending))  # type: ignore[union-attr]
+        self._vbox.model.save_folders(self._uuid, self._session._id, list(pending))  # type: ignore[union-attr]
 
 
 class ComSession:
     """ISession: ``machine`` and ``console`` exist while it holds a lock."""
 
     def __init__(self) -> None:
-        self.id = f"session-{next(_ids)}"
+        self._id = f"session-{next(_ids)}"
         self._vbox: ComVirtualBox | None = None
         self._uuid: str | None = None
-        self.pending: list[dict[str, Any]] | None = None
+        self._pending: list[dict[str, Any]] | None = None
 
-    def attach(self, vbox: ComVirtualBox, uuid: str) -> None:
+    def _attach(self, vbox: ComVirtualBox, uuid: str) -> None:
         self._vbox, self._uuid = vbox, uuid
-        self.pending = [dict(f) for f in vbox.model.machine(uuid)["folders"]]
+        self._pending = [dict(f) for f in vbox.model.machine(uuid)["folders"]]
 
     @property
     def state(self) -> int:
@@ -202,9 +199,9 @@ class ComSession:
             raise Fault(0x80BB000B, "The session is not locked")
         vbox, uuid = self._vbox, self._uuid
         self._vbox = self._uuid = None
-        self.pending = None  # unsaved changes are discarded, as VirtualBox does
+        self._pending = None  # unsaved changes are discarded, as VirtualBox does
         try:
-            vbox.model.unlock(uuid, self.id)
+            vbox.model.unlock(uuid, self._id)
         except Fault as exc:
             if exc.hresult != OBJECT_NOT_FOUND:  # the VM vanished: its lock went with it
                 raise
@@ -227,10 +224,10 @@ class ComConsole:
         autoMountPoint: str,
     ) -> None:
         folder = folder_data(name, hostPath, writable, automount, autoMountPoint)
-        self._vbox.model.add_transient(self._uuid, self._session.id, folder)
+        self._vbox.model.add_transient(self._uuid, self._session._id, folder)
 
     def removeSharedFolder(self, name: str) -> None:
-        self._vbox.model.remove_transient(self._uuid, self._session.id, name)
+        self._vbox.model.remove_transient(self._uuid, self._session._id, name)
 
     def powerDown(self) -> ComProgress:
         self._vbox.model.stop(self._uuid)
@@ -241,27 +238,28 @@ class ComConsole:
 
     @property
     def guest(self) -> ComGuest:
-        return ComGuest(self._vbox)
+        return ComGuest(self._vbox, self._uuid)
 
 
 class ComGuest:
-    def __init__(self, vbox: ComVirtualBox) -> None:
-        self._vbox = vbox
+    def __init__(self, vbox: ComVirtualBox, uuid: str) -> None:
+        self._vbox, self._uuid = vbox, uuid
 
     def createSession(
         self, user: str, password: str, domain: str, sessionName: str
     ) -> ComGuestSession:
-        ok = self._vbox.logins.get(user) == password and self._vbox.guest_exec is not None
-        return ComGuestSession(self._vbox, ok)
+        machine = self._vbox.model.machine(self._uuid)
+        ok = machine["logins"].get(user) == password and bool(machine["domain"])
+        return ComGuestSession(machine["domain"] if ok else None)
 
 
 class ComGuestSession:
-    def __init__(self, vbox: ComVirtualBox, ok: bool) -> None:
-        self._vbox, self._ok = vbox, ok
+    def __init__(self, domain: str | None) -> None:
+        self._domain = domain
 
     @property
     def status(self) -> int:
-        return 100 if self._ok else 800  # Started / Error (a wrong login)
+        return 100 if self._domain else 800  # Started / Error (a wrong login)
 
     def processCreateEx(
         self,
@@ -273,20 +271,20 @@ class ComGuestSession:
         priority: int,
         affinity: list[int],
     ) -> ComProcess:
-        if not self._ok:
+        if not self._domain:
             raise Fault(0x80BB0005, "The guest session is not started")  # VBOX_E_IPRT_ERROR
-        return ComProcess(self._vbox, list(arguments), timeoutMS)
+        return ComProcess(self._domain, [executable, *arguments[1:]], timeoutMS)
 
     def close(self) -> None:
-        self._ok = False
+        self._domain = None
 
 
 class ComProcess:
     """IGuestProcess: the program runs in the real guest when its status is first asked
     after its input ended (pyvbox writes stdin, then polls ``status``)."""
 
-    def __init__(self, vbox: ComVirtualBox, argv: list[str], timeout_ms: int) -> None:
-        self._vbox, self._argv, self._timeout = vbox, argv, timeout_ms / 1000
+    def __init__(self, domain: str, argv: list[str], timeout_ms: int) -> None:
+        self._domain, self._argv, self._timeout = domain, argv, timeout_ms / 1000
         self._stdin = bytearray()
         self._eof = False
         self._result: tuple[int, bytes, bytes] | None = None
@@ -296,13 +294,11 @@ class ComProcess:
     def _run(self) -> None:
         if self._result is not None or not self._eof:
             return
-        assert self._vbox.guest_exec is not None
-        try:
-            self._result = self._vbox.guest_exec(self._argv, bytes(self._stdin), self._timeout)
-        except TimeoutError:
+        code, out, err = run_in_domain(self._domain, self._argv, self._timeout, bytes(self._stdin))
+        if code is None:
             self._result, self._status = (-1, b"", b""), 512  # TimedOutKilled
             return
-        code, out, err = self._result
+        self._result = (code, out, err)
         self._status = 500 if code >= 0 else 800  # TerminatedNormally / Error
         self._out = {1: out, 2: err}
 

@@ -92,6 +92,7 @@ class Model:
         addresses: tuple[str, ...] = ("10.0.2.15",),
         nat: bool = True,
         domain: str | None = None,
+        logins: dict[str, str] | None = None,
     ) -> str:
         """Register a VM; ``domain`` names the libvirt test domain that stands for it."""
         uuid = str(uuidlib.uuid4())
@@ -110,6 +111,7 @@ class Model:
                     "addresses": list(addresses),
                     "properties": {},
                     "domain": domain,
+                    "logins": logins or {},
                 }
             )
         if running:
@@ -287,3 +289,26 @@ def live_folders(machine: dict[str, Any]) -> dict[str, dict[str, Any]]:
     live = {f["name"]: f for f in machine["folders"]}
     live.update({f["name"]: f for f in machine["transient"]})
     return live
+
+
+def run_in_domain(
+    domain: str, argv: list[str], timeout: float, stdin: bytes | None = None
+) -> tuple[int | None, bytes, bytes]:
+    """Run ``argv`` in the libvirt test domain that stands for a VM, through its guest agent:
+    (exit code, stdout, stderr); None for a command that outlived ``timeout``, 127 for one
+    that could not start."""
+    import libvirt
+
+    from tests.testbed.domain import agent_exec
+
+    conn = libvirt.open("qemu:///system")
+    try:
+        dom = conn.lookupByName(domain)
+        try:
+            return agent_exec(dom, argv, stdin=stdin, timeout=timeout)
+        except TimeoutError:
+            return None, b"", b""
+        except libvirt.libvirtError as exc:  # the program could not start
+            return 127, b"", str(exc).encode()
+    finally:
+        conn.close()
