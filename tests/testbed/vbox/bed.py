@@ -39,7 +39,9 @@ class VboxBed:
         return {
             "PATH": f"{self.bin_dir}:{os.environ['PATH']}",
             ENV: str(self.model.path),
-            "PYTHONPATH": ":".join(p for p in (str(SDK_PATH), str(ROOT), path) if p),
+            "PYTHONPATH": ":".join(
+                p for p in (str(SDK_PATH), str(ROOT / "src"), str(ROOT), path) if p
+            ),
         }
 
     def adapter(self, name: str):
@@ -55,3 +57,11 @@ class VboxBed:
         from vmshare.backends.virtualbox.vboxmanage import VBoxManageAdapter
 
         return VBoxManageAdapter()
+
+    def unplug_all(self) -> None:
+        """Take every device the bridge plugged in for this bed's VMs out of their domains."""
+        from tests.testbed.vbox.bridge import unplug
+
+        if self.model.path.exists():
+            for machine in self.model.read()["machines"]:
+                unplug(machine)

@@ -1,0 +1,139 @@
+"""VirtualBox end to end through the real CLI, with both adapters: pyvbox over the COM-level
+fake (through the test bed's vboxapi) and the VBoxManage stand-in, over one machine model whose
+VM stands for the session's QEMU guest. Guest commands go through guest control into the real
+guest; a vboxsf folder that becomes active is a virtiofs device of the same host folder in the
+test domain, which the guest's mount.vboxsf stand-in mounts (tests/testbed/vbox)."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from tests.testbed.fixtures import (
+    FileServers,
+    Guest,
+    VboxBed,
+    Vmshare,
+    make_tree,
+    tree_digest,
+    vbox_vm,
+)
+from vmshare.formats.fstab import parse_table
+from vmshare.protocols import mount_tag
+
+pytestmark = pytest.mark.integration
+ADAPTERS = ["vboxmanage", "sdk"]
+
+
+@pytest.fixture(params=ADAPTERS)
+def adapter(request) -> str:
+    return request.param
+
+
+def test_the_plan_shows_the_exact_calls_apply_makes(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp, adapter
+):
+    """Done-when of issue 11: a dry run names each VBoxManage command or SDK call, with the
+    share's own quoted values, and says why a running VM gets both folders."""
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, adapter, symlinks=True)
+    src = make_tree(open_tmp / "it's src")
+    before = vbox_bed.model.read()
+    tag = mount_tag(f"{vm.vm}:/mnt/plan")
+    result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/plan", "--dry-run")
+    assert result["ok"], result
+    plan = result["data"]["plan"]
+    assert plan["choices"][0]["protocol"] == "vboxsf"
+    (attach,) = [s for s in plan["steps"] if s["action"] == "attach_share"]
+    assert attach["args"]["scopes"] == ["running", "persistent"]
+    assert "(transient folder and permanent folder)" in attach["summary"]
+    reason = attach["reason"]
+    assert "a transient folder now and the permanent folder too, so it survives" in reason
+    assert "symlink creation allowed for this folder" in reason
+    calls = reason.split("calls: ", 1)[1].split("; ")
+    if adapter == "vboxmanage":
+        assert [shlex.split(c) for c in calls] == [
+            ["VBoxManage", "setextradata", vm.vm,
+             f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}", "1"],
+            ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src),
+             "--transient"],
+            ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src)],
+        ]  # fmt: skip
+    else:
+        args = f"'{tag}', {str(src)!r}, writable=True, automount=False, auto_mount_point=''"
+        assert calls == [
+            f"vbox.find_machine('{vm.vm}').set_extra_data("
+            f"'VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}', '1')",
+            f"machine = vbox.find_machine('{vm.vm}')",
+            "machine.lock_machine(session, LockType.shared)",
+            f"session.console.create_shared_folder({args})",
+            "session.unlock_machine()",
+            "machine.lock_machine(session, LockType.write)  # LockType.shared while it runs",
+            f"session.machine.create_shared_folder({args})",
+            "session.machine.save_settings()",
+        ]
+    text = vmshare("add", str(src), f"{vm.vm}:/mnt/plan", "--dry-run", check=True).stdout
+    assert "VBoxInternal2/SharedFoldersEnableSymlinksCreate" in text
+    assert vbox_bed.model.read() == before  # a plan changes nothing
+
+
+def test_a_vboxsf_share_crosses_both_ways_and_remove_takes_exactly_it_away(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp, adapter
+):
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, adapter)
+    vbox_bed.model.set_extradata(vm.vm, "GUI/Something", "the user's")  # not vmshare's
+    src = make_tree(open_tmp / "src")
+    target, tag = "/mnt/vb", mount_tag(f"{vm.vm}:/mnt/vb")
+    fstab_before = guest.fstab()
+    result = vmshare.json("add", str(src), f"{vm.vm}:{target}")
+    assert result["ok"], result
+    machine = vbox_bed.model.machine(vm.vm)
+    assert [f["name"] for f in machine["folders"]] == [tag]  # permanent: the share persists
+    assert [f["name"] for f in machine["transient"]] == [tag]  # and live now
+    assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+    assert guest.sh('printf guest > "$1/from-guest"', target)[0] == 0
+    assert (src / "from-guest").read_text() == "guest"
+    helper_log = guest.read("/run/mount.vboxsf.log").decode()
+    assert f"mount.vboxsf {tag} {target} -o uid=0,gid=0" in helper_log
+    (entry,) = [e for e in parse_table(guest.fstab()) if e.target == target]
+    assert (entry.source, entry.fstype) == (tag, "vboxsf")
+    assert "_netdev" in entry.options
+    assert (
+        vmshare.json("add", str(src), f"{vm.vm}:{target}", "--dry-run")["data"]["plan"]["steps"]
+        == []
+    )
+    digest = tree_digest(src)
+    vmshare("remove", f"{vm.vm}:{target}", check=True)
+    machine = vbox_bed.model.machine(vm.vm)
+    assert machine["folders"] == [] and machine["transient"] == []
+    assert machine["extradata"] == {"GUI/Something": "the user's"}
+    assert target not in guest.mounts() and guest.fstab() == fstab_before
+    assert tree_digest(src) == digest
+
+
+def test_a_running_vm_without_persist_gets_a_transient_folder_only(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+):
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, "vboxmanage")
+    src = make_tree(open_tmp / "tmp-only")
+    result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/tr", "--no-persist")
+    assert result["ok"], result
+    (attach,) = [s for s in result["data"]["plan"]["steps"] if s["action"] == "attach_share"]
+    assert "a transient folder only, gone when the VM powers off" in attach["reason"]
+    machine = vbox_bed.model.machine(vm.vm)
+    assert machine["folders"] == [] and len(machine["transient"]) == 1
+    assert guest.read("/mnt/tr/hello.txt") == b"hello from the host\n"
+    vmshare("remove", f"{vm.vm}:/mnt/tr", check=True)
+    assert vbox_bed.model.machine(vm.vm)["transient"] == []
+
+
+def test_the_share_survives_a_guest_reboot_through_the_fstab_block(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+):
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, "sdk")
+    src = make_tree(open_tmp / "boot")
+    vmshare("add", str(src), f"{vm.vm}:/mnt/boot", check=True)
+    guest.reboot()  # the VM keeps running (a guest reboot): its folders stay
+    assert guest.mounts()["/mnt/boot"][0] == mount_tag(f"{vm.vm}:/mnt/boot")
+    assert guest.read("/mnt/boot/hello.txt") == b"hello from the host\n"
+    vmshare("remove", f"{vm.vm}:/mnt/boot", check=True)
