@@ -9,7 +9,6 @@ from __future__ import annotations
 import shlex
 
 import pytest
-
 from tests.testbed.fixtures import (
     FileServers,
     Guest,
@@ -19,6 +18,7 @@ from tests.testbed.fixtures import (
     tree_digest,
     vbox_vm,
 )
+
 from vmshare.formats.fstab import parse_table
 from vmshare.protocols import mount_tag
 

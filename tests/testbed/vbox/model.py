@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import uuid as uuidlib
 from collections.abc import Iterator
@@ -109,7 +110,10 @@ class Model:
                     "extradata": {},
                     "ga": guest_additions,
                     "addresses": list(addresses),
-                    "properties": {},
+                    # kept in the VM's settings once Guest Additions ran (as if they had)
+                    "properties": (
+                        {"/VirtualBox/GuestAdd/Version": guest_additions} if guest_additions else {}
+                    ),
                     "domain": domain,
                     "logins": logins or {},
                 }
@@ -295,20 +299,26 @@ def run_in_domain(
     domain: str, argv: list[str], timeout: float, stdin: bytes | None = None
 ) -> tuple[int | None, bytes, bytes]:
     """Run ``argv`` in the libvirt test domain that stands for a VM, through its guest agent:
-    (exit code, stdout, stderr); None for a command that outlived ``timeout``, 127 for one
-    that could not start."""
+    (exit code, stdout, stderr); None for a command that outlived ``timeout`` (killed in the
+    guest, as VirtualBox does: busybox timeout), 127 for one that could not start."""
+    import time
+
     import libvirt
 
     from tests.testbed.domain import agent_exec
 
+    seconds = max(1, math.ceil(timeout))
     conn = libvirt.open("qemu:///system")
     try:
         dom = conn.lookupByName(domain)
+        started = time.monotonic()
         try:
-            return agent_exec(dom, argv, stdin=stdin, timeout=timeout)
-        except TimeoutError:
-            return None, b"", b""
+            wrapped = ["timeout", "-s", "KILL", str(seconds), *argv]
+            code, out, err = agent_exec(dom, wrapped, stdin=stdin, timeout=seconds + 30)
         except libvirt.libvirtError as exc:  # the program could not start
             return 127, b"", str(exc).encode()
+        if code in (137, -9) and time.monotonic() - started >= seconds:
+            return None, out, err
+        return code, out, err
     finally:
         conn.close()

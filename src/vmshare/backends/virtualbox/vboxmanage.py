@@ -153,12 +153,15 @@ ENDED = {
     21: "as the guest went down",
     22: "cancelled",
 }
-# stdin: `guestcontrol run` forwards none ("@todo stdin handling"), so input travels as a
-# base64 argument that the guest's sh decodes into the program's stdin; the program itself is
-# exec'd by sh from its argv (no shell parsing), because guest control needs an absolute --exe
+# stdin: `guestcontrol run` forwards none ("@todo stdin handling"), so input travels as base64
+# arguments (in pieces: Linux takes at most 128 KiB in one argument) that the guest's sh joins
+# and decodes into the program's stdin; the program itself is exec'd by sh from its argv (no
+# shell parsing of it), because guest control wants an absolute --exe
+CHUNK = 64 * 1024
 RUN_SCRIPT = (
-    'in=$1; shift; if [ -n "$in" ]; then printf %s "$in" | base64 -d | exec "$@"; '
-    'else exec "$@" </dev/null; fi'
+    'n=$1; shift; if [ "$n" -eq 0 ]; then exec "$@" </dev/null; fi; '
+    '{ i=0; for a in "$@"; do [ "$i" -lt "$n" ] || break; printf %s "$a"; i=$((i + 1)); done; } '
+    '| base64 -d | { shift "$n"; exec "$@"; }'
 )
 
 
@@ -168,15 +171,22 @@ def guest_exit_code(proc: hostexec.CommandResult, program: str, timeout: float) 
     code = proc.returncode
     if code == 0:
         return 0
-    if MAPPED_FIRST <= code <= MAPPED_BIG:
+    if MAPPED_FIRST <= code < MAPPED_BIG:
         return code - DISPLACEMENT
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if code == MAPPED_BIG:  # sh says 127 for a program it cannot find
+        last = stderr.strip().splitlines()[-1:] or ["no message"]
+        raise GuestError(
+            f"guest command {program} exited with a code of 94 or more (VBoxManage maps them "
+            f"all to 126): {last[0]}",
+            hint="check that the program exists in the guest",
+        )
     if code == EXIT_TIMEOUT:
         raise GuestTimeout(
             f"guest command {program} did not finish within {timeout:g} s; VirtualBox stopped it",
             hint="check the guest (is it overloaded or frozen?) and run it again",
             may_still_run=False,
         )
-    stderr = proc.stderr.decode("utf-8", "replace")
     if code in ENDED:
         raise GuestError(f"guest command {program} ended {ENDED[code]}", hint="see the guest")
     error = from_vboxmanage(stderr, f"run {program!r} in the guest")
@@ -214,6 +224,7 @@ def run_argv(
     timeout: float,
 ) -> list[str]:
     data = base64.b64encode(stdin).decode() if stdin else ""
+    chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
     return [
         TOOL, "guestcontrol", vm, "run",
         "--exe", "/bin/sh",
@@ -221,7 +232,7 @@ def run_argv(
         "--passwordfile", passwordfile,
         "--timeout", str(max(1, int(timeout * 1000))),
         "--wait-stdout", "--wait-stderr",
-        "--", "sh", "-c", RUN_SCRIPT, "sh", data, *argv,
+        "--", "sh", "-c", RUN_SCRIPT, "sh", str(len(chunks)), *chunks, *argv,
     ]  # fmt: skip
 
 
