@@ -137,3 +137,42 @@ def test_the_share_survives_a_guest_reboot_through_the_fstab_block(
     assert guest.mounts()["/mnt/boot"][0] == mount_tag(f"{vm.vm}:/mnt/boot")
     assert guest.read("/mnt/boot/hello.txt") == b"hello from the host\n"
     vmshare("remove", f"{vm.vm}:/mnt/boot", check=True)
+
+
+def test_a_guest_without_guest_additions_falls_back_to_nfs_end_to_end(
+    ssh_guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+):
+    """No Guest Additions: no vboxsf and no guest control, so vmshare reaches the guest over
+    ssh and shares over NFS (the loopback nfs-ganesha), saying why; under VirtualBox NAT the
+    export is granted to 127.0.0.1 and the guest dials 10.0.2.2."""
+    access = ssh_guest.access
+    guest_table = (
+        f'channel = "ssh"\nssh_host = "{access.ssh_host}"\nssh_port = {access.ssh_port}\n'
+        f'ssh_key = "{access.ssh_key}"\nssh_known_hosts = "{access.ssh_known_hosts}"\n'
+    )
+    vm = vbox_vm(
+        vbox_bed, servers, vmshare, ssh_guest.name, "vboxmanage", name="noga",
+        guest_additions=None, guest=guest_table,
+    )  # fmt: skip
+    src = make_tree(open_tmp / "nfs", owner=(33, 33))
+    result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/nfs")
+    assert result["ok"], result
+    choice = result["data"]["plan"]["choices"][0]
+    assert choice["protocol"] == "nfs"
+    assert "reports no Guest Additions" in choice["reason"]
+    exports = (servers.ganesha.exports_path).read_text()
+    assert "127.0.0.1" in exports  # the NAT's address, not the guest's own
+    code, out, _ = ssh_run(ssh_guest, ["cat", "/mnt/nfs/hello.txt"])
+    assert (code, out) == (0, b"hello from the host\n")
+    mounts = ssh_run(ssh_guest, ["cat", "/proc/mounts"])[1].decode()
+    assert "10.0.2.2:/" in mounts and " /mnt/nfs nfs4 " in mounts
+    assert vbox_bed.model.machine(vm.vm)["folders"] == []  # no VirtualBox folder at all
+    vmshare("remove", f"{vm.vm}:/mnt/nfs", check=True)
+    assert " /mnt/nfs " not in ssh_run(ssh_guest, ["cat", "/proc/mounts"])[1].decode()
+
+
+def ssh_run(ssh_guest, argv: list[str]) -> tuple[int, bytes, bytes]:
+    from vmshare.guest.ssh import SshChannel
+
+    result = SshChannel(ssh_guest.access).run(argv)
+    return result.exit_code, result.stdout, result.stderr
