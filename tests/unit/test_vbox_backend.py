@@ -5,8 +5,8 @@ vanishes mid-apply, and what doctor says about the adapter."""
 from __future__ import annotations
 
 import pytest
-
 from tests.testbed.fixtures import VboxBed
+
 from vmshare.backends.virtualbox.adapter import choose_adapter
 from vmshare.backends.virtualbox.backend import VirtualboxBackend
 from vmshare.backends.virtualbox.settings import VirtualboxVm
