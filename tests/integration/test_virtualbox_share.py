@@ -176,3 +176,23 @@ def ssh_run(ssh_guest, argv: list[str]) -> tuple[int, bytes, bytes]:
 
     result = SshChannel(ssh_guest.access).run(argv)
     return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_vm_that_vanishes_mid_apply_is_a_clear_error_and_the_host_keeps_nothing(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+):
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, "vboxmanage")
+    src = open_tmp / "made-by-vmshare"  # a host folder the plan creates first
+    fstab = guest.fstab()
+    proc = vmshare(
+        "add", str(src), f"{vm.vm}:/mnt/gone", "--create",
+        env={"VMSHARE_VBOX_VANISH": f"{vm.vm}@sharedfolder add"},
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert f"Could not find a registered machine named '{vm.vm}'" in proc.stderr
+    assert "undid 2 step(s); everything is as before" in proc.stderr
+    assert "hint:" in proc.stderr and "Traceback" not in proc.stderr
+    assert vbox_bed.model.read()["machines"] == []
+    assert not src.exists()  # the host folder it made is gone again
+    assert guest.fstab() == fstab and "/mnt/gone" not in guest.mounts()
+    assert vmshare.shares() == []  # no record of a share that cannot exist

@@ -185,3 +185,16 @@ def test_auto_prefers_the_sdk_only_when_vboxapi_imports(vbox_bed, monkeypatch):
     monkeypatch.setattr(adapter, "vboxapi_importable", lambda: True)
     assert choose_adapter("auto")[0] == "sdk"
     assert choose_adapter("vboxmanage")[0] == "vboxmanage"
+
+
+def test_a_rollback_after_the_vm_vanished_has_nothing_to_detach(make, vbox_bed):
+    """Seen by this backend, then deleted: its folders went with it, so the rollback's detach
+    is done (with a note); a VM never seen is still not found."""
+    vbox_bed.model.create("devvm", running=True)
+    backend = make()
+    assert backend.inspect("devvm").exists
+    vbox_bed.model.unregister("devvm")
+    note = backend.detach_share(vm="devvm", tag=TAG, scopes=["running", "persistent"])
+    assert note is not None and "deleted from VirtualBox meanwhile" in note
+    with pytest.raises(NotFoundError):
+        make().detach_share(vm="devvm", tag=TAG, scopes=["running", "persistent"])

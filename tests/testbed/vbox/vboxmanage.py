@@ -15,6 +15,8 @@ wrapper on PATH).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -30,6 +32,9 @@ from tests.testbed.vbox.model import (
 )
 
 VERSION = "7.0.14r161095"
+# "VM@COMMAND PREFIX": unregister VM just before running a command that starts so (a VM deleted
+# in the GUI while vmshare applies)
+VANISH = "VMSHARE_VBOX_VANISH"
 SYNTAX = 2
 
 
@@ -310,8 +315,13 @@ def main(argv: list[str]) -> Any:
     if not argv or argv[0] not in COMMANDS:
         print(f"VBoxManage: error: Invalid command '{argv[0] if argv else ''}'", file=sys.stderr)
         return SYNTAX
+    model = Model.from_env()
+    vanish = os.environ.get(VANISH, "")  # fault injection: the VM is deleted at this command
+    if vanish and " ".join(argv).startswith(vanish.partition("@")[2]):
+        with contextlib.suppress(Fault):
+            model.unregister(vanish.partition("@")[0])
     try:
-        COMMANDS[argv[0]](Model.from_env(), argv[1:])
+        COMMANDS[argv[0]](model, argv[1:])
     except Syntax as exc:
         print(f"VBoxManage: error: {exc}", file=sys.stderr)
         return SYNTAX

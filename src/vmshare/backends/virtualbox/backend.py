@@ -48,6 +48,9 @@ class VirtualboxBackend(Backend):
         self.vbox = settings
         self._adapter: Adapter | None = None
         self.why = ""
+        # the VMs this backend found: one that is gone afterwards was deleted while vmshare
+        # worked on it, and its folders went with it (a rollback's detach has nothing to do)
+        self._seen: set[str] = set()
 
     @property
     def adapter(self) -> Adapter:
@@ -70,8 +73,14 @@ class VirtualboxBackend(Backend):
             return self.vbox.machine
         return vm
 
-    def _machine(self, vm: str) -> Machine:
+    def _lookup(self, vm: str) -> Machine | None:
         found = self.adapter.machine(self.ref(vm))
+        if found is not None:
+            self._seen.add(self.ref(vm))
+        return found
+
+    def _machine(self, vm: str) -> Machine:
+        found = self._lookup(vm)
         if found is None:
             raise NotFoundError(
                 f"VM {self.ref(vm)!r} not found in VirtualBox", hint=self._find_hint(vm)
@@ -96,7 +105,7 @@ class VirtualboxBackend(Backend):
             find_hint=FIND_HINT,
             guest_hint=GUEST_HINT.format(vm=vm),
         )
-        found = self.adapter.machine(self.ref(vm))
+        found = self._lookup(vm)
         if found is None:
             return facts.model_copy(update={"find_hint": self._find_hint(vm)})
         permanent, live = devices(found)
@@ -214,8 +223,10 @@ class VirtualboxBackend(Backend):
 
     def detach_share(self, *, vm: str, tag: str, scopes: list[Scope]) -> str | None:
         name = folder_name(tag)
-        found = self._machine(vm)
         ref = self.ref(vm)
+        if ref in self._seen and self.adapter.machine(ref) is None:
+            return f"VM {ref!r} was deleted from VirtualBox meanwhile: its folders went with it"
+        found = self._machine(vm)
         for folder in found.folders:
             if folder.name != name:
                 continue
