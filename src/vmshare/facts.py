@@ -56,8 +56,9 @@ class DeviceCapability(BaseModel):
     config_follows_persist: bool = False
     # the words for each scope in the plan ("transient folder", "permanent folder")
     scope_words: dict[str, str] = {}
-    # the exact hypervisor calls an attach makes, by "SCOPE:ro"/"SCOPE:rw", with {name} and
-    # {source} for the share's device name and host path (quoted as ``calls_quoting`` says)
+    # the exact hypervisor calls an attach makes: "before" (once), then by "SCOPE:ro"/"SCOPE:rw",
+    # with {name} and {source} for the share's device name and host path (quoted as
+    # ``calls_quoting`` says)
     calls: dict[str, list[str]] = {}
     calls_quoting: Literal["shell", "python"] = "shell"
     attach_note: str | None = None  # said with every attach (e.g. a setting that applies)

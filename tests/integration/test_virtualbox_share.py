@@ -36,7 +36,7 @@ def test_the_plan_shows_the_exact_calls_apply_makes(
 ):
     """Done-when of issue 11: a dry run names each VBoxManage command or SDK call, with the
     share's own quoted values, and says why a running VM gets both folders."""
-    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, adapter, symlinks=True)
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, adapter)
     src = make_tree(open_tmp / "it's src")
     before = vbox_bed.model.read()
     tag = mount_tag(f"{vm.vm}:/mnt/plan")
@@ -49,12 +49,10 @@ def test_the_plan_shows_the_exact_calls_apply_makes(
     assert "(transient folder and permanent folder)" in attach["summary"]
     reason = attach["reason"]
     assert "a transient folder now and the permanent folder too, so it survives" in reason
-    assert "symlink creation allowed for this folder" in reason
+    assert "symlink creation stays off for this folder" in reason
     calls = reason.split("calls: ", 1)[1].split("; ")
     if adapter == "vboxmanage":
         assert [shlex.split(c) for c in calls] == [
-            ["VBoxManage", "setextradata", vm.vm,
-             f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}", "1"],
             ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src),
              "--transient"],
             ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src)],
@@ -62,19 +60,54 @@ def test_the_plan_shows_the_exact_calls_apply_makes(
     else:
         args = f"'{tag}', {str(src)!r}, writable=True, automount=False, auto_mount_point=''"
         assert calls == [
-            f"vbox.find_machine('{vm.vm}').set_extra_data("
-            f"'VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}', '1')",
             f"machine = vbox.find_machine('{vm.vm}')",
             "machine.lock_machine(session, LockType.shared)",
             f"session.console.create_shared_folder({args})",
             "session.unlock_machine()",
-            "machine.lock_machine(session, LockType.write)  # LockType.shared while it runs",
+            f"machine = vbox.find_machine('{vm.vm}')",
+            "machine.lock_machine(session, LockType.shared)",  # the VM runs
             f"session.machine.create_shared_folder({args})",
             "session.machine.save_settings()",
+            "session.unlock_machine()",
         ]
     text = vmshare("add", str(src), f"{vm.vm}:/mnt/plan", "--dry-run", check=True).stdout
-    assert "VBoxInternal2/SharedFoldersEnableSymlinksCreate" in text
+    assert "calls:" in text and tag in text
     assert vbox_bed.model.read() == before  # a plan changes nothing
+
+
+def test_symlinks_on_a_running_vm_need_a_restart_and_the_plan_says_so(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+):
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, "vboxmanage", symlinks=True)
+    src = make_tree(open_tmp / "links")
+    tag = mount_tag(f"{vm.vm}:/mnt/links")
+    blocked = vmshare("add", str(src), f"{vm.vm}:/mnt/links")
+    assert blocked.returncode == 2, blocked.stderr
+    assert "symlink creation (symlinks = true) takes effect only when the VM starts" in (
+        blocked.stderr
+    )
+    assert "--restart" in blocked.stderr
+    result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/links", "--restart", "--dry-run")
+    steps = result["data"]["plan"]["steps"]
+    (attach,) = [s for s in steps if s["action"] == "attach_share"]
+    assert attach["args"]["scopes"] == ["persistent"]
+    assert "symlink creation allowed for this folder" in attach["reason"]
+    calls = [shlex.split(c) for c in attach["reason"].split("calls: ", 1)[1].split("; ")]
+    assert calls == [
+        ["VBoxManage", "setextradata", vm.vm,
+         f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}", "1"],
+        ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src)],
+    ]  # fmt: skip
+    assert [s["action"] for s in steps].index("restart") > steps.index(attach)
+    assert vbox_bed.model.machine(vm.vm)["extradata"] == {}
+    vmshare("add", str(src), f"{vm.vm}:/mnt/links", "--restart", "--yes", check=True)
+    machine = vbox_bed.model.machine(vm.vm)
+    key = f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}"
+    assert machine["extradata"] == {key: "1"} and machine["state"] == "running"
+    assert guest.read("/mnt/links/hello.txt") == b"hello from the host\n"
+    vmshare("remove", f"{vm.vm}:/mnt/links", check=True)
+    machine = vbox_bed.model.machine(vm.vm)
+    assert machine["extradata"] == {} and machine["folders"] == []
 
 
 def test_a_vboxsf_share_crosses_both_ways_and_remove_takes_exactly_it_away(

@@ -121,8 +121,17 @@ def test_a_running_vm_asked_for_a_change_only_a_start_applies_is_refused(make, v
     with pytest.raises(HypervisorError) as info:
         attach(make(symlinks=True), ["running", "persistent"])
     assert "takes effect only when the VM starts" in info.value.message
-    assert "stop the VM" in (info.value.hint or "")
+    assert "--restart" in (info.value.hint or "")
     assert vbox_bed.model.machine("devvm") == before  # nothing left behind
+    device = make(symlinks=True).inspect("devvm").capabilities.devices[0]
+    assert not device.hotplug  # so the planner restarts the VM (or says it must)
+    assert (
+        device.hotplug_off
+        == "symlink creation (symlinks = true) takes effect only when the VM starts"
+    )
+    attach(make(symlinks=True), ["persistent"])  # what a plan with the restart asks for
+    machine = vbox_bed.model.machine("devvm")
+    assert machine["extradata"] == {KEY: "1"} and [f["name"] for f in machine["folders"]] == [TAG]
 
 
 @pytest.mark.parametrize(

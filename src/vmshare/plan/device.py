@@ -108,11 +108,11 @@ class DeviceShareSteps(StepMaker):
             parts.append(cap.attach_note)
         mode = "ro" if self.share.readonly else "rw"
         quote = shlex.quote if cap.calls_quoting == "shell" else repr
-        calls = dict.fromkeys(  # a call that each scope starts with is made once
+        calls = [
             line.replace("{name}", self.tag).replace("{source}", quote(self.source))
-            for scope in scopes
-            for line in cap.calls.get(f"{scope}:{mode}", [])
-        )
+            for key in ("before", *(f"{scope}:{mode}" for scope in scopes))
+            for line in cap.calls.get(key, [])
+        ]
         if calls:
             parts.append("calls: " + "; ".join(calls))
         return "; ".join(parts) or None

@@ -112,9 +112,12 @@ class Adapter(ABC):
         """Run ``argv`` in the guest through Guest Additions guest control."""
 
     @abstractmethod
-    def describe_add(self, vm: str, folder: Folder, quote: Quote = shell_quote) -> list[str]:
-        """The exact calls or commands ``add_folder`` makes, for the plan; ``quote`` renders
-        each value (the plan's templates keep ``{name}`` and ``{source}`` for the share's)."""
+    def describe_add(
+        self, vm: str, folder: Folder, quote: Quote = shell_quote, *, running: bool = False
+    ) -> list[str]:
+        """The exact calls or commands ``add_folder`` makes on a VM that runs or not, for the
+        plan; ``quote`` renders each value (the plan's templates keep ``{name}`` and
+        ``{source}`` for the share's)."""
 
     @abstractmethod
     def describe_remove(

@@ -207,11 +207,14 @@ class VirtualboxBackend(Backend):
             )
         key = symlinks_key(name)
         if self.vbox.symlinks and self.adapter.extradata(ref, key) != "1":
-            if found.running:  # VirtualBox reads the key only when the VM starts
+            # VirtualBox reads the key when the VM starts: a folder for the running VM now
+            # would share without it (the plan restarts the VM instead: capabilities)
+            if found.running and "running" in scopes:
                 raise HypervisorError(
                     f"symlink creation for a new folder of VM {ref!r} takes effect only when "
                     f"the VM starts, and it is {found.state}",
-                    hint="stop the VM and apply again, or set [vm.NAME] symlinks = false",
+                    hint="pass --restart (the folder is added, then the VM restarts), stop the "
+                    "VM first, or set [vm.NAME] symlinks = false",
                 )
             self.adapter.set_extradata(ref, key, "1")
         for scope, transient in (("running", True), ("persistent", False)):

@@ -19,6 +19,7 @@ from vmshare.protocols.vboxsf import VBOXSF
 GA_VERSION = "/VirtualBox/GuestAdd/Version"
 _NET_IP = re.compile(r"/VirtualBox/GuestInfo/Net/(\d+)/V4/IP")
 NAME, SOURCE = "{name}", "{source}"  # the plan's placeholders
+SYMLINKS_AT_START = "symlink creation (symlinks = true) takes effect only when the VM starts"
 SYMLINKS_NOTE = (
     "symlink creation {state} for this folder (VBoxInternal2/SharedFoldersEnableSymlinksCreate, "
     "set before the folder is added; it lets the guest create symlinks on the host, "
@@ -69,12 +70,15 @@ def capabilities(machine: Machine, adapter: Adapter, vm: str, symlinks: bool) ->
     vboxsf = DeviceCapability(
         protocol="vboxsf",
         semantics=VBOXSF.semantics,
-        hotplug=True,  # a transient folder joins the running VM at once
+        # a transient folder joins the running VM at once, unless symlink creation must be
+        # allowed for it: VirtualBox reads that when the VM starts
+        hotplug=not (symlinks and machine.running),
+        hotplug_off=SYMLINKS_AT_START if symlinks and machine.running else None,
         unplug=True,
         readonly_enforced=True,  # VirtualBox refuses writes to a folder that is not writable
         config_follows_persist=True,
         scope_words={"running": "transient folder", "persistent": "permanent folder"},
-        calls=calls(adapter, vm, symlinks),
+        calls=calls(adapter, vm, symlinks, machine.running),
         calls_quoting="shell" if adapter.quoting == "shell" else "python",
         attach_note=SYMLINKS_NOTE.format(
             state="allowed" if symlinks else "stays off", setting=str(symlinks).lower()
@@ -83,7 +87,7 @@ def capabilities(machine: Machine, adapter: Adapter, vm: str, symlinks: bool) ->
     return Capabilities(devices=[vboxsf], nat=nat)
 
 
-def calls(adapter: Adapter, vm: str, symlinks: bool) -> dict[str, list[str]]:
+def calls(adapter: Adapter, vm: str, symlinks: bool, running: bool) -> dict[str, list[str]]:
     """The exact calls an attach makes, per scope and access, with the plan's placeholders."""
     real = shell_quote if adapter.quoting == "shell" else python_quote
 
@@ -99,9 +103,10 @@ def calls(adapter: Adapter, vm: str, symlinks: bool) -> dict[str, list[str]]:
         if symlinks
         else []
     )
-    table = {}
+    table = {"before": before}
     for scope, transient in (("running", True), ("persistent", False)):
         for mode, writable in (("rw", True), ("ro", False)):
             folder = Folder(NAME, SOURCE, writable=writable, transient=transient)
-            table[f"{scope}:{mode}"] = [*before, *adapter.describe_add(vm, folder, quote)]
+            made = adapter.describe_add(vm, folder, quote, running=running)
+            table[f"{scope}:{mode}"] = made
     return table

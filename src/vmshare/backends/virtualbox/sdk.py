@@ -198,7 +198,9 @@ class SdkAdapter(Adapter):
 
     # ------------------------------------------------------------------ plan
 
-    def describe_add(self, vm: str, folder: Folder, quote: Quote = python_quote) -> list[str]:
+    def describe_add(
+        self, vm: str, folder: Folder, quote: Quote = python_quote, *, running: bool = False
+    ) -> list[str]:
         args = (
             f"{quote(folder.name)}, {quote(folder.host_path)}, writable={folder.writable}, "
             f"automount={folder.automount}, auto_mount_point={quote(folder.auto_mount_point)}"
@@ -213,7 +215,7 @@ class SdkAdapter(Adapter):
             ]
         return [
             find,
-            "machine.lock_machine(session, LockType.write)  # LockType.shared while it runs",
+            f"machine.lock_machine(session, LockType.{'shared' if running else 'write'})",
             f"session.machine.create_shared_folder({args})",
             "session.machine.save_settings()",
             "session.unlock_machine()",

@@ -127,7 +127,9 @@ class VBoxManageAdapter(Adapter):
 
     # ------------------------------------------------------------------ plan
 
-    def describe_add(self, vm: str, folder: Folder, quote: Quote = shell_quote) -> list[str]:
+    def describe_add(
+        self, vm: str, folder: Folder, quote: Quote = shell_quote, *, running: bool = False
+    ) -> list[str]:
         return [" ".join(map(quote, add_argv(vm, folder)))]
 
     def describe_remove(
