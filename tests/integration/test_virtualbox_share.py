@@ -6,7 +6,9 @@ test domain, which the guest's mount.vboxsf stand-in mounts (tests/testbed/vbox)
 
 from __future__ import annotations
 
+import json
 import shlex
+from pathlib import Path
 
 import pytest
 from tests.testbed.fixtures import (
@@ -16,6 +18,7 @@ from tests.testbed.fixtures import (
     Vmshare,
     make_tree,
     tree_digest,
+    vbox_table,
     vbox_vm,
 )
 
@@ -229,3 +232,27 @@ def test_a_vm_that_vanishes_mid_apply_is_a_clear_error_and_the_host_keeps_nothin
     assert not src.exists()  # the host folder it made is gone again
     assert guest.fstab() == fstab and "/mnt/gone" not in guest.mounts()
     assert vmshare.shares() == []  # no record of a share that cannot exist
+
+
+def test_doctor_says_which_adapter_auto_chose_and_why(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare
+):
+    """With the test bed's vboxapi importable, auto takes the SDK; doctor says so."""
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, "auto")
+    spec = vbox_bed.root / "vm.toml"  # doctor takes a VM's settings from a spec file
+    spec.write_text(vbox_table(vm.vm, "auto"))
+    result = vmshare.json("doctor", "-f", str(spec), vm.vm)
+    checks = {c["name"]: c for c in result["data"]}
+    assert checks["virtualbox adapter"]["status"] == "ok"
+    assert checks["virtualbox adapter"]["detail"] == (
+        "sdk: auto: pyvbox and VirtualBox's vboxapi are importable"
+    )
+    assert checks["guest additions"]["detail"] == "7.0.14: vboxsf shares"
+    assert checks[f"virtualbox vm {vm.vm}"]["detail"].endswith("running")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    without = vmshare("doctor", "-f", str(spec), vm.vm, "--json", env={"PYTHONPATH": src})
+    without = json.loads(without.stdout)
+    rows = {c["name"]: c for c in without["data"]}
+    assert rows["virtualbox adapter"]["detail"] == (
+        "vboxmanage: auto: VirtualBox's vboxapi is not importable, VBoxManage is on PATH"
+    )
