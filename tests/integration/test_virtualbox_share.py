@@ -175,12 +175,14 @@ def test_the_share_survives_a_guest_reboot_through_the_fstab_block(
     vmshare("remove", f"{vm.vm}:/mnt/boot", check=True)
 
 
-def test_a_guest_without_guest_additions_falls_back_to_nfs_end_to_end(
-    ssh_guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+@pytest.mark.parametrize("protocol", ["nfs", "smb"])
+def test_a_guest_without_guest_additions_uses_a_network_share_end_to_end(
+    ssh_guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp, protocol
 ):
     """No Guest Additions: no vboxsf and no guest control, so vmshare reaches the guest over
-    ssh and shares over NFS (the loopback nfs-ganesha), saying why; under VirtualBox NAT the
-    export is granted to 127.0.0.1 and the guest dials 10.0.2.2."""
+    ssh and shares over NFS (auto, saying why) or SMB (asked for), from the loopback
+    nfs-ganesha or Samba; under VirtualBox NAT the export is granted to 127.0.0.1 and the
+    guest dials 10.0.2.2."""
     access = ssh_guest.access
     guest_table = (
         f'channel = "ssh"\nssh_host = "{access.ssh_host}"\nssh_port = {access.ssh_port}\n'
@@ -190,21 +192,26 @@ def test_a_guest_without_guest_additions_falls_back_to_nfs_end_to_end(
         vbox_bed, servers, vmshare, ssh_guest.name, "vboxmanage", name="noga",
         guest_additions=None, guest=guest_table,
     )  # fmt: skip
-    src = make_tree(open_tmp / "nfs", owner=(33, 33))
-    result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/nfs")
+    src = make_tree(open_tmp / protocol, owner=(33, 33))
+    target = f"/mnt/{protocol}"
+    asked = [] if protocol == "nfs" else ["--protocol", "smb"]
+    result = vmshare.json("add", str(src), f"{vm.vm}:{target}", *asked)
     assert result["ok"], result
     choice = result["data"]["plan"]["choices"][0]
-    assert choice["protocol"] == "nfs"
-    assert "reports no Guest Additions" in choice["reason"]
-    exports = (servers.ganesha.exports_path).read_text()
-    assert "127.0.0.1" in exports  # the NAT's address, not the guest's own
-    code, out, _ = ssh_run(ssh_guest, ["cat", "/mnt/nfs/hello.txt"])
+    assert choice["protocol"] == protocol
+    if protocol == "nfs":
+        assert "reports no Guest Additions" in choice["reason"]
+        assert "127.0.0.1" in servers.ganesha.exports_path.read_text()  # the NAT's address
+    code, out, _ = ssh_run(ssh_guest, ["cat", f"{target}/hello.txt"])
     assert (code, out) == (0, b"hello from the host\n")
+    code, _, err = ssh_run(ssh_guest, ["sh", "-c", f'echo back > "{target}/back.txt"'])
+    assert code == 0, err
+    assert (src / "back.txt").read_text() == "back\n"
     mounts = ssh_run(ssh_guest, ["cat", "/proc/mounts"])[1].decode()
-    assert "10.0.2.2:/" in mounts and " /mnt/nfs nfs4 " in mounts
+    assert "10.0.2.2" in mounts and f" {target} " in mounts
     assert vbox_bed.model.machine(vm.vm)["folders"] == []  # no VirtualBox folder at all
-    vmshare("remove", f"{vm.vm}:/mnt/nfs", check=True)
-    assert " /mnt/nfs " not in ssh_run(ssh_guest, ["cat", "/proc/mounts"])[1].decode()
+    vmshare("remove", f"{vm.vm}:{target}", check=True)
+    assert f" {target} " not in ssh_run(ssh_guest, ["cat", "/proc/mounts"])[1].decode()
 
 
 def ssh_run(ssh_guest, argv: list[str]) -> tuple[int, bytes, bytes]:
