@@ -263,3 +263,24 @@ def test_doctor_says_which_adapter_auto_chose_and_why(
     assert rows["virtualbox adapter"]["detail"] == (
         "vboxmanage: auto: VirtualBox's vboxapi is not importable, VBoxManage is on PATH"
     )
+
+
+def test_a_stopped_vm_gets_the_permanent_folder_and_starts_with_it(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+):
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, "sdk", running=False)
+    src = make_tree(open_tmp / "cold")
+    refused = vmshare("add", str(src), f"{vm.vm}:/mnt/cold")
+    assert refused.returncode == 2 and "--restart" in refused.stderr, refused.stderr
+    result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/cold", "--restart", "--yes")
+    assert result["ok"], result
+    (attach,) = [s for s in result["data"]["plan"]["steps"] if s["action"] == "attach_share"]
+    assert attach["args"]["scopes"] == ["persistent"]
+    assert "(permanent folder)" in attach["summary"]
+    assert "LockType.write" in attach["reason"]  # the VM is off: the write lock
+    machine = vbox_bed.model.machine(vm.vm)
+    assert machine["state"] == "running" and machine["transient"] == []
+    assert [f["name"] for f in machine["folders"]] == [mount_tag(f"{vm.vm}:/mnt/cold")]
+    assert guest.read("/mnt/cold/hello.txt") == b"hello from the host\n"
+    vmshare("remove", f"{vm.vm}:/mnt/cold", check=True)
+    assert vbox_bed.model.machine(vm.vm)["folders"] == []
