@@ -66,6 +66,14 @@ def test_without_guest_additions_the_vm_offers_network_shares_and_says_why(make,
     assert "no Guest Additions" in (caps.no_device_reason or "")
 
 
+def test_a_windows_guest_gets_smb(make, vbox_bed):
+    vbox_bed.model.create("devvm", running=True)
+    with vbox_bed.model.change() as data:  # what Guest Additions report in a Windows guest
+        data["machines"][0]["properties"]["/VirtualBox/GuestInfo/OS/Product"] = "Windows 10"
+    caps = make().inspect("devvm").capabilities
+    assert (caps.guest_os, caps.devices, caps.network) == ("windows", [], ["smb"])
+
+
 def test_a_stopped_vm_gets_the_permanent_folder(make, vbox_bed):
     vbox_bed.model.create("devvm")
     backend = make()

@@ -17,6 +17,7 @@ from vmshare.facts import Capabilities, DeviceCapability, FsDevice, Nat
 from vmshare.protocols.vboxsf import VBOXSF
 
 GA_VERSION = "/VirtualBox/GuestAdd/Version"
+OS_PRODUCT = "/VirtualBox/GuestInfo/OS/Product"  # e.g. "Linux", "Windows 10"
 _NET_IP = re.compile(r"/VirtualBox/GuestInfo/Net/(\d+)/V4/IP")
 NAME, SOURCE = "{name}", "{source}"  # the plan's placeholders
 SYMLINKS_AT_START = "symlink creation (symlinks = true) takes effect only when the VM starts"
@@ -58,6 +59,14 @@ def device(folder: Folder) -> FsDevice:
 
 def capabilities(machine: Machine, adapter: Adapter, vm: str, symlinks: bool) -> Capabilities:
     nat = Nat(what="VirtualBox NAT", client="127.0.0.1", host="10.0.2.2") if machine.nat else None
+    if machine.properties.get(OS_PRODUCT, "").startswith("Windows"):
+        return Capabilities(
+            devices=[],
+            network=["smb"],
+            guest_os="windows",
+            nat=nat,
+            no_device_reason="vmshare mounts vboxsf in Linux guests only",
+        )
     if guest_additions(machine) is None:
         return Capabilities(
             devices=[],
