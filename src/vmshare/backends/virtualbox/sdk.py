@@ -7,10 +7,10 @@ saved (``save_settings``), under a write lock while the VM is off and a shared l
 running VM's console under a shared lock. The lock is always released.
 
 API differences handled (pyvbox 2.1 is generated from the 6.1 API): ``createSharedFolder`` takes
-``autoMountPoint`` since 6.0 (5.x had four arguments: not supported); the 7.x symlink policy
-argument of 7.1 (``SymlinkPolicy``) is not passed, so folders get VirtualBox's default policy,
-and symlink creation is the ``VBoxInternal2/SharedFoldersEnableSymlinksCreate/NAME`` extradata
-that every version reads.
+``autoMountPoint`` since 6.0 (5.x had four arguments: not supported); VirtualBox 7's symlink
+policy for folders (``SymlinkPolicy``, not in the 6.1 API) is not set, so folders get
+VirtualBox's default policy, and symlink creation is the
+``VBoxInternal2/SharedFoldersEnableSymlinksCreate/NAME`` extradata that every version reads.
 """
 
 from __future__ import annotations
