@@ -5,6 +5,6 @@ tests/integration and tests/contract share one guest and one pair of servers per
 
 import pytest
 
-pytest_plugins = ["tests.testbed.fixtures", "tests.ci_rule"]
+pytest_plugins = ["tests.testbed.fixtures", "tests.testbed.wsman.fixture", "tests.ci_rule"]
 # the contract suites' tests live in modules whose names do not start with test_
 pytest.register_assert_rewrite("tests.contract")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vmshare.apply import Journal, Outcome, Progress, execute
 from vmshare.backends import load_backend
 from vmshare.backends.base import Backend
 from vmshare.errors import Declined, GuestError, NotFoundError, UsageError, VmshareError
-from vmshare.facts import GuestFacts, VmFacts, gather
+from vmshare.facts import GuestFacts, PathFact, VmFacts, gather, probe_path
 from vmshare.guest import Guest, GuestOs, guest_for
 from vmshare.host import Host
 from vmshare.host.local import LocalHost
@@ -101,6 +102,15 @@ class Session:
             return _SdkMapped(self.backend(vm))
         return self.guest(vm)
 
+    def probe_source(self, vm: str, source: Path) -> PathFact:
+        """A share's folder, looked at where the VM's host layer keeps it: a host that can say
+        (``probe_path``: the Windows host of Hyper-V) is asked, else this machine."""
+        probe = getattr(self.host(vm), "probe_path", None)
+        if probe is None:
+            return probe_path(source)
+        fact: PathFact = probe(str(source))
+        return fact
+
     def probe_vm(self, vm: str, targets: list[str]) -> VmFacts:
         backend = self.backend(vm)
         with backend.sdk_errors():
@@ -184,6 +194,10 @@ def _plan(
     # VM facts first: they say which protocols each share will use, and only the exports of
     # those are probed (a backend with no device share needs no NFS server to plan SMB).
     facts = gather(spec, session.probe_vm)
+    for share in spec.share:
+        # a folder of a Windows host (Hyper-V) is looked at there, not on this machine
+        if facts.vms[share.vm].capabilities.host_os == "windows":
+            facts.host_paths[str(share.source)] = session.probe_source(share.vm, share.source)
     network = network_protocols(spec, facts)
     for protocol in sorted(network):
         facts.exports[protocol] = session.exports(protocol)

@@ -91,6 +91,8 @@ def _backends(connection: str | None) -> list[Check]:
             continue
         fields = {} if connection is None or entry.name != "libvirt" else {"connection": connection}
         try:
+            if not entry.probe_default:
+                raise VmshareError("no default connection")
             settings = vm_settings("vmshare-doctor-probe", entry.name, **fields)
         except (ValidationError, VmshareError):  # it needs a VM's settings (server, user...)
             needs = "; ".join(_needs(entry))

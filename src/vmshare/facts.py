@@ -85,6 +85,9 @@ class Capabilities(BaseModel):
     # backend's words, with ``{tag}`` for the share's tag
     records: bool = False
     record_where: str = "the VM's configuration"
+    # the OS of the host that serves this VM's network shares: "windows" for Hyper-V, whose
+    # host layer (Backend.host) is a Windows machine reached through PowerShell
+    host_os: Literal["posix", "windows"] = "posix"
 
     def device(self, protocol: str) -> DeviceCapability | None:
         return next((d for d in self.devices if d.protocol == protocol), None)
@@ -120,8 +123,13 @@ class VmFacts(BaseModel):
     addresses: list[str] = []  # the guest's own addresses, as its guest tools report them
     address_reason: str | None = None  # why addresses[0] is the one the host should see
     guest_tools: str | None = None  # the guest tools' status and version, as reported
+    host_address: str | None = None  # the address the guest dials, when the backend knows it
+    host_shares: dict[str, str] = {}  # a Windows host's SMB shares vmshare made: name -> folder
     guest: GuestFacts = GuestFacts()
     records: dict[str, dict[str, Any]] = {}  # share tag -> vmshare's record the VM holds
+    # what the user should know about how vmshare reaches this VM (TLS checks off, a password
+    # a tool puts on its command line...): the plan prints each once, as a note
+    warnings: list[str] = []
     # the backend's words for finding a VM and for reaching inside it, for hints
     find_hint: str = "check the VM's name"
     guest_hint: str = "make sure the VM's guest tools run, or configure ssh access"
@@ -200,8 +208,11 @@ def probe_path(path: Path) -> PathFact:
 
 
 def _names(facts: Facts, spec: Spec) -> None:
-    import grp  # POSIX only: imported here so that Windows can load this module
-    import pwd
+    try:  # POSIX only: imported here so that Windows can load this module
+        import grp
+        import pwd
+    except ImportError:
+        return  # Windows: host folders have no uid/gid names to show
 
     owners = [(p.uid, p.gid) for p in facts.host_paths.values() if p.exists]
     owners += [(s.owner.uid, s.owner.gid) for s in spec.share if s.owner is not None]

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 BACKUP_SUFFIX = ".vmshare-bak"
+# Windows has no fchown/fchmod (before 3.13) and cannot open a folder to fsync it
+_WINDOWS = os.name == "nt"
 
 
 def real_file(path: Path) -> Path:
@@ -57,13 +59,14 @@ def atomic_write(
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
             tmp.flush()
-            if mode is None and previous is not None:
+            if mode is None and previous is not None and hasattr(os, "fchown"):
                 with contextlib.suppress(PermissionError):  # not ours to give away: keep ours
                     os.fchown(tmp.fileno(), previous.st_uid, previous.st_gid)
-            os.fchmod(
-                tmp.fileno(),
-                mode if mode is not None else previous.st_mode & 0o7777 if previous else 0o644,
-            )
+            if hasattr(os, "fchmod"):  # Windows: the new file's ACL comes from its folder
+                os.fchmod(
+                    tmp.fileno(),
+                    mode if mode is not None else previous.st_mode & 0o7777 if previous else 0o644,
+                )
             os.fsync(tmp.fileno())
         if keep_backup and previous is not None:
             shutil.copy2(target, target.with_name(target.name + BACKUP_SUFFIX))
@@ -72,6 +75,8 @@ def atomic_write(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    if _WINDOWS:
+        return  # NTFS journals the rename itself; a folder cannot be opened to fsync it
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

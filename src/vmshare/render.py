@@ -92,6 +92,8 @@ def steps_table(plan: Plan) -> Table:
         cell = Text(step.summary)
         if step.reason:
             cell.append("\nwhy: " + step.reason, style="dim")
+        if step.script:
+            cell.append("\n" + step.script, style="cyan")
         table.add_row(str(index), step.layer, cell)
     return table
 

@@ -72,6 +72,13 @@ class SecretStore:
         atomic_write(path, value.encode(), mode=0o600)
         return Secret(value)
 
+    def put(self, name: str, secret: Secret) -> None:
+        """Keep ``secret`` as ``name`` (a password the user gave by reference, that a guest
+        needs in its credentials file)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        atomic_write(self._path(name), secret.reveal().encode(), mode=0o600)
+
     def delete(self, name: str) -> None:
         """Forget the secret ``name`` (gone already is fine)."""
         self._path(name).unlink(missing_ok=True)

@@ -20,6 +20,7 @@ The ``SRC VM:DST`` shorthand of ``vmshare add`` resolves to the same models.
 
 from __future__ import annotations
 
+import ntpath
 import os
 import re
 import tomllib
@@ -43,7 +44,7 @@ from vmshare.backends.settings import GuestAccess as GuestAccess  # re-exported
 from vmshare.backends.virtualbox.settings import VirtualboxVm
 from vmshare.backends.vmware_desktop.settings import VmwareDesktopVm
 from vmshare.backends.vsphere.settings import VsphereVm
-from vmshare.errors import SpecError, unknown
+from vmshare.errors import SpecError, VmshareError, unknown
 from vmshare.values import expand, no_control
 
 BackendName = Literal["libvirt", "vsphere", "vmware-desktop", "virtualbox", "hyperv"]
@@ -55,6 +56,21 @@ SPEC_VERSION: Literal[1] = 1
 
 _no_control = no_control
 _MOUNT_OPTION = re.compile(r"^[A-Za-z0-9_.=:/+@-]+$")
+
+
+# A Windows host folder (C:\data, C:/data) or guest target (X:, C:\mnt\src).
+WINDOWS_PATH = re.compile(r"[A-Za-z]:[\\/].*", re.DOTALL)
+WINDOWS_TARGET = re.compile(r"[A-Za-z]:(?:[\\/].*)?", re.DOTALL)
+
+
+def is_windows_path(value: str) -> bool:
+    """Whether ``value`` is an absolute Windows path (drive letter, then a separator)."""
+    return bool(WINDOWS_PATH.fullmatch(value))
+
+
+def is_windows_target(value: str) -> bool:
+    """Whether a guest path is a Windows one (a drive, or a folder on one)."""
+    return bool(WINDOWS_TARGET.fullmatch(value))
 
 
 def normal_guest_path(value: str) -> str:
@@ -131,6 +147,8 @@ class ShareSpec(BaseModel):
     @classmethod
     def _source(cls, value: Path) -> Path:
         _no_control(str(value), "source path")
+        if is_windows_path(str(value)):  # a folder of a Windows host (Hyper-V)
+            return Path(ntpath.normpath(str(value)))
         if not value.is_absolute():
             raise ValueError("source must be an absolute path once resolved")
         return Path(os.path.normpath(value))
@@ -139,6 +157,13 @@ class ShareSpec(BaseModel):
     @classmethod
     def _target(cls, value: str) -> str:
         _no_control(value, "guest path")
+        if WINDOWS_TARGET.fullmatch(value):  # Windows guests only: Spec checks the VM's os
+            from vmshare.guest.windows import windows_path
+
+            try:
+                return windows_path(value)
+            except VmshareError as exc:
+                raise ValueError(exc.message) from None
         if not value.startswith("/"):
             raise ValueError(f"guest path must be absolute (start with '/'), got {value!r}")
         return normal_guest_path(value)
@@ -254,6 +279,11 @@ class Spec(BaseModel):
                     f"share[{index}] mounts {share.key} again (already share[{seen[share.key]}])"
                 )
             seen[share.key] = index
+            if is_windows_target(share.target) and self.vm_for(share.vm).guest.os != "windows":
+                raise ValueError(
+                    f"share[{index}] target {share.target!r} is a Windows path: set "
+                    f'[vm.{share.vm}.guest] os = "windows" for a Windows guest'
+                )
             if share.name:
                 if share.name in names:
                     raise ValueError(f"share name {share.name!r} is used twice")
@@ -406,7 +436,8 @@ def _resolve_sources(raw: dict[str, Any], base: Path) -> dict[str, Any]:
                     f"share[{index}].source: {exc}", hint="export the variable or edit the path"
                 ) from None
             path = Path(expanded)
-            share["source"] = str(path if path.is_absolute() else base / path)
+            absolute = path.is_absolute() or is_windows_path(expanded)
+            share["source"] = str(path if absolute else base / path)
     return raw
 
 

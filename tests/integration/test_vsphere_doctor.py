@@ -11,6 +11,9 @@ import pytest
 from tests.testbed.fixtures import Vmshare
 from tests.testbed.vcsim import Vcsim
 
+from vmshare.backends.vsphere.backend import VsphereBackend
+from vmshare.backends.vsphere.settings import VsphereVm
+
 pytestmark = pytest.mark.integration
 
 
@@ -114,3 +117,32 @@ def test_unknown_vm(run: Vmshare, sim: Vcsim, tmp_path: Path) -> None:
     assert vm["hint"] == f"did you mean {sim.vm!r}?"
     assert rows["vsphere login"]["status"] == "ok"
     assert_no_secret(run, sim.password)
+
+
+@pytest.mark.parametrize("insecure", [True, False])
+def test_the_plan_says_when_certificate_checks_are_off(
+    sim: Vcsim, monkeypatch: pytest.MonkeyPatch, insecure: bool
+) -> None:
+    monkeypatch.setenv("VMSHARE_IT_DOCTOR_PASSWORD", sim.password)
+    tls: dict[str, object] = {"insecure": True} if insecure else {"ca_file": str(sim.ca_file)}
+    settings = VsphereVm(
+        name=sim.vm,
+        server=f"{sim.host}:{sim.port}",
+        user=sim.username,
+        password_env="VMSHARE_IT_DOCTOR_PASSWORD",
+        **tls,
+    )
+    backend = VsphereBackend(settings)
+    try:
+        facts = backend.inspect(sim.vm)
+    finally:
+        backend.close()
+    assert facts.exists
+    if insecure:
+        assert facts.warnings == [
+            f"certificate checks are off for https://{sim.host}:{sim.port} (insecure = true): "
+            "vmshare cannot tell the real server from an impostor; give its CA with ca_file "
+            "instead"
+        ]
+    else:
+        assert facts.warnings == []

@@ -405,7 +405,9 @@ def test_doctor_lists_every_backend_once_and_hints_in_full(capsys, store):
     ]
     assert checks["backend libvirt"]["status"] == "ok"
     assert checks["backend vsphere"]["status"] == "ok"
-    for name in ("vmware-desktop", "hyperv"):
+    assert checks["backend hyperv"]["status"] == "ok"
+    assert "`vmshare doctor VM`" in checks["backend hyperv"]["detail"]
+    for name in ("vmware-desktop",):
         check = checks[f"backend {name}"]
         assert check["status"] == "info" and check["detail"].startswith("not built in this version")
     vboxmanage = shutil.which("VBoxManage") is not None  # built: it needs VBoxManage

@@ -50,7 +50,9 @@ def test_nothing_installed_is_never_shown_as_installed(world):
         assert checks[f"backend {name}"].status == "fail"
         assert checks[f"backend {name}"].detail == f"Python package '{sdk}' missing"
         assert f"pip install 'vmshare[{extra}]'" in (checks[f"backend {name}"].hint or "")
-    for name in ("vmware-desktop", "hyperv"):
+    assert checks["backend hyperv"].status == "fail"
+    assert checks["backend hyperv"].detail == "Python package 'winrm' missing"
+    for name in ("vmware-desktop",):
         check = checks[f"backend {name}"]
         assert check.status == "info", check
         assert check.detail.startswith("not built in this version (")

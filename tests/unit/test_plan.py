@@ -205,3 +205,11 @@ def test_tags_are_deterministic_short_and_distinct():
     assert len(tags) == 1000
     assert all(len(t) <= 31 and t.isascii() for t in tags)
     assert mount_tag("vm:/mnt/1") == mount_tag("vm:/mnt/1")
+
+
+def test_a_vms_warnings_are_plan_notes_once_per_vm():
+    spec = spec_of("/srv/x testvm:/mnt/x", "/srv/y testvm:/mnt/y")
+    vm = fresh_vm().model_copy(update={"warnings": ["certificate checks are off for x"]})
+    plan = plan_for(spec, vm)
+    assert plan.notes.count("certificate checks are off for x") == 1
+    assert plan_for(spec, fresh_vm()).notes == []

@@ -11,10 +11,13 @@ Two checkers, because neither is enough alone:
 from __future__ import annotations
 
 import base64
+import json
 import os
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.formats import powershell as ps
@@ -468,3 +471,61 @@ def test_overlong_share_script_never_reaches_the_runner():
     with pytest.raises(UsageError):
         WindowsSmbExporter(runner).export("data", "C:\\" + "p" * 4000, "HOST\\vm", readonly=True)
     assert runner.calls == []
+
+
+# Property-based: any string, full of what PowerShell would read as code, stays one literal.
+
+HOSTILE_PIECES = st.sampled_from(
+    [
+        *QUOTES,
+        *DOUBLE_QUOTES,
+        "$(",
+        ")",
+        "${",
+        "$x",
+        "`",
+        ";",
+        "|",
+        "&",
+        "\n",
+        "\r",
+        "@'",
+        "#",
+        "<#",
+    ]
+)
+HOSTILE_TEXT = st.lists(
+    HOSTILE_PIECES
+    | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=4),
+    max_size=12,
+).map("".join)
+
+
+@given(value=HOSTILE_TEXT)
+@settings(max_examples=300, deadline=None)
+def test_quote_round_trips_any_hostile_text(value):
+    assert scan(ps.quote(value)) == ([value], "'?'")
+
+
+@given(name=HOSTILE_TEXT, path=HOSTILE_TEXT)
+@settings(max_examples=200, deadline=None)
+def test_command_keeps_each_hostile_value_in_its_own_literal(name, path):
+    literals, skeleton = scan(ps.command("Get-Thing", Name=name, LiteralPath=path, Force=True))
+    assert literals == [name, path]
+    assert skeleton == "Get-Thing -Name '?' -LiteralPath '?' -Force:$true"
+
+
+@given(value=HOSTILE_TEXT)
+@settings(max_examples=200, deadline=None)
+def test_the_hyperv_stand_in_reads_back_exactly_the_value(value, tmp_path_factory):
+    """The script parses (tree-sitter) and the stand-in's evaluator, following PowerShell's
+    quote rule, gets the exact value back out of the literal."""
+    from tests.testbed.hyperv import HyperVHost
+
+    host = HyperVHost(tmp_path_factory.mktemp("w"))
+    text = ps.script(
+        ps.assign("v", value), ps.command("ConvertTo-Json", InputObject=Var("v"), Compress=True)
+    )
+    code, out, err = host.handle(text)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == value

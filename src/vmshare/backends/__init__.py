@@ -27,6 +27,9 @@ class BackendEntry:
     extra: str  # the vmshare extra that installs it
     install_hint: str
     tool: str = ""  # the program it drives, when it needs one (vmrun, VBoxManage)
+    # doctor (no VM named) tries the default connection; False when there is none to try (a
+    # Hyper-V host is this Windows machine or a WinRM URL only a VM's settings give)
+    probe_default: bool = True
 
 
 REGISTRY: dict[str, BackendEntry] = {
@@ -62,7 +65,14 @@ REGISTRY: dict[str, BackendEntry] = {
             "pip install 'vmshare[virtualbox]', and install VirtualBox (it brings VBoxManage)",
             tool="VBoxManage",
         ),
-        BackendEntry("hyperv", None, "winrm", "hyperv", "pip install 'vmshare[hyperv]'"),
+        BackendEntry(
+            "hyperv",
+            "vmshare.backends.hyperv.backend",
+            "winrm",
+            "hyperv",
+            "pip install 'vmshare[hyperv]'",
+            probe_default=False,
+        ),
     )
 }
 

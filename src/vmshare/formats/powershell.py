@@ -8,14 +8,17 @@ interpolated into a double-quoted string, where ``$(...)`` and backticks would b
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
+from vmshare.formats.clixml import plain_stderr
+from vmshare.secrets import redact
 
 # PowerShell ends a single-quoted string at any of these five, unless the next is one too.
 SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
@@ -187,10 +190,60 @@ class LocalPowerShell:
         )
 
     def run(self, script: str, *, timeout: float = 120) -> PsResult:
+        return self._run(script, None, timeout)
+
+    def run_with_input(self, script: str, data: str, *, timeout: float = 120) -> PsResult:
+        """Run ``script`` with ``data`` on its standard input (a password: never in argv)."""
+        return self._run(script, data.encode("utf-8"), timeout)
+
+    def _run(self, script: str, data: bytes | None, timeout: float) -> PsResult:
         argv = encoded_command(script, self._find())
-        result = hostexec.run(argv, check=False, timeout=timeout)
+        result = hostexec.run(argv, input=data, check=False, timeout=timeout)
         return PsResult(
             result.returncode,
             result.stdout.decode("utf-8", "replace"),
-            result.stderr.decode("utf-8", "replace"),
+            plain_stderr(result.stderr.decode("utf-8", "replace")),
         )
+
+
+_DENIED = ("access is denied", "requires elevation", "permission", "unauthorizedaccess")
+
+
+def checked(result: PsResult, what: str) -> PsResult:
+    """``result`` if the script succeeded. A non-zero exit or anything on the error stream is a
+    ``HostCommandError`` naming ``what`` (a verb phrase: "look up VM 'devvm'") with the first
+    line of PowerShell's message (``script``'s catch prints the bare exception message there;
+    later lines of an uncaught error echo the failing script line, which may hold a value),
+    known secrets redacted."""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    error = lines[0] if lines else ""
+    if result.exit_code != 0 or error:
+        detail = redact(error)[:300] if error else f"exit code {result.exit_code}"
+        denied = any(word in error.lower() for word in _DENIED)
+        raise HostCommandError(
+            f"could not {what} on the Windows host: {detail}",
+            hint="run vmshare as an Administrator of the Hyper-V host, or over WinRM as a "
+            "member of Hyper-V Administrators"
+            if denied
+            else "the message is PowerShell's; `vmshare plan` shows the script vmshare runs",
+        )
+    return result
+
+
+def json_result(result: PsResult, what: str) -> Any:
+    """The value a script printed with ``ConvertTo-Json`` (None when it printed nothing), after
+    ``checked``. A profile may print before it: the last line is tried when the whole output is
+    not one document. Output that is not JSON is an error, without echoing it."""
+    text = checked(result, what).stdout.strip().removeprefix("\ufeff")
+    if not text:
+        return None
+    for candidate in (text, text.splitlines()[-1]):
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+    raise HostCommandError(
+        f"could not {what}: the Windows host's answer is not JSON",
+        hint="the host needs Windows PowerShell 5.1 or PowerShell 7 (ConvertTo-Json), and no "
+        "profile that prints to the output",
+    )

@@ -138,6 +138,6 @@ def network_protocols(spec: Spec, facts: Facts) -> set[str]:
             protocol = choose_protocol(share, vm).protocol
         except UsageError:
             continue
-        if protocol in NETWORK_PROTOCOLS:
-            chosen.add(protocol)
+        if protocol in NETWORK_PROTOCOLS and vm.capabilities.host_os != "windows":
+            chosen.add(protocol)  # a Windows host's shares are its own: no local server
     return chosen

@@ -60,7 +60,7 @@ def addresses(vm_spec: VmSpec, vm: VmFacts) -> Addresses:
             hint=f"start the VM, or set [vm.{vm_spec.name}] client_address in the spec",
         )
     nat_host = vm.capabilities.nat.host if vm.capabilities.nat else None
-    host = vm_spec.host_address or nat_host or vm.guest.gateway
+    host = vm_spec.host_address or nat_host or vm.host_address or vm.guest.gateway
     if not host:
         raise UsageError(
             f"cannot find how VM {vm_spec.name!r} reaches the host (no default route)",

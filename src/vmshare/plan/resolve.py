@@ -17,6 +17,9 @@ from vmshare.plan.network import HostServers, NetworkShareSteps, addresses, nat_
 from vmshare.plan.removal import dirs_made, removal_steps
 from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.plan.step import Step
+from vmshare.plan.windows_host import SEMANTICS as WINDOWS_SEMANTICS
+from vmshare.plan.windows_host import WindowsHostShareSteps
+from vmshare.plan.windows_host import addresses as windows_addresses
 from vmshare.protocols import device_protocol, mount_tag
 from vmshare.spec import ShareSpec, Spec, VmSpec
 from vmshare.state import ShareRecord, State, now
@@ -99,6 +102,7 @@ def resolve(
             )
         choice = choose_protocol(share, vm)
         plan.choices.append(choice)
+        plan.notes.extend(w for w in vm.warnings if w not in plan.notes)
         out = builders.setdefault(share.vm, VmSteps())
         record = state.shares.get(share.key)
         explained: frozenset[str] = frozenset()
@@ -125,7 +129,14 @@ def resolve(
             share.key, _record_template(share, vm_spec, vm, choice, origin, state)
         )
         maker: StepMaker
-        if choice.protocol in NETWORK_PROTOCOLS:
+        if choice.protocol == "smb" and vm.capabilities.host_os == "windows":
+            choice.semantics = WINDOWS_SEMANTICS  # a Windows server's, not Samba's
+            where = windows_addresses(vm_spec, vm)
+            windows = WindowsHostShareSteps(share, vm_spec, vm, where, explained)
+            windows.host_folder(host, out)
+            windows.smb(out)
+            maker = windows
+        elif choice.protocol in NETWORK_PROTOCOLS:
             if servers is None:
                 raise UsageError("network shares need the host's file server settings")
             where = addresses(vm_spec, vm)

@@ -139,7 +139,8 @@ class StepMaker:
             )
         steps: list[Step] = []
         if mounted is None or not self.explains("mount"):
-            if mounted is None and target not in guest.existing_dirs:
+            # a Windows target (X:, C:\mnt\src) is made by the mapping itself
+            if mounted is None and target not in guest.existing_dirs and target.startswith("/"):
                 parents = missing_parents(target, guest.existing_dirs)
                 steps.append(self._mkdir("guest", "mount point", target, parents))
             steps += before_mount

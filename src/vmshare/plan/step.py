@@ -62,6 +62,9 @@ class Step(BaseModel):
     summary: str
     reason: str | None = None
     undo: Step | None = None
+    # the exact script the step runs, where a host layer can say (the Windows host of Hyper-V
+    # shows its PowerShell); never holds a secret
+    script: str | None = None
 
     def model_post_init(self, __context: Any) -> None:
         if self.action not in ACTIONS[self.layer]:

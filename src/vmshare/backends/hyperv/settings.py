@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from vmshare.backends.settings import Tls, VmSettings, plain
 from vmshare.secrets import PasswordRef, password_shorthand
@@ -16,15 +16,21 @@ from vmshare.secrets import PasswordRef, password_shorthand
 class HypervVm(Tls, VmSettings):
     backend: Literal["hyperv"] = "hyperv"
     winrm: str = "local"  # "local" (PowerShell on this host), or winrm://HOST[:PORT], winrms://...
-    transport: Literal["ntlm", "kerberos", "credssp"] = "ntlm"
+    # basic: a local account over winrms:// only (it sends the password itself)
+    transport: Literal["ntlm", "kerberos", "credssp", "basic"] = "ntlm"
     user: str | None = None  # over WinRM; kerberos may use the current ticket instead
     password: PasswordRef | None = None
     host: str | None = None  # the Hyper-V host the cmdlets address (default: the WinRM host)
+    # the local account of the Windows host that VMs log in as to reach their SMB shares:
+    # vmshare makes it (password generated, kept in its secret store) unless smb_password names
+    # the password of an account that exists already
+    smb_account: str = Field(default="vmshare", pattern=r"^[a-z_][a-z0-9_-]{0,19}$")
+    smb_password: PasswordRef | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        return password_shorthand(data)
+        return password_shorthand(password_shorthand(data), "smb_password")
 
     @field_validator("winrm")
     @classmethod
@@ -52,6 +58,10 @@ class HypervVm(Tls, VmSettings):
             raise ValueError('user and password are for WinRM: set winrm = "winrms://HOST"')
         if self.password is not None and not self.user:
             raise ValueError("a password needs its user")
+        if self.transport == "basic" and not self.winrm.startswith("winrms://"):
+            raise ValueError(
+                'transport = "basic" sends the password itself: use it only with winrms://'
+            )
         return self
 
     def connection_key(self) -> str:

@@ -189,8 +189,18 @@ class VsphereBackend(Backend):
                     record_where=f"extraConfig {records.PREFIX}{{tag}}",
                 ),
                 "records": self._records(found),
+                "warnings": self._warnings(),
             }
         )
+
+    def _warnings(self) -> list[str]:
+        endpoint = self.endpoint
+        if not endpoint.insecure:
+            return []
+        return [
+            f"certificate checks are off for {endpoint.label} (insecure = true): vmshare cannot "
+            "tell the real server from an impostor; give its CA with ca_file instead"
+        ]
 
     def diagnose(self, vm: str) -> list[Diagnosis]:
         """The server's TLS, the login, the API version and product, the VM, its Tools; a
