@@ -10,7 +10,7 @@ from tests.testbed.fixtures import VboxBed
 from vmshare.backends.virtualbox.adapter import choose_adapter
 from vmshare.backends.virtualbox.backend import VirtualboxBackend
 from vmshare.backends.virtualbox.settings import VirtualboxVm
-from vmshare.errors import HypervisorError, NotFoundError, UsageError
+from vmshare.errors import BackendUnavailable, HypervisorError, NotFoundError, UsageError
 from vmshare.facts import FsDevice
 from vmshare.protocols import mount_tag
 
@@ -199,9 +199,18 @@ def test_auto_prefers_the_sdk_only_when_vboxapi_imports(vbox_bed, monkeypatch):
         "vboxmanage",
         "auto: VirtualBox's vboxapi is not importable, VBoxManage is on PATH",
     )
+    with pytest.raises(BackendUnavailable) as info:  # asked for, but it cannot work
+        choose_adapter("sdk")
+    assert 'adapter = "vboxmanage"' in (info.value.hint or "")
     monkeypatch.setattr(adapter, "vboxapi_importable", lambda: True)
     assert choose_adapter("auto")[0] == "sdk"
+    assert choose_adapter("sdk")[0] == "sdk"
     assert choose_adapter("vboxmanage")[0] == "vboxmanage"
+    monkeypatch.setattr(adapter, "vboxapi_importable", lambda: False)
+    monkeypatch.setattr(adapter.shutil, "which", lambda name: None)
+    with pytest.raises(BackendUnavailable) as info:
+        choose_adapter("auto")
+    assert "install VirtualBox" in (info.value.hint or "")
 
 
 def test_a_rollback_after_the_vm_vanished_has_nothing_to_detach(make, vbox_bed):

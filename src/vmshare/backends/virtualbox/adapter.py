@@ -145,6 +145,13 @@ def vboxapi_importable() -> bool:
 def choose_adapter(wanted: str) -> tuple[str, str]:
     """(adapter name, why) for the settings' ``adapter`` (auto, sdk or vboxmanage)."""
     if wanted == "sdk":
+        if not vboxapi_importable():
+            raise BackendUnavailable(
+                'adapter = "sdk" needs pyvbox and VirtualBox\'s own vboxapi, and one of them '
+                "does not import",
+                hint="pip install 'vmshare[virtualbox]' and install VirtualBox's SDK bindings "
+                '(vboxapi), or set adapter = "vboxmanage"',
+            )
         return "sdk", 'the VM\'s settings ask for it (adapter = "sdk")'
     if wanted == "vboxmanage":
         return "vboxmanage", 'the VM\'s settings ask for it (adapter = "vboxmanage")'
