@@ -51,6 +51,17 @@ class DeviceCapability(BaseModel):
     unsafe_path_chars: str = ""  # host-path characters the device cannot carry
     unsafe_path_reason: str = ""
     missing: list[Prerequisite] = []
+    # a running VM gets the device in its config only when the share persists; otherwise only
+    # the running VM has it (VirtualBox transient folders)
+    config_follows_persist: bool = False
+    # the words for each scope in the plan ("transient folder", "permanent folder")
+    scope_words: dict[str, str] = {}
+    # the exact hypervisor calls an attach makes: "before" (once), then by "SCOPE:ro"/"SCOPE:rw",
+    # with {name} and {source} for the share's device name and host path (quoted as
+    # ``calls_quoting`` says)
+    calls: dict[str, list[str]] = {}
+    calls_quoting: Literal["shell", "python"] = "shell"
+    attach_note: str | None = None  # said with every attach (e.g. a setting that applies)
 
 
 class Nat(BaseModel):
@@ -68,6 +79,7 @@ class Capabilities(BaseModel):
     network: list[str] = ["nfs", "smb"]  # network protocols this backend and guest can use
     guest_os: Literal["linux", "windows"] = "linux"
     nat: Nat | None = None
+    no_device_reason: str | None = None  # why this VM offers no device share, when it could
     # the backend keeps vmshare's record of a share on the VM itself (record_share/forget_share),
     # where another workstation or a CI job reads it; ``record_where`` says where, in the
     # backend's words, with ``{tag}`` for the share's tag

@@ -40,6 +40,7 @@ from tests.testbed.domain import (
 from tests.testbed.guest_image import build_image
 from tests.testbed.libvirtd import ensure_libvirtd
 from tests.testbed.servers import Ganesha, Samba, free_port
+from tests.testbed.vbox.bed import VboxBed
 from tests.testbed.vcsim import Vcsim
 from vmshare.backends.vmware_desktop.settings import VmwareDesktopVm
 from vmshare.backends.vsphere.settings import VsphereVm
@@ -465,3 +466,75 @@ def vmware_ssh(
         "VMSHARE_HOST_CONFIG": str(config),
     }
     return VmwareSshBed("sshvm", Guest(ssh_guest.dom, ssh_guest.name, 0.0), config, env)
+
+
+VBOX_GUEST_PASSWORD = "vbox-guest-pw"  # the test bed guest's login for guest control
+
+
+@dataclass
+class VboxVm:
+    """A "VirtualBox VM" of the test bed's model that stands for a libvirt test domain, and the
+    host.toml (loopback file servers + its [vm.NAME] table) that vmshare's CLI reads."""
+
+    bed: VboxBed
+    vm: str
+    uuid: str
+    adapter: str
+    host_config: Path
+    env: dict[str, str]
+
+
+def vbox_table(vm: str, adapter: str, symlinks: bool = False, guest: str | None = None) -> str:
+    return (
+        f'[vm."{vm}"]\nbackend = "virtualbox"\nadapter = "{adapter}"\n'
+        + ("symlinks = true\n" if symlinks else "")
+        + f'[vm."{vm}".guest]\n'
+        + (guest or 'login_user = "root"\nlogin_password_env = "VMSHARE_IT_VBOX_GUEST_PASSWORD"\n')
+    )
+
+
+def vbox_vm(
+    bed: VboxBed,
+    servers: FileServers,
+    runner: Vmshare,
+    domain: str,
+    adapter: str,
+    *,
+    name: str = "vboxvm",
+    running: bool = True,
+    guest_additions: str | None = "7.0.14",
+    symlinks: bool = False,
+    guest: str | None = None,
+) -> VboxVm:
+    """Register the VM in the bed's model and point ``runner`` (the CLI) at it."""
+    uuid = bed.model.create(
+        name,
+        running=running,
+        guest_additions=guest_additions,
+        domain=domain,
+        logins={"root": VBOX_GUEST_PASSWORD},
+    )
+    config = bed.root / "host.toml"
+    config.write_text(
+        servers.host_config.read_text() + "\n" + vbox_table(name, adapter, symlinks, guest)
+    )
+    env = {
+        **bed.env,
+        "VMSHARE_HOST_CONFIG": str(config),
+        "VMSHARE_IT_VBOX_GUEST_PASSWORD": VBOX_GUEST_PASSWORD,
+    }
+    runner.env.update(env)
+    return VboxVm(bed, name, uuid, adapter, config, env)
+
+
+@pytest.fixture
+def vbox_bed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[VboxBed]:
+    """The test bed's VirtualBox for one test: a fresh machine model, the VBoxManage stand-in
+    first on PATH and the model's variable set (tests/testbed/vbox). Afterwards (after the
+    ``vmshare`` fixture removed what a test left, when the test asked for it later) any virtiofs
+    device that still stands for one of its folders leaves the test domain."""
+    bed = VboxBed(tmp_path / "vbox")
+    for name, value in bed.env.items():
+        monkeypatch.setenv(name, value)
+    yield bed
+    bed.unplug_all()

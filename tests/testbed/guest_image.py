@@ -32,6 +32,8 @@ QEMU_GA = Path("/usr/sbin/qemu-ga")
 # its own mount(2) failed; cifs with credentials= (a helper option) always needs mount.cifs.
 MOUNT_HELPERS = (Path("/sbin/mount.nfs"), Path("/sbin/mount.cifs"))
 HELPER_LINKS = {"sbin/mount.nfs4": "mount.nfs", "sbin/mount.smb3": "mount.cifs"}
+# The test bed's stand-in helpers, installed as they are (the VirtualBox bed's mount.vboxsf).
+STAND_INS = {"sbin/mount.vboxsf": Path(__file__).with_name("vbox") / "mount_vboxsf.sh"}
 # The ssh server (root, public keys only); guest_init.sh makes its host key on the /etc disk.
 SSH_SERVER = (Path("/usr/sbin/dropbear"), Path("/usr/bin/dropbearkey"))
 # Run-time data of the helpers' libraries (libtirpc reads netconfig), copied from the host.
@@ -157,7 +159,9 @@ def recipe(kver: str) -> dict[str, object]:
         "kernel": kver,
         "packages": {name: _dpkg_version(name) for name in packages},
         "host_etc": {name: _file_digest(Path("/etc", name)) for name in HOST_ETC_FILES},
-        "stand_ins": {name: path.read_text() for name, path in HGFS_STAND_INS.items()},
+        "stand_ins": {
+            name: _file_digest(path) for name, path in {**STAND_INS, **HGFS_STAND_INS}.items()
+        },
     }
 
 
@@ -203,6 +207,8 @@ def _make_tree(tree: Path, kver: str) -> None:
     (tree / "var/run").symlink_to("/run")
     _install_busybox(tree)
     _install_executable(tree / "sbin/shutdown", SHUTDOWN_SCRIPT.encode())
+    for name, path in STAND_INS.items():
+        _install_executable(tree / name, path.read_bytes())
     for program in (QEMU_GA, *MOUNT_HELPERS, *SSH_SERVER):
         _install_with_libs(tree, program)
     for name, path in HGFS_STAND_INS.items():

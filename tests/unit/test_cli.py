@@ -61,7 +61,7 @@ def test_list_empty_and_json(capsys, tmp_path, monkeypatch):
         (["add", "/tmp/a\nb", "vm:/mnt/x"], 2, "control character"),
         (["add", "/tmp", "vm:/mnt/x", "--owner", "bob"], 2, "UID:GID"),
         (["add", "/tmp", "vm:/mnt/x", "--backend", "nope"], 2, "backend"),
-        (["add", "/tmp", "vm:/mnt/x", "--backend", "virtualbox"], 1, "not available"),
+        (["add", "/tmp", "vm:/mnt/x", "--backend", "virtualbox"], 1, "VirtualBox is not reachable"),
         (["add", "/tmp", "vm:/mnt/x", "--backend", "vmware"], 2, "[vm.vm] table"),
         (["add", "/tmp", "vm:/mnt/x", "--backend", "hyperv", "-c", "x"], 2, "libvirt setting"),
         (["add", "/tmp", "vm:/mnt/x", "-o", "a b"], 2, "mount option"),

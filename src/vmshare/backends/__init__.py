@@ -59,8 +59,8 @@ REGISTRY: dict[str, BackendEntry] = {
         ),
         BackendEntry(
             "virtualbox",
-            None,
-            "virtualbox",
+            "vmshare.backends.virtualbox.backend",
+            "",  # pyvbox only for the SDK adapter; VBoxManage needs no Python package
             "virtualbox",
             "pip install 'vmshare[virtualbox]', and install VirtualBox (it brings VBoxManage)",
             tool="VBoxManage",

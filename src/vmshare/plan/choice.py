@@ -89,10 +89,8 @@ def _auto(share: ShareSpec, vm: VmFacts) -> tuple[str, str]:
     name = caps.network[0]
     if caps.guest_os == "windows":
         return name, f"a Windows guest mounts {name} natively"
-    return (
-        name,
-        f"{vm.backend} has no device share for this VM; {name} is the network share it supports",
-    )
+    why = caps.no_device_reason or f"{vm.backend} has no device share for this VM"
+    return name, f"{why}; {name} is the network share it supports"
 
 
 def _enforced_by(devices: list[DeviceCapability]) -> str:

@@ -63,7 +63,9 @@ class DeviceShareSteps(StepMaker):
         # A device the journal does not explain is attached "again" (a no-op for the backend)
         # so that the journal holds its detach.
         adopt = not self.explains("attach_share")
-        need_persistent = tag not in vm.persistent_devices or adopt
+        need_persistent = (tag not in vm.persistent_devices or adopt) and (
+            self.share.persist or not (vm.running and cap.config_follows_persist)
+        )
         need_running = vm.running and (tag not in vm.running_devices or adopt)
         if need_running and tag not in vm.running_devices and not cap.hotplug:
             out.restart_reasons.append(cap.hotplug_off or f"{cap.protocol} cannot be hot-plugged")
@@ -74,9 +76,8 @@ class DeviceShareSteps(StepMaker):
         ]
         scopes = [scope for scope, on in wanted if on]
         if scopes:
-            where = " and ".join(
-                {"running": "running VM", "persistent": "config"}[s] for s in scopes
-            )
+            words: dict[str, str] = {**dict(SCOPE_WORDS.items()), **cap.scope_words}
+            where = " and ".join(words[s] for s in scopes)
             undo = self.step(
                 "hypervisor", "detach_share", f"detach device {tag}", tag=tag, scopes=ALL_SCOPES
             )
@@ -86,6 +87,7 @@ class DeviceShareSteps(StepMaker):
                     "attach_share",
                     f"attach {cap.protocol} device {tag} for {self.source} ({where})",
                     undo,
+                    self._attach_reason(scopes),
                     tag=tag,
                     source=self.source,
                     protocol=cap.protocol,
@@ -93,6 +95,25 @@ class DeviceShareSteps(StepMaker):
                     scopes=scopes,
                 )
             )
+
+    def _attach_reason(self, scopes: list[Scope]) -> str | None:
+        """Why these scopes, when the share's persist decides them, and the backend's note."""
+        cap, parts = self.capability, []
+        if cap.config_follows_persist and self.vm.running:
+            words: dict[str, str] = {**dict(SCOPE_WORDS.items()), **cap.scope_words}
+            if "persistent" in scopes:
+                parts.append(
+                    f"the VM runs and the share persists: a {words['running']} now and the "
+                    f"{words['persistent']} too, so it survives power cycles"
+                )
+            else:
+                parts.append(
+                    f"the VM runs and the share does not persist: a {words['running']} only, "
+                    "gone when the VM powers off"
+                )
+        if cap.attach_note:
+            parts.append(cap.attach_note)
+        return "; ".join(parts) or None
 
     def guest(self, out: VmSteps) -> None:
         source = self.protocol.source(self.tag)

@@ -63,9 +63,10 @@ def with_extras(options: list[str], extra: list[str]) -> list[str]:
 def device_protocol(name: str) -> DeviceProtocol:
     from vmshare.protocols.hgfs import HGFS
     from vmshare.protocols.ninep import NINEP
+    from vmshare.protocols.vboxsf import VBOXSF
     from vmshare.protocols.virtiofs import VIRTIOFS
 
-    known = {p.name: p for p in (VIRTIOFS, NINEP, HGFS)}
+    known = {p.name: p for p in (VIRTIOFS, NINEP, HGFS, VBOXSF)}
     if name not in known:
         raise UsageError(
             f"protocol {name!r} is not a device protocol", hint=f"use one of: {', '.join(known)}"

@@ -13,6 +13,9 @@ class VirtualboxVm(VmSettings):
     backend: Literal["virtualbox"] = "virtualbox"
     machine: str | None = None  # the VM's name or UUID in VirtualBox (default: the [vm.NAME] name)
     adapter: Literal["auto", "sdk", "vboxmanage"] = "auto"  # auto: the SDK when importable
+    # let the guest create symlinks on the host in vmshare's folders (VirtualBox's
+    # VBoxInternal2/SharedFoldersEnableSymlinksCreate/NAME): off, as VirtualBox has it
+    symlinks: bool = False
 
     @field_validator("machine")
     @classmethod
