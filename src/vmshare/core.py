@@ -217,12 +217,16 @@ def _plan(
 def _explain(plan: Plan, session: Session) -> None:
     """Each step's exact commands, as its backend says them, for a plan that is shown."""
     for step in plan.steps:
-        if step.vm in session.vms:  # a pruned share's VM may have no settings here
+        if step.vm not in session.vms:  # a pruned share's VM may have no settings here
+            continue
+        try:
             backend = session.backend(step.vm)
             with backend.sdk_errors():
                 lines = backend.explain(step)
-            if lines and step.script is None:
-                step.script = "\n".join(lines)
+        except VmshareError:
+            continue  # an unreachable hypervisor: the summary still says what the step does
+        if lines and step.script is None:
+            step.script = "\n".join(lines)
 
 
 def _check_names(spec: Spec, state: State, origin: str, prune: bool) -> None:
@@ -324,7 +328,7 @@ def apply_shares(
             plan = _plan(spec, origin, state, session, allow_restart, prune, replace)
             if plan.blockers:
                 raise UsageError(plan.blockers[0], hint=f"`{preview}` shows every step and why")
-            _confirmed(plan, confirm)
+            _confirmed(plan, confirm, session)
             session.restart_follows.update(restarted_after_detach(plan))
             outcome = execute(plan, session, Journal(store, state, plan), progress)
             return Result(plan=plan, outcome=outcome)
@@ -332,7 +336,9 @@ def apply_shares(
             session.close()
 
 
-def _confirmed(plan: Plan, confirm: Confirm | None) -> None:
+def _confirmed(plan: Plan, confirm: Confirm | None, session: Session) -> None:
+    if plan.removes and confirm is not None:
+        _explain(plan, session)  # a plan that removes shares is shown before it is confirmed
     if plan.steps and confirm is not None and not confirm(plan):
         raise Declined("not confirmed; nothing changed")
 
@@ -370,7 +376,7 @@ def _remove_orphans(
         )
         if dry_run:
             return Result(plan=plan, dry_run=True)
-        _confirmed(plan, confirm)
+        _confirmed(plan, confirm, session)
         outcome = execute(plan, session, Journal(store, state, plan), progress)
         return Result(plan=plan, outcome=outcome)
     finally:
@@ -428,12 +434,13 @@ def remove_shares(
                 refs[0], store, state, dry_run=dry_run, progress=progress, confirm=confirm
             )
         plan = removal_plan(records, allow_restart=allow_restart)
-        if dry_run:
-            return Result(plan=plan, dry_run=True)
-        _confirmed(plan, confirm)
         session = Session({r.vm: r.vm_spec for r in records}, store)
-        session.restart_follows.update(restarted_after_detach(plan))
         try:
+            if dry_run:
+                _explain(plan, session)
+                return Result(plan=plan, dry_run=True)
+            _confirmed(plan, confirm, session)
+            session.restart_follows.update(restarted_after_detach(plan))
             outcome = execute(plan, session, Journal(store, state, plan), progress)
         finally:
             session.close()

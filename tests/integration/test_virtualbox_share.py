@@ -273,12 +273,14 @@ def test_a_stopped_vm_gets_the_permanent_folder_and_starts_with_it(
     src = make_tree(open_tmp / "cold")
     refused = vmshare("add", str(src), f"{vm.vm}:/mnt/cold")
     assert refused.returncode == 2 and "--restart" in refused.stderr, refused.stderr
+    shown = vmshare.json("add", str(src), f"{vm.vm}:/mnt/cold", "--restart", "--dry-run")
+    (attach,) = [s for s in shown["data"]["plan"]["steps"] if s["action"] == "attach_share"]
+    assert "LockType.write" in attach["script"]  # the VM is off: the write lock
     result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/cold", "--restart", "--yes")
     assert result["ok"], result
     (attach,) = [s for s in result["data"]["plan"]["steps"] if s["action"] == "attach_share"]
     assert attach["args"]["scopes"] == ["persistent"]
     assert "(permanent folder)" in attach["summary"]
-    assert "LockType.write" in attach["reason"]  # the VM is off: the write lock
     machine = vbox_bed.model.machine(vm.vm)
     assert machine["state"] == "running" and machine["transient"] == []
     assert [f["name"] for f in machine["folders"]] == [mount_tag(f"{vm.vm}:/mnt/cold")]
