@@ -33,6 +33,29 @@ HOSTILE_NAMES = [
 ]
 
 
+# What a network share looks like from the guest and in a rollback, whichever hypervisor runs
+# the guest (QEMU user networking: the guest dials the loopback servers at 10.0.2.2).
+NETWORK_EXPECTATIONS: dict[str, dict[str, object]] = {
+    "nfs": {
+        "mount_types": {"nfs", "nfs4"},
+        "mount_source": lambda tag: f"10.0.2.2:/vmshare/{tag}",
+        "rollback_marker": "↶ remove the NFS export",
+    },
+    "smb": {
+        "mount_types": {"cifs", "smb3"},
+        "mount_source": lambda tag: f"//10.0.2.2/{tag}",
+        "refused_names": {"sp  ace"},  # smb.conf reads two spaces as one (check_path)
+        "rollback_undone": 3,  # the Samba account too
+        "rollback_marker": "↶ remove the Samba share",
+    },
+}
+
+
+def network_expectations(protocol: str, **overrides: object) -> dict[str, object]:
+    """ShareTestbed fields for a network share of ``protocol``, with a backend's overrides."""
+    return {**NETWORK_EXPECTATIONS[protocol], **overrides}
+
+
 @dataclass
 class ShareTestbed:
     """One backend's test VM and one protocol, as the contract drives and checks them."""

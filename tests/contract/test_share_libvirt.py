@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract.share import ShareContract, ShareTestbed
+from tests.contract.share import ShareContract, ShareTestbed, network_expectations
 from tests.testbed.fixtures import OWNER, FileServers, Guest, Vmshare, exported
 
 pytestmark = pytest.mark.integration
@@ -66,7 +66,7 @@ class TestLibvirt9p(ShareContract):
     test_two_adds_at_the_same_moment_both_land = None
 
 
-def network_testbed(guest, vmshare, servers, open_tmp, protocol, **kw) -> ShareTestbed:
+def network_testbed(guest, vmshare, servers, open_tmp, protocol) -> ShareTestbed:
     vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
     return ShareTestbed(
         vm=guest.name,
@@ -81,7 +81,7 @@ def network_testbed(guest, vmshare, servers, open_tmp, protocol, **kw) -> ShareT
         add_args=["--protocol", protocol],
         spec_protocol=protocol,
         status_checks={"probe": "ok", "export": "ok"},
-        **kw,
+        **network_expectations(protocol),
     )
 
 
@@ -94,9 +94,6 @@ class TestLibvirtNfs(ShareContract):
             servers,
             open_tmp,
             "nfs",
-            mount_types={"nfs", "nfs4"},
-            mount_source=lambda tag: f"10.0.2.2:/vmshare/{tag}",
-            rollback_marker="↶ remove the NFS export",
         )
 
 
@@ -109,9 +106,4 @@ class TestLibvirtSmb(ShareContract):
             servers,
             open_tmp,
             "smb",
-            mount_types={"cifs", "smb3"},
-            mount_source=lambda tag: f"//10.0.2.2/{tag}",
-            refused_names={"sp  ace"},  # smb.conf reads two spaces as one (check_path)
-            rollback_undone=3,  # the Samba account too
-            rollback_marker="↶ remove the Samba share",
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract.share import ShareContract, ShareTestbed
+from tests.contract.share import ShareContract, ShareTestbed, network_expectations
 from tests.testbed.fixtures import (
     OWNER,
     FileServers,
@@ -67,7 +67,7 @@ class TestVmwareDesktopHgfs(ShareContract):
         )
 
 
-def network_testbed(bed: VmwareSshBed, vmshare, servers, open_tmp, protocol, **kw):
+def network_testbed(bed: VmwareSshBed, vmshare, servers, open_tmp, protocol):
     vmshare.env.update(bed.env)
     return ShareTestbed(
         vm=bed.vm,
@@ -83,7 +83,7 @@ def network_testbed(bed: VmwareSshBed, vmshare, servers, open_tmp, protocol, **k
         add_args=["--protocol", protocol],
         spec_protocol=protocol,
         status_checks={"probe": "ok", "export": "ok"},
-        **kw,
+        **network_expectations(protocol),
     )
 
 
@@ -96,9 +96,6 @@ class TestVmwareDesktopNfsOverSsh(ShareContract):
             servers,
             open_tmp,
             "nfs",
-            mount_types={"nfs", "nfs4"},
-            mount_source=lambda tag: f"10.0.2.2:/vmshare/{tag}",
-            rollback_marker="↶ remove the NFS export",
         )
 
 
@@ -111,9 +108,4 @@ class TestVmwareDesktopSmbOverSsh(ShareContract):
             servers,
             open_tmp,
             "smb",
-            mount_types={"cifs", "smb3"},
-            mount_source=lambda tag: f"//10.0.2.2/{tag}",
-            refused_names={"sp  ace"},  # smb.conf reads two spaces as one (check_path)
-            rollback_undone=3,  # the Samba account too
-            rollback_marker="↶ remove the Samba share",
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract.share import ShareContract, ShareTestbed
+from tests.contract.share import ShareContract, ShareTestbed, network_expectations
 from tests.testbed.fixtures import OWNER, FileServers, Guest, Vmshare, VsphereBed, exported
 from vmshare.backends.vsphere.backend import VsphereBackend
 
@@ -48,9 +48,6 @@ class TestVsphereNfs(ShareContract):
             devices=lambda live: {},  # vSphere has no share device
             exports=lambda: exported(servers, "nfs"),
             vm_config=records,
-            mount_types={"nfs", "nfs4"},
-            mount_source=lambda tag: f"10.0.2.2:/vmshare/{tag}",
             status_checks={"probe": "ok", "export": "ok", "record": "ok"},
-            rollback_undone=3,  # the record on the VM too
-            rollback_marker="↶ remove the NFS export",
+            **network_expectations("nfs", rollback_undone=3),  # the record on the VM too
         )
