@@ -8,7 +8,7 @@ from vmshare.errors import UsageError
 from vmshare.facts import Facts, PathFact, VmFacts
 from vmshare.plan.share import StepMaker, VmSteps
 from vmshare.protocols import nfs, smb, with_extras
-from vmshare.spec import HostSettings, ShareSpec, VmSpec
+from vmshare.spec import HostSettings, ShareSpec, SmbHost, VmSpec
 
 
 def nat_warning(what: str, client: str) -> str:
@@ -226,19 +226,30 @@ class NetworkShareSteps(StepMaker):
                     share=share.as_args(),
                 )
             )
-        source, fstype, options = smb.guest_mount(
-            share, settings, self.where.host, self.uid, self.gid
-        )
-        options = with_extras(options, self.share.mount_options)
-        path = smb.credentials_path(self.tag)
-        undo = self.step("guest", "remove_file", f"remove the credentials file {path}", path=path)
-        credentials = self.step(
-            "guest",
-            "write_credentials",
-            f"write the 0600 credentials file {path}",
-            undo,
-            path=path,
-            account=settings.account,
-            secret_name=smb.secret_name(settings.account),
-        )
-        self.guest_mount(source, fstype, options, ["_netdev", "nofail"], [credentials], out)
+        smb_guest_mount(self, share, settings, self.where.host, (self.uid, self.gid), out)
+
+
+def smb_guest_mount(
+    maker: StepMaker,
+    share: smb.SmbShare,
+    settings: SmbHost,
+    server: str,
+    owner: tuple[int, int],
+    out: VmSteps,
+) -> None:
+    """The guest's side of an SMB share, whoever serves it: the account's 0600 credentials
+    file, then the mount (and its fstab line)."""
+    source, fstype, options = smb.guest_mount(share, settings, server, *owner)
+    options = with_extras(options, maker.share.mount_options)
+    path = smb.credentials_path(maker.tag)
+    undo = maker.step("guest", "remove_file", f"remove the credentials file {path}", path=path)
+    credentials = maker.step(
+        "guest",
+        "write_credentials",
+        f"write the 0600 credentials file {path}",
+        undo,
+        path=path,
+        account=settings.account,
+        secret_name=smb.secret_name(settings.account),
+    )
+    maker.guest_mount(source, fstype, options, ["_netdev", "nofail"], [credentials], out)

@@ -13,9 +13,9 @@ from typing import Any
 
 from vmshare.errors import UsageError
 from vmshare.facts import PathFact, VmFacts
-from vmshare.plan.network import Addresses
+from vmshare.plan.network import Addresses, smb_guest_mount
 from vmshare.plan.share import StepMaker, VmSteps
-from vmshare.protocols import smb, with_extras
+from vmshare.protocols import smb
 from vmshare.spec import ShareSpec, SmbHost, VmSpec
 
 # What the cifs client gives without POSIX extensions (as measured against Samba in
@@ -124,19 +124,4 @@ class WindowsHostShareSteps(StepMaker):
             force_group="",
             encrypt=True,
         )
-        source, fstype, options = smb.guest_mount(
-            smb_share, host, self.where.host, self.uid, self.gid
-        )
-        options = with_extras(options, self.share.mount_options)
-        path = smb.credentials_path(self.tag)
-        undo = self.step("guest", "remove_file", f"remove the credentials file {path}", path=path)
-        credentials = self.step(
-            "guest",
-            "write_credentials",
-            f"write the 0600 credentials file {path}",
-            undo,
-            path=path,
-            account=account,
-            secret_name=smb.secret_name(account),
-        )
-        self.guest_mount(source, fstype, options, ["_netdev", "nofail"], [credentials], out)
+        smb_guest_mount(self, smb_share, host, self.where.host, (self.uid, self.gid), out)
