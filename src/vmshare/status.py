@@ -43,10 +43,7 @@ def _check_record(
 ) -> ShareHealth:
     checks: dict[str, Check] = dict.fromkeys(LAYERS, "unknown")
     problems: list[str] = []
-    source = Path(record.source)
-    checks["host"] = "ok" if source.is_dir() else "missing"
-    if checks["host"] != "ok":
-        problems.append(f"host folder {record.source} is missing")
+    checks["host"] = _host_check(record, session, problems)
     checks["export"] = _export_check(record, session, problems)
     network = record.protocol in ("nfs", "smb")
     unfinished = [step.summary for step in record.pending]
@@ -106,6 +103,20 @@ def _check_record(
         problems=problems,
         unfinished=unfinished,
     )
+
+
+def _host_check(record: ShareRecord, session: Session, problems: list[str]) -> Check:
+    """Is the share's folder still there, where its VM's host layer keeps it (a Windows host's
+    C:\\... is asked of that host, not looked for on this machine)?"""
+    try:
+        fact = session.probe_source(record.vm, Path(record.source))
+    except VmshareError as exc:  # its host cannot be reached: say so, do not guess
+        problems.append(f"cannot look at host folder {record.source}: {exc.message}")
+        return "unknown"
+    if fact.is_dir:
+        return "ok"
+    problems.append(f"host folder {record.source} is missing")
+    return "missing"
 
 
 def _record_check(record: ShareRecord, facts: VmFacts, problems: list[str]) -> Check:

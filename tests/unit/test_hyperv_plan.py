@@ -172,9 +172,14 @@ def test_status_sees_the_windows_share_and_its_loss(standin, store):
     core.apply_shares(parse_spec(SPEC), "cli", store)
     (health,) = share_health(store)
     assert health.checks["export"] == "ok", health
+    # the folder is the Windows host's, asked of it: not a path on this machine
+    assert health.checks["host"] == "ok", health
     standin.shares.clear()  # someone removed the share on the Windows host
+    standin.local(SOURCE).rmdir()  # and its folder
     (health,) = share_health(store)
     assert health.checks["export"] == "missing"
+    assert health.checks["host"] == "missing"
+    assert f"host folder {SOURCE} is missing" in health.problems
 
 
 def test_a_named_account_is_used_never_made_or_changed(standin, store, monkeypatch):
