@@ -68,6 +68,20 @@ def is_windows_path(value: str) -> bool:
     return bool(WINDOWS_PATH.fullmatch(value))
 
 
+# what no Windows file name may hold (past the drive's colon), control characters aside
+WINDOWS_FORBIDDEN = re.compile(r'["*?<>|:]')
+
+
+def windows_name_ok(value: str, what: str) -> str:
+    """``value`` (a Windows path), refused when Windows could not name such a file."""
+    bad = sorted(set(WINDOWS_FORBIDDEN.findall(ntpath.splitdrive(value)[1])))
+    if bad:
+        raise ValueError(
+            f"{what} {value!r} holds {' '.join(bad)}, which no Windows file name may; rename it"
+        )
+    return value
+
+
 def is_windows_target(value: str) -> bool:
     """Whether a guest path is a Windows one (a drive, or a folder on one)."""
     return bool(WINDOWS_TARGET.fullmatch(value))
@@ -149,7 +163,7 @@ class ShareSpec(BaseModel):
     def _source(cls, value: Path) -> Path:
         _no_control(str(value), "source path")
         if is_windows_path(str(value)):  # a folder of a Windows host (Hyper-V)
-            return Path(ntpath.normpath(str(value)))
+            return Path(ntpath.normpath(windows_name_ok(str(value), "source path")))
         if not value.is_absolute():
             raise ValueError("source must be an absolute path once resolved")
         return Path(os.path.normpath(value))

@@ -16,6 +16,7 @@ from vmshare import core
 from vmshare.backends.fake import FakeGuest
 from vmshare.backends.hyperv import backend as hyperv_backend
 from vmshare.cli import main
+from vmshare.errors import NotFoundError, SpecError
 from vmshare.protocols import mount_tag
 from vmshare.spec import parse_spec
 from vmshare.state import StateStore
@@ -117,6 +118,21 @@ def test_a_missing_folder_without_create_is_refused(standin, store):
     spec = parse_spec(SPEC.replace("create = true", ""))
     with pytest.raises(Exception, match="does not exist"):
         core.plan_shares(spec, "cli", store)
+
+
+def test_a_vm_the_host_lacks_is_named_before_its_folder(standin, store):
+    # the folder is looked for on the VM's host: for a VM that is not there, that says nothing
+    text = SPEC.replace('vm = "dev"', 'vm = "ghost"').replace("[vm.dev]", "[vm.ghost]")
+    spec = parse_spec(text.replace("create = true", ""))  # and its folder is missing
+    with pytest.raises(NotFoundError, match="VM 'ghost' not found"):
+        core.plan_shares(spec, "cli", store)
+
+
+@pytest.mark.parametrize("char", list('"*?<>|:'))
+def test_a_folder_name_windows_cannot_hold_is_refused_up_front(char, standin, store):
+    with pytest.raises(SpecError, match="which no Windows file name may"):
+        parse_spec(SPEC.replace(json.dumps(SOURCE), json.dumps(SOURCE + f"\\s{char}rc")))
+    assert standin.scripts == []
 
 
 def test_a_windows_guest_maps_the_share_through_powershell_direct(tmp_path, store, monkeypatch):

@@ -87,6 +87,13 @@ def resolve(
     for share in spec.share:
         vm_spec = spec.vm_for(share.vm)
         vm = facts.vms[share.vm]
+        # the VM first: its backend says which host holds the folder (a Windows host's C:\\...
+        # looked for on this machine, for a VM that is not there, says nothing)
+        if not vm.exists:
+            raise NotFoundError(
+                f"VM {share.vm!r} not found on {vm.connection}",
+                hint=vm.find_hint,
+            )
         host = facts.host_paths[str(share.source)]
         if host.exists and not host.is_dir:
             raise UsageError(f"host path {share.source} is not a directory", hint="share a folder")
@@ -94,11 +101,6 @@ def resolve(
             raise NotFoundError(
                 f"host path {share.source} does not exist",
                 hint="create it first, or pass --create (create = true in a spec file)",
-            )
-        if not vm.exists:
-            raise NotFoundError(
-                f"VM {share.vm!r} not found on {vm.connection}",
-                hint=vm.find_hint,
             )
         choice = choose_protocol(share, vm)
         plan.choices.append(choice)
