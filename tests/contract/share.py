@@ -13,6 +13,7 @@ An opt-in leaves out a test it cannot run by setting it to ``None`` with the rea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +86,24 @@ class ShareTestbed:
     rollback_undone: int = 2
     rollback_marker: str = "↶ detach"
     refused_names: set[str] = field(default_factory=set)  # names the protocol cannot carry
+    # how the CLI names a host tree made under ``tmp`` (e.g. C:\\... where the trees are on a
+    # Windows host); None: its local path (and spec files may name it relative to ``tmp``)
+    source_of: Callable[[Path], str] | None = None
+    share_lines: list[str] = field(default_factory=list)  # more lines for each spec [[share]]
 
     def tree(self, name: str) -> Path:
         return make_tree(self.tmp / name, self.owner)
+
+    def source(self, path: Path) -> str:
+        return self.source_of(path) if self.source_of else str(path)
+
+    def spec_share(self, source: str, target: str) -> str:
+        """A spec file's [[share]] of ``source`` (a relative one is anchored at ``tmp``)."""
+        return (
+            f'[[share]]\nsource = {json.dumps(source)}\nvm = "{self.vm}"\ntarget = "{target}"\n'
+            + (f'protocol = "{self.spec_protocol}"\n' if self.spec_protocol else "")
+            + "".join(f"{line}\n" for line in self.share_lines)
+        )
 
     def add(self, *args: str, **kw) -> object:
         return self.cli(*args, *self.add_args, **kw)
@@ -112,7 +128,7 @@ class ShareContract:
         tag = mount_tag(f"{tb.vm}:{target}")
         fstab_before = guest.fstab()
 
-        result = tb.cli.json("add", str(src), f"{tb.vm}:{target}", *tb.add_args)
+        result = tb.cli.json("add", tb.source(src), f"{tb.vm}:{target}", *tb.add_args)
         assert result["ok"], result
         assert result["data"]["plan"]["choices"][0]["protocol"] == tb.protocol
 
@@ -132,17 +148,14 @@ class ShareContract:
             assert tb.fstab_line(tag, target) in guest.fstab()
         assert [e.target for e in parse_table(guest.fstab())].count(target) == 1
         status = tb.cli.json("status")
-        assert status["ok"], status
+        assert status["ok"], json.dumps(status["data"], indent=1)
         assert status["data"][0]["checks"].items() >= tb.status_checks.items()
 
         # planning the same share again finds nothing to do, by shorthand and by spec file
-        again = tb.cli.json("add", str(src), f"{tb.vm}:{target}", *tb.add_args, "--dry-run")
+        again = tb.cli.json("add", tb.source(src), f"{tb.vm}:{target}", *tb.add_args, "--dry-run")
         assert again["data"]["plan"]["steps"] == []
         spec = tb.tmp / "vmshare.toml"
-        spec.write_text(
-            f'[[share]]\nsource = "{src}"\nvm = "{tb.vm}"\ntarget = "{target}"\n'
-            + (f'protocol = "{tb.spec_protocol}"\n' if tb.spec_protocol else "")
-        )
+        spec.write_text(tb.spec_share(tb.source(src), target))
         planned = tb.cli("plan", "-f", str(spec), check=True)
         assert "Nothing to do" in planned.stdout
 
@@ -163,7 +176,7 @@ class ShareContract:
         src = tb.tree(name)
         target = f"/mnt/h {name}"
         before = tb.snapshot()
-        proc = tb.add("add", str(src), f"{tb.vm}:{target}")
+        proc = tb.add("add", tb.source(src), f"{tb.vm}:{target}")
         if name in tb.refused_names:  # refused up front, with a reason, and nothing changed
             assert proc.returncode == 2, proc.stderr
             assert "hint:" in proc.stderr and "Traceback" not in proc.stderr
@@ -195,7 +208,7 @@ class ShareContract:
         tb = testbed
         src = tb.tree("bad")
         before = tb.snapshot()
-        argv = [a.format(src=src, vm=tb.vm) for a in args]
+        argv = [a.format(src=tb.source(src), vm=tb.vm) for a in args]
         proc = tb.add(*argv)
         assert proc.returncode == code, proc.stderr
         assert message in proc.stderr
@@ -209,7 +222,7 @@ class ShareContract:
         src = tb.tree("rb")
         assert guest.sh(": > /tmp/blocker")[0] == 0  # a file where a folder must be created
         before = tb.snapshot()
-        proc = tb.add("add", str(src), f"{tb.vm}:/tmp/blocker/mnt")
+        proc = tb.add("add", tb.source(src), f"{tb.vm}:/tmp/blocker/mnt")
         assert proc.returncode == 3, proc.stderr
         assert f"undid {tb.rollback_undone} step(s)" in proc.stderr, proc.stderr
         assert "everything is as before" in proc.stderr
@@ -221,18 +234,16 @@ class ShareContract:
         tb, guest = testbed, testbed.guest
         a, b = tb.tree("a"), tb.tree("b")
         spec = tb.tmp / "vmshare.toml"
-        protocol = f'protocol = "{tb.spec_protocol}"\n' if tb.spec_protocol else ""
         table = f'[vm.{tb.vm}]\nbackend = "{tb.backend}"\n\n' if tb.backend else ""
-        both = (
-            table + f'[[share]]\nsource = "a"\nvm = "{tb.vm}"\ntarget = "/mnt/a"\n{protocol}\n'
-            f'[[share]]\nsource = "b"\nvm = "{tb.vm}"\ntarget = "/mnt/b"\n{protocol}'
-        )
-        spec.write_text(both)
+        # relative sources, anchored at the spec file's folder, where the trees are local
+        a_source, b_source = (tb.source(t) if tb.source_of else t.name for t in (a, b))
+        kept = table + tb.spec_share(a_source, "/mnt/a")
+        spec.write_text(kept + "\n" + tb.spec_share(b_source, "/mnt/b"))
         tb.cli("apply", "-f", str(spec), check=True)
         assert {"/mnt/a", "/mnt/b"} <= set(guest.mounts())
         assert tb.cli.json("plan", "-f", str(spec))["data"]["plan"]["steps"] == []
         assert "Nothing to do" in tb.cli("apply", "-f", str(spec), check=True).stdout
-        spec.write_text(both.split('\n[[share]]\nsource = "b"')[0] + "\n")
+        spec.write_text(kept)
         tb.cli("apply", "-f", str(spec), "--prune", "--yes", check=True)
         assert "/mnt/b" not in guest.mounts() and "/mnt/a" in guest.mounts()
         assert [s["target"] for s in tb.cli.shares()] == ["/mnt/a"]
@@ -244,7 +255,7 @@ class ShareContract:
         sources = [tb.tree(f"c{i}") for i in range(2)]
         results = tb.cli.at_once(
             *(
-                ["add", str(src), f"{tb.vm}:/mnt/c{i}", *tb.add_args]
+                ["add", tb.source(src), f"{tb.vm}:/mnt/c{i}", *tb.add_args]
                 for i, src in enumerate(sources)
             )
         )

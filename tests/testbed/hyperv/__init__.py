@@ -30,7 +30,8 @@ from tests.testbed.hyperv.evaluate import (
     prop,
 )
 from vmshare.backends.hyperv.psdirect import GUEST_BLOCK
-from vmshare.protocols.smb import SambaExporter, SmbShare
+from vmshare.errors import UsageError
+from vmshare.protocols.smb import SambaExporter, SmbShare, check_path
 from vmshare.secrets import Secret
 from vmshare.spec import SmbHost
 
@@ -405,6 +406,7 @@ class HyperVHost:
             raise PsThrow(f"No MSFT_SMBShare objects found with property 'Name' equal to '{name}'")
         if self.samba is not None:
             SambaExporter(self.samba).unshare(name)
+            self._samba_alias(name).unlink(missing_ok=True)
         return []
 
     def _get_smbshareaccess(self, p: dict[str, Any], pos: list[Any], data: Any) -> Any:
@@ -479,7 +481,7 @@ class HyperVHost:
         SambaExporter(self.samba).share(
             SmbShare(
                 entry_id=name,
-                path=str(folder),
+                path=self._samba_path(name, folder),
                 client=self.client,
                 readonly=readonly,
                 account=accounts[0],
@@ -488,6 +490,22 @@ class HyperVHost:
                 encrypt=bool(share["encrypt"]),
             )
         )
+
+    def _samba_path(self, name: str, folder: Path) -> str:
+        """The folder as smb.conf can name it: a name Windows shares as it is but smb.conf
+        cannot carry (two spaces in a row, '%') goes through a symlink of the share's name."""
+        alias = self._samba_alias(name)
+        alias.unlink(missing_ok=True)
+        try:
+            check_path(str(folder))
+        except UsageError:
+            alias.parent.mkdir(exist_ok=True)
+            alias.symlink_to(folder)
+            return str(alias)
+        return str(folder)
+
+    def _samba_alias(self, name: str) -> Path:
+        return self.root / ".samba" / name
 
 
 def _qualified(account: str) -> str:
