@@ -54,6 +54,10 @@ class DeviceCapability(BaseModel):
     # a running VM gets the device in its config only when the share persists; otherwise only
     # the running VM has it (VirtualBox transient folders)
     config_follows_persist: bool = False
+    # why the VM's config (the persistent scope) changes only while the VM is off, when it does
+    # (VirtualBox through VBoxManage: the write lock): a running VM then gets the device in its
+    # config only, with the VM stopped for it and started again (Backend.needs_off says when)
+    config_needs_off: str | None = None
     # the words for each scope in the plan ("transient folder", "permanent folder")
     scope_words: dict[str, str] = {}
     # the exact hypervisor calls an attach makes: "before" (once), then by "SCOPE:ro"/"SCOPE:rw",

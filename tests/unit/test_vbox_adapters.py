@@ -78,22 +78,40 @@ def test_a_transient_folder_needs_the_vm_running(adapter, vbox_bed):
     assert vbox_bed.model.machine("devvm")["transient"] == []
 
 
-def test_a_running_vm_takes_a_permanent_folder_under_the_shared_lock(adapter, vbox_bed):
+def test_a_running_vm_s_permanent_folder_changes_through_the_api_only(adapter, vbox_bed):
+    """The API changes it on the session machine of a shared lock (MachineImpl.cpp checks
+    MutableOrRunningStateDep); VBoxManage asks for the write lock, which the running VM's
+    process holds (VBoxManageMisc.cpp), so VirtualBox refuses and nothing changes."""
     vbox_bed.model.create("devvm", running=True)
-    adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p"))
     adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p", transient=True))
+    before = vbox_bed.model.machine("devvm")
+    if not adapter.permanent_while_running:
+        for change in (
+            lambda: adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p")),
+            lambda: adapter.remove_folder("devvm", "vmshare-p", transient=False),
+        ):
+            with pytest.raises(HypervisorError) as info:
+                change()
+            assert "already locked for a session" in info.value.message
+            hint = info.value.hint or ""
+            assert "only while the VM is off" in hint and 'adapter = "sdk"' in hint
+            assert vbox_bed.model.machine("devvm") == before
+        return
+    adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p"))
     found = adapter.machine("devvm")
     assert found is not None
     assert {(f.name, f.transient) for f in found.folders} == {
         ("vmshare-p", False),
         ("vmshare-p", True),
     }
+    adapter.remove_folder("devvm", "vmshare-p", transient=False)
+    assert vbox_bed.model.machine("devvm") == before
     assert vbox_bed.model.machine("devvm")["sessions"] == [{"id": "vm-process", "kind": "vm"}]
 
 
 @pytest.mark.parametrize("transient", [False, True])
 def test_a_duplicate_name_is_refused_with_a_hint(adapter, vbox_bed, transient):
-    vbox_bed.model.create("devvm", running=True)
+    vbox_bed.model.create("devvm", running=transient)  # what each adapter can change
     adapter.add_folder("devvm", Folder("vmshare-d", "/srv/d", transient=transient))
     before = vbox_bed.model.machine("devvm")
     with pytest.raises(HypervisorError) as info:

@@ -62,6 +62,9 @@ class Adapter(ABC):
 
     name: str
     quoting: str  # how describe_* quote values: "shell" (VBoxManage) or "python" (SDK calls)
+    # whether it adds and removes a permanent folder while the VM runs: the API can (the
+    # session machine of a shared lock), VBoxManage cannot (it always takes the write lock)
+    permanent_while_running: bool
 
     @abstractmethod
     def machine(self, vm: str) -> Machine | None:

@@ -46,6 +46,7 @@ NAT = 1  # NetworkAttachmentType.NAT
 class SdkAdapter(Adapter):
     name = "sdk"
     quoting = "python"
+    permanent_while_running = True
 
     def __init__(self, vbox: Any, new_session: Callable[[], Any]) -> None:
         self.vbox, self.new_session = vbox, new_session
