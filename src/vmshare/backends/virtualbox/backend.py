@@ -236,10 +236,10 @@ class VirtualboxBackend(Backend):
 
     def detach_share(self, *, vm: str, tag: str, scopes: list[Scope]) -> str | None:
         name = folder_name(tag)
+        found = self._unless_gone(vm, "its folders went with it")
+        if isinstance(found, str):
+            return found
         ref = self.ref(vm)
-        if ref in self._seen and self.adapter.machine(ref) is None:
-            return f"VM {ref!r} was deleted from VirtualBox meanwhile: its folders went with it"
-        found = self._machine(vm)
         for folder in found.folders:
             if folder.name != name:
                 continue
@@ -284,8 +284,18 @@ class VirtualboxBackend(Backend):
     def prepare(self, *, vm: str, prerequisite: str) -> str | None:
         raise HypervisorError(f"VirtualBox has no prerequisite {prerequisite!r} to prepare")
 
+    def _unless_gone(self, vm: str, what: str) -> Machine | str:
+        """The VM, or a note when this backend saw it before and it was deleted meanwhile (a
+        rollback after it vanished has nothing left to change); a VM never seen is not found."""
+        found = self._lookup(vm)
+        if found is None and self.ref(vm) in self._seen:
+            return f"VM {self.ref(vm)!r} was deleted from VirtualBox meanwhile: {what}"
+        return found if found is not None else self._machine(vm)
+
     def start(self, *, vm: str) -> str | None:
-        found = self._machine(vm)
+        found = self._unless_gone(vm, "nothing to start")
+        if isinstance(found, str):
+            return found
         if not found.running:
             self.adapter.start(self.ref(vm))
         deadline = time.monotonic() + START_TIMEOUT
@@ -306,8 +316,9 @@ class VirtualboxBackend(Backend):
         return note
 
     def stop(self, *, vm: str) -> str | None:
-        if not self._machine(vm).running:
-            return None
+        found = self._unless_gone(vm, "nothing to stop")
+        if isinstance(found, str) or not found.running:
+            return found if isinstance(found, str) else None
         ref = self.ref(vm)
         self.adapter.stop(ref, force=False)
         forced = not self._wait_off(vm, SHUTDOWN_TIMEOUT)
