@@ -188,10 +188,13 @@ def test_vboxmanage_stops_a_running_vm_for_its_permanent_folder(
     ) in " ".join(blocked.stderr.split())
     assert vbox_bed.model.read() == before and guest.fstab() == fstab
     assert target not in guest.mounts() and vmshare.shares() == []
+    shown = vmshare.json("add", str(src), f"{vm.vm}:{target}", "--restart", "--dry-run")
+    steps = shown["data"]["plan"]["steps"]
+    assert [s["action"] for s in steps[:3]] == ["stop", "attach_share", "start"]
+    assert f"VBoxManage controlvm {vm.vm} acpipowerbutton" in steps[0]["script"]
+    assert steps[2]["script"] == f"VBoxManage startvm {vm.vm} --type headless"
     result = vmshare.json("add", str(src), f"{vm.vm}:{target}", "--restart")
     assert result["ok"], result
-    steps = result["data"]["plan"]["steps"]
-    assert [s["action"] for s in steps[:3]] == ["stop", "attach_share", "start"]
     machine = vbox_bed.model.machine(vm.vm)
     assert machine["state"] == "running" and [f["name"] for f in machine["folders"]] == [tag]
     assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"

@@ -191,3 +191,22 @@ def test_described_calls_name_the_vm_and_folder_exactly(adapter):
             "session.machine.create_shared_folder('vmshare-x', '/srv/a b', writable=False" in text
         )
         assert "session.machine.save_settings()" in text
+
+
+def test_described_power_calls_stop_gracefully_first(adapter):
+    stop = adapter.describe_power("it's vm", "stop")
+    start = adapter.describe_power("it's vm", "start")
+    assert adapter.describe_power("it's vm", "restart") == stop + start
+    deadline = stop.index("# only if it is still running at the deadline:")
+    if adapter.name == "vboxmanage":
+        assert [shlex.split(line) for line in stop[:deadline] + stop[deadline + 1 :]] == [
+            ["VBoxManage", "controlvm", "it's vm", "acpipowerbutton"],
+            ["VBoxManage", "controlvm", "it's vm", "poweroff"],
+        ]
+        assert [shlex.split(line) for line in start] == [
+            ["VBoxManage", "startvm", "it's vm", "--type", "headless"]
+        ]
+    else:
+        assert "session.console.power_button()" in stop[:deadline]
+        assert "session.console.power_down().wait_for_completion(-1)" in stop[deadline:]
+        assert "machine.launch_vm_process(session, 'headless', [])" in start[-1]

@@ -133,6 +133,11 @@ class Adapter(ABC):
     ) -> list[str]:
         """The exact call or command ``set_extradata`` makes."""
 
+    @abstractmethod
+    def describe_power(self, vm: str, action: str, quote: Quote = shell_quote) -> list[str]:
+        """The exact calls or commands of ``start``, ``stop`` (graceful, then forced after the
+        backend's deadline) or ``restart`` (stop, then start)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""
 

@@ -37,7 +37,7 @@ from vmshare.facts import Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
 from vmshare.plan.power import NeedsOff
-from vmshare.plan.step import Step
+from vmshare.plan.step import POWER, Step
 from vmshare.secrets import Secret, resolve_secret
 from vmshare.spec import VmSpec
 
@@ -253,7 +253,10 @@ class VirtualboxBackend(Backend):
         return None
 
     def explain(self, step: Step) -> list[str]:
-        """The exact VBoxManage commands or SDK calls of an attach or a detach, in order."""
+        """The exact VBoxManage commands or SDK calls of an attach, a detach or a power step,
+        in order."""
+        if step.layer == "hypervisor" and step.action in POWER:
+            return self.adapter.describe_power(self.ref(step.vm), step.action)
         if step.layer != "hypervisor" or step.action not in ("attach_share", "detach_share"):
             return []
         args, adapter = step.args, self.adapter

@@ -146,6 +146,15 @@ class VBoxManageAdapter(Adapter):
     ) -> list[str]:
         return [" ".join(map(quote, extradata_argv(vm, key, value)))]
 
+    def describe_power(self, vm: str, action: str, quote: Quote = shell_quote) -> list[str]:
+        stop = [
+            " ".join(map(quote, [TOOL, "controlvm", vm, "acpipowerbutton"])),
+            "# only if it is still running at the deadline:",
+            " ".join(map(quote, [TOOL, "controlvm", vm, "poweroff"])),
+        ]
+        start = [" ".join(map(quote, [TOOL, "startvm", vm, "--type", "headless"]))]
+        return {"stop": stop, "start": start, "restart": stop + start}.get(action, [])
+
 
 # guestcontrol run's exit codes (VBoxManageGuestCtrl.cpp, frozen since 5.0): a guest exit code
 # 1..93 comes back displaced by 32, 94 and above as 126; 16..22 say how the process ended
