@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from vmshare.errors import ApplyFailed, Interrupted, RollbackIncomplete, VmshareError
 from vmshare.plan.model import Plan
-from vmshare.plan.step import ACTIONS, Step
+from vmshare.plan.step import ACTIONS, POWER, Step
 from vmshare.state import ShareRecord, State, StateStore
 
 # (event, step): "start", "done", "failed", "undo", "redo" (restoring a replaced share)
@@ -66,8 +66,9 @@ class Journal:
 
     def intent(self, step: Step) -> None:
         """Record ``step`` as maybe done, before it runs. Unwinding steps need no record: the
-        step they undo stays journalled until they complete, and undos are idempotent."""
-        if step.undo is None or self.unwinds(step):
+        step they undo stays journalled until they complete, and undos are idempotent. Power
+        steps (``POWER``) are the run's own: their undo serves only its rollback."""
+        if step.undo is None or step.action in POWER or self.unwinds(step):
             return
         record = self._record_for(step)
         if record is not None:
@@ -76,6 +77,8 @@ class Journal:
 
     def completed(self, step: Step) -> bool:
         """Record ``step`` as done; True when it unwound an earlier journalled step."""
+        if step.action in POWER:  # not a share's: nothing of it is left for `remove`
+            return False
         unwound = self.unwinds(step)
         if unwound:
             earlier = self.state.shares[step.share]
@@ -91,7 +94,6 @@ class Journal:
                 if step in record.pending:
                     record.pending.remove(step)
                 record.steps.append(step)
-            # else: a step that only completes a removal (the restart after a 9p detach)
         self.store.save(self.state)
         return unwound
 

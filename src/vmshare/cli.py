@@ -58,8 +58,8 @@ RestartOpt = Annotated[
     bool,
     typer.Option(
         "--restart",
-        help="Allow vmshare to restart (or start) the VM when a change needs it "
-        "(graceful shutdown first).",
+        help="Allow vmshare to restart (or start) the VM when a change needs it, or stop it "
+        "around a change it must be off for and start it again (graceful shutdown first).",
     ),
 ]
 YesOpt = Annotated[

@@ -22,8 +22,10 @@ from vmshare.host.local import LocalHost
 from vmshare.plan.choice import NETWORK_PROTOCOLS, network_protocols
 from vmshare.plan.model import Plan
 from vmshare.plan.network import HostServers
+from vmshare.plan.power import NeedsOff, stop_around
 from vmshare.plan.removal import orphan_plan, recovery_plan, removal_plan
 from vmshare.plan.resolve import resolve
+from vmshare.plan.step import Step
 from vmshare.secrets import SecretStore
 from vmshare.spec import Spec, VmSpec, load_host_settings, share_ref, vm_settings
 from vmshare.state import ShareRecord, State, StateStore
@@ -211,7 +213,22 @@ def _plan(
         replace=replace,
         servers=session.servers if network else None,
     )
+    _stop_where_needed(plan, session, allow_restart)
     return plan
+
+
+def _stop_where_needed(plan: Plan, session: Session, allow_restart: bool) -> None:
+    """Stop a running VM around the hypervisor steps its backend can carry out only while it is
+    off (with --restart), or block the plan before any change (``plan.power``)."""
+
+    def needs_off(step: Step) -> NeedsOff | None:
+        if step.vm not in session.vms:  # a pruned share's VM may have no settings here
+            return None
+        backend = session.backend(step.vm)
+        with backend.sdk_errors():
+            return backend.needs_off(step)
+
+    stop_around(plan, needs_off, allow_restart=allow_restart)
 
 
 def _explain(plan: Plan, session: Session) -> None:
@@ -348,6 +365,7 @@ def _remove_orphans(
     store: StateStore,
     state: State,
     *,
+    allow_restart: bool,
     dry_run: bool,
     progress: Progress | None,
     confirm: Confirm | None,
@@ -370,17 +388,28 @@ def _remove_orphans(
         plan = orphan_plan(key, vm, exports, servers)
         if not plan.steps:
             raise not_found
+        _stop_where_needed(plan, session, allow_restart)
         plan.notes.append(
             f"no record of {key}, but the VM or the host's file servers hold objects with its "
             "names (a lost state file, or one in another state dir): remove undoes them"
         )
         if dry_run:
             return Result(plan=plan, dry_run=True)
+        _unblocked(plan)
         _confirmed(plan, confirm, session)
         outcome = execute(plan, session, Journal(store, state, plan), progress)
         return Result(plan=plan, outcome=outcome)
     finally:
         session.close()
+
+
+def _unblocked(plan: Plan) -> None:
+    """A removal that is blocked stops here, before any change."""
+    if plan.blockers:
+        raise UsageError(
+            plan.blockers[0] + "; nothing was removed",
+            hint="`vmshare remove --dry-run` shows every step and why",
+        )
 
 
 def _servers_and_exports(session: Session) -> tuple[HostServers | None, dict[str, dict[str, str]]]:
@@ -431,14 +460,22 @@ def remove_shares(
         records = find_records(refs, state)
         if records is None:
             return _remove_orphans(
-                refs[0], store, state, dry_run=dry_run, progress=progress, confirm=confirm
+                refs[0],
+                store,
+                state,
+                allow_restart=allow_restart,
+                dry_run=dry_run,
+                progress=progress,
+                confirm=confirm,
             )
         plan = removal_plan(records, allow_restart=allow_restart)
         session = Session({r.vm: r.vm_spec for r in records}, store)
         try:
+            _stop_where_needed(plan, session, allow_restart)
             if dry_run:
                 _explain(plan, session)
                 return Result(plan=plan, dry_run=True)
+            _unblocked(plan)
             _confirmed(plan, confirm, session)
             session.restart_follows.update(restarted_after_detach(plan))
             outcome = execute(plan, session, Journal(store, state, plan), progress)

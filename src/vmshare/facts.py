@@ -54,13 +54,12 @@ class DeviceCapability(BaseModel):
     # a running VM gets the device in its config only when the share persists; otherwise only
     # the running VM has it (VirtualBox transient folders)
     config_follows_persist: bool = False
+    # why the VM's config (the persistent scope) changes only while the VM is off, when it does
+    # (VirtualBox through VBoxManage: the write lock): a running VM then gets the device in its
+    # config only, with the VM stopped for it and started again (Backend.needs_off says when)
+    config_needs_off: str | None = None
     # the words for each scope in the plan ("transient folder", "permanent folder")
     scope_words: dict[str, str] = {}
-    # the exact hypervisor calls an attach makes: "before" (once), then by "SCOPE:ro"/"SCOPE:rw",
-    # with {name} and {source} for the share's device name and host path (quoted as
-    # ``calls_quoting`` says)
-    calls: dict[str, list[str]] = {}
-    calls_quoting: Literal["shell", "python"] = "shell"
     attach_note: str | None = None  # said with every attach (e.g. a setting that applies)
 
 

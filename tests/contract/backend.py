@@ -22,7 +22,7 @@ TAG = "vmshare-contract0000000"
 
 class BackendContract:
     def test_verbs_are_keyword_only(self, backend: Backend):
-        verbs = ("attach_share", "detach_share", "prepare", "start", "restart")
+        verbs = ("attach_share", "detach_share", "prepare", "start", "restart", "stop")
         for verb in (*verbs, "record_share", "forget_share"):
             params = list(pyinspect.signature(getattr(backend, verb)).parameters.values())
             assert params and all(p.kind is p.KEYWORD_ONLY for p in params), verb

@@ -78,6 +78,7 @@ class ShareTestbed:
     mount_source: Callable[[str], str] | None = None  # tag -> the guest mount's source
     add_args: list[str] = field(default_factory=list)  # e.g. --protocol nfs
     remove_args: list[str] = field(default_factory=list)  # e.g. --restart
+    apply_args: list[str] = field(default_factory=list)  # e.g. --restart
     spec_protocol: str | None = None  # protocol = ... in spec files
     owner: tuple[int, int] | None = None  # owner of shared trees (network shares)
     fstab_line: Callable[[str, str], str] | None = None  # exact fstab line, where known
@@ -239,12 +240,12 @@ class ShareContract:
         a_source, b_source = (tb.source(t) if tb.source_of else t.name for t in (a, b))
         kept = table + tb.spec_share(a_source, "/mnt/a")
         spec.write_text(kept + "\n" + tb.spec_share(b_source, "/mnt/b"))
-        tb.cli("apply", "-f", str(spec), check=True)
+        tb.cli("apply", "-f", str(spec), *tb.apply_args, check=True)
         assert {"/mnt/a", "/mnt/b"} <= set(guest.mounts())
         assert tb.cli.json("plan", "-f", str(spec))["data"]["plan"]["steps"] == []
         assert "Nothing to do" in tb.cli("apply", "-f", str(spec), check=True).stdout
         spec.write_text(kept)
-        tb.cli("apply", "-f", str(spec), "--prune", "--yes", check=True)
+        tb.cli("apply", "-f", str(spec), "--prune", "--yes", *tb.apply_args, check=True)
         assert "/mnt/b" not in guest.mounts() and "/mnt/a" in guest.mounts()
         assert [s["target"] for s in tb.cli.shares()] == ["/mnt/a"]
         assert guest.read("/mnt/a/hello.txt") == (a / "hello.txt").read_bytes()

@@ -5,6 +5,8 @@ mounts: so the guest's mount shows virtiofs, with the folder's name as its sourc
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.contract.share import ShareContract, ShareTestbed
@@ -15,7 +17,13 @@ pytestmark = pytest.mark.integration
 
 
 def share_testbed(
-    adapter: str, guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, tmp
+    adapter: str,
+    guest: Guest,
+    vbox_bed: VboxBed,
+    servers: FileServers,
+    vmshare: Vmshare,
+    tmp,
+    **extra: Any,
 ) -> ShareTestbed:
     vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, adapter)
 
@@ -40,15 +48,29 @@ def share_testbed(
         vm_config=vm_config,
         mount_types={"virtiofs"},  # the test bed's vboxsf (see the module's docstring)
         mount_source=lambda tag: tag,
-        rollback_undone=2,  # the mount point (its undo is a no-op) and the folders
         rollback_marker="↶ detach",
+        # the mount point (its undo is a no-op) and the folders
+        **{"rollback_undone": 2, **extra},
     )
+
+
+# VBoxManage changes a permanent folder only while the VM is off (the write lock): each change
+# of one stops the running VM and starts it again, which --restart allows; a rollback undoes
+# that stop and start too (the mount point, the start, the folders, the stop)
+VBOXMANAGE = {
+    "add_args": ["--restart"],
+    "remove_args": ["--restart"],
+    "apply_args": ["--restart"],
+    "rollback_undone": 4,
+}
 
 
 class TestVirtualboxVBoxManage(ShareContract):
     @pytest.fixture
     def testbed(self, guest, vbox_bed, servers, vmshare, open_tmp):
-        return share_testbed("vboxmanage", guest, vbox_bed, servers, vmshare, open_tmp)
+        return share_testbed(
+            "vboxmanage", guest, vbox_bed, servers, vmshare, open_tmp, **VBOXMANAGE
+        )
 
 
 class TestVirtualboxSdk(ShareContract):

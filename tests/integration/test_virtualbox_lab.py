@@ -45,7 +45,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[Vmshare, str]]:
     runner = Vmshare(tmp_path / "state", env={"VMSHARE_HOST_CONFIG": str(config)})
     yield runner, vm
     for share in runner.shares():
-        runner("remove", share["key"], "--yes")
+        runner("remove", share["key"], "--yes", "--restart")
 
 
 def test_a_vboxsf_share_round_trips_and_leaves_nothing(lab, tmp_path: Path):
@@ -54,15 +54,18 @@ def test_a_vboxsf_share_round_trips_and_leaves_nothing(lab, tmp_path: Path):
     target = "/mnt/vmshare-lab"
     doctor = cli("doctor", vm)
     assert "virtualbox adapter" in doctor.stdout, doctor.stderr
-    planned = cli("add", str(src), f"{vm}:{target}", "--dry-run", check=True).stdout
+    # VBoxManage adds and removes a permanent folder only while the VM is off (its write lock):
+    # with that adapter the VM is stopped around the change, which --restart allows
+    restart = ["--restart"]
+    planned = cli("add", str(src), f"{vm}:{target}", "--dry-run", *restart, check=True).stdout
     assert "sharedfolder add" in planned or "create_shared_folder" in planned
-    result = cli.json("add", str(src), f"{vm}:{target}")
+    result = cli.json("add", str(src), f"{vm}:{target}", *restart)
     assert result["ok"], result
     assert result["data"]["plan"]["choices"][0]["protocol"] == "vboxsf"
     status = cli.json("status")
     assert status["data"][0]["checks"]["probe"] == "ok", status
     digest = tree_digest(src)
-    cli("remove", f"{vm}:{target}", check=True)
+    cli("remove", f"{vm}:{target}", *restart, check=True)
     assert tree_digest(src) == digest
     assert cli.shares() == []
     tag = mount_tag(f"{vm}:{target}")

@@ -38,29 +38,34 @@ def test_the_plan_shows_the_exact_calls_apply_makes(
     guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp, adapter
 ):
     """Done-when of issue 11: a dry run names each VBoxManage command or SDK call, with the
-    share's own quoted values, and says why a running VM gets both folders."""
+    share's own quoted values, and says why a running VM gets both folders (the SDK) or is
+    stopped for its permanent folder (VBoxManage)."""
     vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, adapter)
     src = make_tree(open_tmp / "it's src")
     before = vbox_bed.model.read()
     tag = mount_tag(f"{vm.vm}:/mnt/plan")
-    result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/plan", "--dry-run")
+    # VBoxManage adds a permanent folder only to a stopped VM: with --restart the plan stops
+    # the VM for it (test_vboxmanage_stops_a_running_vm_for_its_permanent_folder)
+    restart = ["--restart"] if adapter == "vboxmanage" else []
+    result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/plan", "--dry-run", *restart)
     assert result["ok"], result
     plan = result["data"]["plan"]
     assert plan["choices"][0]["protocol"] == "vboxsf"
     (attach,) = [s for s in plan["steps"] if s["action"] == "attach_share"]
-    assert attach["args"]["scopes"] == ["running", "persistent"]
-    assert "(transient folder and permanent folder)" in attach["summary"]
     reason = attach["reason"]
-    assert "a transient folder now and the permanent folder too, so it survives" in reason
     assert "symlink creation stays off for this folder" in reason
     calls = attach["script"].splitlines()
     if adapter == "vboxmanage":
+        assert attach["args"]["scopes"] == ["persistent"]
+        assert "(permanent folder)" in attach["summary"]
+        assert "so the VM is stopped for the permanent folder and starts with it" in reason
         assert [shlex.split(c) for c in calls] == [
-            ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src),
-             "--transient"],
             ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src)],
         ]  # fmt: skip
     else:
+        assert attach["args"]["scopes"] == ["running", "persistent"]
+        assert "(transient folder and permanent folder)" in attach["summary"]
+        assert "a transient folder now and the permanent folder too, so it survives" in reason
         args = f"'{tag}', {str(src)!r}, writable=True, automount=False, auto_mount_point=''"
         assert calls == [
             f"machine = vbox.find_machine('{vm.vm}')",
@@ -73,45 +78,54 @@ def test_the_plan_shows_the_exact_calls_apply_makes(
             "session.machine.save_settings()",
             "session.unlock_machine()",
         ]
-    text = vmshare("add", str(src), f"{vm.vm}:/mnt/plan", "--dry-run", check=True).stdout
-    assert "sharedfolder add" in text or "create_shared_folder" in text
-    assert tag in text
+    text = vmshare("add", str(src), f"{vm.vm}:/mnt/plan", "--dry-run", *restart, check=True)
+    assert "sharedfolder add" in text.stdout or "create_shared_folder" in text.stdout
+    assert tag in text.stdout
     assert vbox_bed.model.read() == before  # a plan changes nothing
 
 
 def test_symlinks_on_a_running_vm_need_a_restart_and_the_plan_says_so(
-    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp, adapter
 ):
-    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, "vboxmanage", symlinks=True)
+    """VirtualBox reads the symlink key when the VM starts: the SDK adds the permanent folder
+    to the running VM and restarts it; VBoxManage stops the VM, adds it and starts the VM."""
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, adapter, symlinks=True)
     src = make_tree(open_tmp / "links")
     tag = mount_tag(f"{vm.vm}:/mnt/links")
     blocked = vmshare("add", str(src), f"{vm.vm}:/mnt/links")
     assert blocked.returncode == 2, blocked.stderr
-    assert "symlink creation (symlinks = true) takes effect only when the VM starts" in (
-        blocked.stderr
-    )
+    why = {
+        "sdk": "symlink creation (symlinks = true) takes effect only when the VM starts",
+        "vboxmanage": "VBoxManage adds a permanent folder only to a stopped VM",
+    }
+    assert why[adapter] in blocked.stderr
     assert "--restart" in blocked.stderr
     result = vmshare.json("add", str(src), f"{vm.vm}:/mnt/links", "--restart", "--dry-run")
     steps = result["data"]["plan"]["steps"]
     (attach,) = [s for s in steps if s["action"] == "attach_share"]
     assert attach["args"]["scopes"] == ["persistent"]
     assert "symlink creation allowed for this folder" in attach["reason"]
-    calls = [shlex.split(c) for c in attach["script"].splitlines()]
-    assert calls == [
-        ["VBoxManage", "setextradata", vm.vm,
-         f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}", "1"],
-        ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src)],
-    ]  # fmt: skip
-    assert [s["action"] for s in steps].index("restart") > steps.index(attach)
+    power = [s["action"] for s in steps if s["layer"] == "hypervisor"]
+    if adapter == "sdk":
+        assert power == ["attach_share", "restart"]
+    else:
+        assert power == ["stop", "attach_share", "start"]
+        calls = [shlex.split(c) for c in attach["script"].splitlines()]
+        assert calls == [
+            ["VBoxManage", "setextradata", vm.vm,
+             f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}", "1"],
+            ["VBoxManage", "sharedfolder", "add", vm.vm, "--name", tag, "--hostpath", str(src)],
+        ]  # fmt: skip
     assert vbox_bed.model.machine(vm.vm)["extradata"] == {}
     vmshare("add", str(src), f"{vm.vm}:/mnt/links", "--restart", "--yes", check=True)
     machine = vbox_bed.model.machine(vm.vm)
     key = f"VBoxInternal2/SharedFoldersEnableSymlinksCreate/{tag}"
     assert machine["extradata"] == {key: "1"} and machine["state"] == "running"
     assert guest.read("/mnt/links/hello.txt") == b"hello from the host\n"
-    vmshare("remove", f"{vm.vm}:/mnt/links", check=True)
+    vmshare("remove", f"{vm.vm}:/mnt/links", "--restart", check=True)
     machine = vbox_bed.model.machine(vm.vm)
     assert machine["extradata"] == {} and machine["folders"] == []
+    assert machine["state"] == "running"
 
 
 def test_a_vboxsf_share_crosses_both_ways_and_remove_takes_exactly_it_away(
@@ -122,11 +136,15 @@ def test_a_vboxsf_share_crosses_both_ways_and_remove_takes_exactly_it_away(
     src = make_tree(open_tmp / "src")
     target, tag = "/mnt/vb", mount_tag(f"{vm.vm}:/mnt/vb")
     fstab_before = guest.fstab()
-    result = vmshare.json("add", str(src), f"{vm.vm}:{target}")
+    # VBoxManage: the VM is stopped for the permanent folder and starts with it (--restart)
+    restart = ["--restart"] if adapter == "vboxmanage" else []
+    result = vmshare.json("add", str(src), f"{vm.vm}:{target}", *restart)
     assert result["ok"], result
     machine = vbox_bed.model.machine(vm.vm)
     assert [f["name"] for f in machine["folders"]] == [tag]  # permanent: the share persists
-    assert [f["name"] for f in machine["transient"]] == [tag]  # and live now
+    live = [f["name"] for f in machine["transient"]]
+    assert live == ([] if restart else [tag])  # the SDK's transient folder joins it now
+    assert machine["state"] == "running"
     assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
     assert guest.sh('printf guest > "$1/from-guest"', target)[0] == 0
     assert (src / "from-guest").read_text() == "guest"
@@ -140,12 +158,63 @@ def test_a_vboxsf_share_crosses_both_ways_and_remove_takes_exactly_it_away(
         == []
     )
     digest = tree_digest(src)
-    vmshare("remove", f"{vm.vm}:{target}", check=True)
+    vmshare("remove", f"{vm.vm}:{target}", *restart, check=True)
     machine = vbox_bed.model.machine(vm.vm)
     assert machine["folders"] == [] and machine["transient"] == []
     assert machine["extradata"] == {"GUI/Something": "the user's"}
+    assert machine["state"] == "running"
     assert target not in guest.mounts() and guest.fstab() == fstab_before
     assert tree_digest(src) == digest
+
+
+def test_vboxmanage_stops_a_running_vm_for_its_permanent_folder(
+    guest: Guest, vbox_bed: VboxBed, servers: FileServers, vmshare: Vmshare, open_tmp
+):
+    """VBoxManage adds and removes a permanent folder only under the VM's write lock, which
+    VirtualBox refuses while the VM runs: without --restart the add and the remove stop before
+    any change, saying why and what else would do; with it the VM is stopped around the
+    folder's change and started again."""
+    vm = vbox_vm(vbox_bed, servers, vmshare, guest.name, "vboxmanage")
+    src = make_tree(open_tmp / "locked")
+    target, tag = "/mnt/locked", mount_tag(f"{vm.vm}:/mnt/locked")
+    before, fstab = vbox_bed.model.read(), guest.fstab()
+    blocked = vmshare("add", str(src), f"{vm.vm}:{target}")
+    assert blocked.returncode == 2, blocked.stderr
+    assert (
+        "VBoxManage adds a permanent folder only to a stopped VM (it needs the VM's write "
+        f"lock): pass --restart so vmshare stops VM '{vm.vm}' for it (graceful shutdown) and "
+        'starts it again, set adapter = "sdk" (VirtualBox\'s API adds it while the VM runs), '
+        "or pass --no-persist for a transient folder only"
+    ) in " ".join(blocked.stderr.split())
+    assert vbox_bed.model.read() == before and guest.fstab() == fstab
+    assert target not in guest.mounts() and vmshare.shares() == []
+    shown = vmshare.json("add", str(src), f"{vm.vm}:{target}", "--restart", "--dry-run")
+    steps = shown["data"]["plan"]["steps"]
+    assert [s["action"] for s in steps[:3]] == ["stop", "attach_share", "start"]
+    assert f"VBoxManage controlvm {vm.vm} acpipowerbutton" in steps[0]["script"]
+    assert steps[2]["script"] == f"VBoxManage startvm {vm.vm} --type headless"
+    result = vmshare.json("add", str(src), f"{vm.vm}:{target}", "--restart")
+    assert result["ok"], result
+    machine = vbox_bed.model.machine(vm.vm)
+    assert machine["state"] == "running" and [f["name"] for f in machine["folders"]] == [tag]
+    assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+    applied = vbox_bed.model.read()
+    refused = vmshare("remove", f"{vm.vm}:{target}")
+    assert refused.returncode == 2, refused.stderr
+    text = " ".join(refused.stderr.split())
+    assert "VBoxManage removes a permanent folder only from a stopped VM" in text
+    assert 'set adapter = "sdk"' in text and "nothing was removed" in text
+    assert vbox_bed.model.read() == applied  # nothing half-done: the guest keeps its mount
+    assert target in guest.mounts() and len(vmshare.shares()) == 1
+    shown = vmshare.json("remove", f"{vm.vm}:{target}", "--restart", "--dry-run")
+    actions = [s["action"] for s in shown["data"]["plan"]["steps"]]
+    at = actions.index("detach_share")
+    assert actions[at - 1 : at + 2] == ["stop", "detach_share", "start"]
+    assert actions.index("unmount") < at  # the guest lets go while the VM runs
+    vmshare("remove", f"{vm.vm}:{target}", "--restart", check=True)
+    machine = vbox_bed.model.machine(vm.vm)
+    assert machine["state"] == "running" and machine["folders"] == []
+    assert target not in guest.mounts() and guest.fstab() == fstab and vmshare.shares() == []
 
 
 def test_a_running_vm_without_persist_gets_a_transient_folder_only(
@@ -229,12 +298,13 @@ def test_a_vm_that_vanishes_mid_apply_is_a_clear_error_and_the_host_keeps_nothin
     src = open_tmp / "made-by-vmshare"  # a host folder the plan creates first
     fstab = guest.fstab()
     proc = vmshare(
-        "add", str(src), f"{vm.vm}:/mnt/gone", "--create",
+        "add", str(src), f"{vm.vm}:/mnt/gone", "--create", "--restart",
         env={"VMSHARE_VBOX_VANISH": f"{vm.vm}@sharedfolder add"},
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr
     assert f"Could not find a registered machine named '{vm.vm}'" in proc.stderr
-    assert "undid 2 step(s); everything is as before" in proc.stderr
+    # the folders, the VM's stop (nothing left to start) and the host folder
+    assert "undid 3 step(s); everything is as before" in proc.stderr
     assert "hint:" in proc.stderr and "Traceback" not in proc.stderr
     assert vbox_bed.model.read()["machines"] == []
     assert not src.exists()  # the host folder it made is gone again

@@ -78,22 +78,40 @@ def test_a_transient_folder_needs_the_vm_running(adapter, vbox_bed):
     assert vbox_bed.model.machine("devvm")["transient"] == []
 
 
-def test_a_running_vm_takes_a_permanent_folder_under_the_shared_lock(adapter, vbox_bed):
+def test_a_running_vm_s_permanent_folder_changes_through_the_api_only(adapter, vbox_bed):
+    """The API changes it on the session machine of a shared lock (MachineImpl.cpp checks
+    MutableOrRunningStateDep); VBoxManage asks for the write lock, which the running VM's
+    process holds (VBoxManageMisc.cpp), so VirtualBox refuses and nothing changes."""
     vbox_bed.model.create("devvm", running=True)
-    adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p"))
     adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p", transient=True))
+    before = vbox_bed.model.machine("devvm")
+    if not adapter.permanent_while_running:
+        for change in (
+            lambda: adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p")),
+            lambda: adapter.remove_folder("devvm", "vmshare-p", transient=False),
+        ):
+            with pytest.raises(HypervisorError) as info:
+                change()
+            assert "already locked for a session" in info.value.message
+            hint = info.value.hint or ""
+            assert "only while the VM is off" in hint and 'adapter = "sdk"' in hint
+            assert vbox_bed.model.machine("devvm") == before
+        return
+    adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p"))
     found = adapter.machine("devvm")
     assert found is not None
     assert {(f.name, f.transient) for f in found.folders} == {
         ("vmshare-p", False),
         ("vmshare-p", True),
     }
+    adapter.remove_folder("devvm", "vmshare-p", transient=False)
+    assert vbox_bed.model.machine("devvm") == before
     assert vbox_bed.model.machine("devvm")["sessions"] == [{"id": "vm-process", "kind": "vm"}]
 
 
 @pytest.mark.parametrize("transient", [False, True])
 def test_a_duplicate_name_is_refused_with_a_hint(adapter, vbox_bed, transient):
-    vbox_bed.model.create("devvm", running=True)
+    vbox_bed.model.create("devvm", running=transient)  # what each adapter can change
     adapter.add_folder("devvm", Folder("vmshare-d", "/srv/d", transient=transient))
     before = vbox_bed.model.machine("devvm")
     with pytest.raises(HypervisorError) as info:
@@ -173,3 +191,22 @@ def test_described_calls_name_the_vm_and_folder_exactly(adapter):
             "session.machine.create_shared_folder('vmshare-x', '/srv/a b', writable=False" in text
         )
         assert "session.machine.save_settings()" in text
+
+
+def test_described_power_calls_stop_gracefully_first(adapter):
+    stop = adapter.describe_power("it's vm", "stop")
+    start = adapter.describe_power("it's vm", "start")
+    assert adapter.describe_power("it's vm", "restart") == stop + start
+    deadline = stop.index("# only if it is still running at the deadline:")
+    if adapter.name == "vboxmanage":
+        assert [shlex.split(line) for line in stop[:deadline] + stop[deadline + 1 :]] == [
+            ["VBoxManage", "controlvm", "it's vm", "acpipowerbutton"],
+            ["VBoxManage", "controlvm", "it's vm", "poweroff"],
+        ]
+        assert [shlex.split(line) for line in start] == [
+            ["VBoxManage", "startvm", "it's vm", "--type", "headless"]
+        ]
+    else:
+        assert "session.console.power_button()" in stop[:deadline]
+        assert "session.console.power_down().wait_for_completion(-1)" in stop[deadline:]
+        assert "machine.launch_vm_process(session, 'headless', [])" in start[-1]

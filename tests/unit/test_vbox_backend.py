@@ -12,6 +12,7 @@ from vmshare.backends.virtualbox.backend import VirtualboxBackend
 from vmshare.backends.virtualbox.settings import VirtualboxVm
 from vmshare.errors import BackendUnavailable, HypervisorError, NotFoundError, UsageError
 from vmshare.facts import FsDevice
+from vmshare.plan.step import Step
 from vmshare.protocols import mount_tag
 
 TAG = mount_tag("devvm:/mnt/x")
@@ -92,15 +93,76 @@ def test_a_stopped_vm_gets_the_permanent_folder(make, vbox_bed):
 def test_a_running_vm_gets_transient_now_and_permanent_too(make, vbox_bed):
     vbox_bed.model.create("devvm", running=True)
     backend = make()
-    attach(backend, ["running", "persistent"])
-    attach(backend, ["running", "persistent"])
+    # VBoxManage adds the permanent folder only to a stopped VM: the next test
+    scopes = ["running", "persistent"] if backend.adapter.permanent_while_running else ["running"]
+    attach(backend, scopes)
+    attach(backend, scopes)
     machine = vbox_bed.model.machine("devvm")
-    assert [f["name"] for f in machine["folders"]] == [TAG]
+    assert [f["name"] for f in machine["folders"]] == [TAG] * ("persistent" in scopes)
     assert [f["name"] for f in machine["transient"]] == [TAG]
     backend.detach_share(vm="devvm", tag=TAG, scopes=["running", "persistent"])
     backend.detach_share(vm="devvm", tag=TAG, scopes=["running", "persistent"])
     machine = vbox_bed.model.machine("devvm")
     assert machine["folders"] == [] and machine["transient"] == []
+
+
+def test_with_vboxmanage_a_running_vm_is_stopped_for_its_permanent_folder(make, vbox_bed):
+    """VBoxManage changes a permanent folder only under the write lock, which a running VM's
+    process holds: the capability says so (the planner then asks for the permanent folder
+    alone) and ``needs_off`` names the steps the plan must stop the VM for."""
+    vbox_bed.model.create("devvm", running=True)
+    backend = make()
+    device = backend.inspect("devvm").capabilities.devices[0]
+    api = backend.adapter.permanent_while_running
+    assert device.config_needs_off == (
+        None
+        if api
+        else "VBoxManage adds a permanent folder only to a stopped VM (it needs the VM's write "
+        "lock)"
+    )
+    add = plan_step("attach_share", ["persistent"])
+    both = plan_step("attach_share", ["running", "persistent"])
+    detach = plan_step("detach_share", ["running", "persistent"])
+    assert backend.needs_off(both) is None  # the transient folder goes in with a shared lock
+    assert backend.needs_off(detach) is None  # no permanent folder to remove
+    needed = backend.needs_off(add)
+    if api:
+        assert needed is None
+        return
+    assert needed is not None and needed.reason == device.config_needs_off
+    assert 'adapter = "sdk"' in needed.instead and "--no-persist" in needed.instead
+    before = vbox_bed.model.machine("devvm")
+    with pytest.raises(HypervisorError) as info:  # what the plan's stop prevents
+        attach(backend, ["persistent"])
+    assert "--restart" in (info.value.hint or "")
+    assert vbox_bed.model.machine("devvm") == before
+    assert backend.stop(vm="devvm") is None  # a clean ACPI shutdown
+    assert backend.needs_off(add) is None  # it is off now
+    attach(backend, ["persistent"])
+    backend.start(vm="devvm")
+    machine = vbox_bed.model.machine("devvm")
+    assert machine["state"] == "running" and machine["transient"] == []
+    assert [f["name"] for f in machine["folders"]] == [TAG]
+    needed = backend.needs_off(detach)  # the permanent folder exists now
+    assert needed is not None
+    assert needed.reason == (
+        "VBoxManage removes a permanent folder only from a stopped VM (it needs the VM's write "
+        "lock)"
+    )
+    assert 'adapter = "sdk"' in needed.instead
+    backend.stop(vm="devvm")
+    backend.detach_share(vm="devvm", tag=TAG, scopes=["running", "persistent"])
+    assert vbox_bed.model.machine("devvm")["folders"] == []
+
+
+def plan_step(action: str, scopes: list[str]) -> Step:
+    args = {"tag": TAG, "scopes": scopes}
+    if action == "attach_share":
+        args.update(source="/srv/x", protocol="vboxsf", readonly=False)
+    return Step(
+        share="devvm:/mnt/x", layer="hypervisor", action=action, vm="devvm", args=args,
+        summary=action,
+    )  # fmt: skip
 
 
 def test_the_symlink_option_sets_its_key_first_and_removal_takes_it_away(make, vbox_bed):
@@ -137,7 +199,10 @@ def test_a_running_vm_asked_for_a_change_only_a_start_applies_is_refused(make, v
         device.hotplug_off
         == "symlink creation (symlinks = true) takes effect only when the VM starts"
     )
-    attach(make(symlinks=True), ["persistent"])  # what a plan with the restart asks for
+    backend = make(symlinks=True)
+    if not backend.adapter.permanent_while_running:
+        backend.stop(vm="devvm")  # the plan stops the VM for VBoxManage's permanent folder
+    attach(backend, ["persistent"])  # what a plan with the restart asks for
     machine = vbox_bed.model.machine("devvm")
     assert machine["extradata"] == {KEY: "1"} and [f["name"] for f in machine["folders"]] == [TAG]
 

@@ -70,6 +70,70 @@ def test_errors_print_as_vboxmanage_prints_them(vbox_bed: VboxBed):
     ]
 
 
+@pytest.mark.parametrize("verb", ["add", "remove"])
+def test_the_stand_in_changes_no_permanent_folder_of_a_running_vm(vbox_bed: VboxBed, verb):
+    """VBoxManage takes the write lock for a permanent folder, always (VirtualBox 7.0.14's
+    VBoxManageMisc.cpp, handleSharedFolderAdd/Remove), and a running VM's process holds the
+    machine: VirtualBox refuses, and VBoxManage prints the failed call's context."""
+    vbox_bed.model.create("devvm")
+    made = vboxmanage("sharedfolder", "add", "devvm", "--name", "old", "--hostpath", "/o")
+    assert made.returncode == 0, made.stderr
+    vbox_bed.model.start("devvm")
+    before = vbox_bed.model.read()
+    args = ["--name", "new", "--hostpath", "/n"] if verb == "add" else ["--name", "old"]
+    proc = vboxmanage("sharedfolder", verb, "devvm", *args)
+    assert proc.returncode == 1
+    line = {"add": 1673, "remove": 1769}[verb]
+    assert proc.stderr.splitlines() == [
+        "VBoxManage: error: The machine 'devvm' is already locked for a session (or being "
+        "unlocked)",
+        "VBoxManage: error: Details: code VBOX_E_INVALID_OBJECT_STATE (0x80bb0007), component "
+        "MachineWrap, interface IMachine, callee nsISupports",
+        f'VBoxManage: error: Context: "LockMachine(a->session, LockType_Write)" at line {line} '
+        "of file VBoxManageMisc.cpp",
+    ]
+    assert vbox_bed.model.read() == before  # nothing changed, no lock left behind
+    transient = vboxmanage("sharedfolder", "add", "devvm", "--name", "t", "--hostpath", "/t")
+    assert transient.returncode == 1  # the same write lock
+    transient = vboxmanage(
+        "sharedfolder", "add", "devvm", "--name", "t", "--hostpath", "/t", "--transient"
+    )
+    assert transient.returncode == 0, transient.stderr  # a shared lock and the console
+    vbox_bed.model.stop("devvm")
+    proc = vboxmanage("sharedfolder", verb, "devvm", *args)  # off: the write lock is free
+    assert proc.returncode == 0, proc.stderr
+    names = [f["name"] for f in vbox_bed.model.machine("devvm")["folders"]]
+    assert names == (["old", "new"] if verb == "add" else [])
+
+
+def test_the_com_fake_changes_a_running_vm_s_permanent_folder_on_its_session_machine(
+    vbox_bed: VboxBed,
+):
+    """The API's own rule, which the COM fake keeps: createSharedFolder and removeSharedFolder
+    check MutableOrRunningStateDep (VirtualBox 7.0's MachineImpl.cpp), so the session machine
+    of a shared lock on a running VM changes its permanent folders; the write lock is refused."""
+    from tests.testbed.vbox.com import ComSession, ComVirtualBox
+    from tests.testbed.vbox.model import Fault
+
+    vbox_bed.model.create("devvm", running=True)
+    machine = ComVirtualBox(vbox_bed.model).findMachine("devvm")
+    session = ComSession()
+    with pytest.raises(Fault) as info:
+        machine.lockMachine(session, 2)  # LockType.Write
+    assert "already locked for a session" in info.value.msg
+    machine.lockMachine(session, 1)  # LockType.Shared
+    session.machine.createSharedFolder("vmshare-p", "/srv/p", True, False, "")
+    session.machine.saveSettings()
+    session.unlockMachine()
+    assert [f["name"] for f in vbox_bed.model.machine("devvm")["folders"]] == ["vmshare-p"]
+    machine.lockMachine(session, 1)
+    session.machine.removeSharedFolder("vmshare-p")
+    session.machine.saveSettings()
+    session.unlockMachine()
+    saved = vbox_bed.model.machine("devvm")
+    assert saved["folders"] == [] and saved["sessions"] == [{"id": "vm-process", "kind": "vm"}]
+
+
 REAL_61_ERROR = """\
 VBoxManage: error: The machine 'devvm' is already locked for a session (or being unlocked)
 VBoxManage: error: Details: code VBOX_E_INVALID_OBJECT_STATE (0x80bb0007), component MachineWrap, interface IMachine, callee nsISupports
@@ -85,6 +149,8 @@ def test_a_vboxmanage_error_becomes_one_line_with_a_hint():
         "locked for a session (or being unlocked)"
     )
     assert "another program holds the VM's lock" in (error.hint or "")
+    assert "changes a permanent folder only while the VM is off" in (error.hint or "")
+    assert "--restart" in (error.hint or "") and 'adapter = "sdk"' in (error.hint or "")
     missing = from_vboxmanage(
         "VBoxManage: error: Could not find a registered machine named 'x'\n"
         "VBoxManage: error: Details: code VBOX_E_OBJECT_NOT_FOUND (0x80bb0001), component "

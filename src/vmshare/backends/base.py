@@ -24,6 +24,7 @@ from vmshare.facts import Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.host import Host
 from vmshare.host.local import LocalHost
+from vmshare.plan.power import NeedsOff
 from vmshare.plan.step import Step
 from vmshare.secrets import SecretStore
 from vmshare.spec import VmSpec
@@ -107,6 +108,18 @@ class Backend(ABC):
     @abstractmethod
     def restart(self, *, vm: str) -> str | None:
         """Shut the VM down gracefully (forced after a deadline) and start it again."""
+
+    def stop(self, *, vm: str) -> str | None:
+        """Shut the VM down gracefully (forced after a deadline), for steps it must be off for;
+        planned only where ``needs_off`` says so, so only such backends implement it."""
+        raise HypervisorError(f"the {self.name} backend does not stop VMs for a change")
+
+    def needs_off(self, step: Step) -> NeedsOff | None:
+        """Why hypervisor ``step`` can be carried out only while its VM is off, when that VM
+        runs now (None: it can run as things are). Asked of every plan's hypervisor steps before
+        any runs (``plan.power.stop_around``), so the plan stops the VM around them or is
+        blocked before any change."""
+        return None
 
     def record_share(self, *, vm: str, tag: str, record: dict[str, Any]) -> str | None:
         """Keep vmshare's ``record`` of share ``tag`` on the VM itself (replacing an earlier

@@ -30,6 +30,8 @@ from vmshare.facts import (
     gather,
 )
 from vmshare.guest.channel import GuestChannel
+from vmshare.plan.power import NeedsOff
+from vmshare.plan.step import Step
 from vmshare.protocols import nfs, smb
 from vmshare.spec import NfsHost, Spec, VmSpec
 
@@ -105,6 +107,8 @@ class FakeBackend(Backend):
         if cap is None:
             raise HypervisorError(f"fake VM {vm!r} offers no {protocol} device")
         device = FsDevice(tag=tag, source=source, protocol=protocol, readonly=readonly)
+        if "persistent" in scopes and tag not in found.persistent:
+            self._config_may_change(found, protocol)
         if "running" in scopes and found.running and tag not in found.live:
             if not cap.hotplug:
                 raise HypervisorError(f"fake VM {vm!r} cannot hot-plug {protocol} now")
@@ -116,7 +120,8 @@ class FakeBackend(Backend):
     def detach_share(self, *, vm: str, tag: str, scopes: list[Scope]) -> str | None:
         found = self._vm(vm)
         self.calls.append(f"detach_share {tag} {','.join(scopes)}")
-        if "persistent" in scopes:
+        if "persistent" in scopes and tag in found.persistent:
+            self._config_may_change(found, found.persistent[tag].protocol)
             found.persistent.pop(tag, None)
         device = found.live.get(tag)
         if "running" in scopes and device is not None:
@@ -146,6 +151,34 @@ class FakeBackend(Backend):
         self.calls.append("restart")
         found.running, found.live = True, dict(found.persistent)
         return None
+
+    def stop(self, *, vm: str) -> str | None:
+        found = self._vm(vm)
+        self.calls.append("stop")
+        found.running, found.live = False, {}
+        return None
+
+    def needs_off(self, step: Step) -> NeedsOff | None:
+        """A device's config that changes only while the VM is off (``config_needs_off``):
+        an attach of the config alone, or a detach of a config device, on a running VM."""
+        found = self.vms.get(step.vm)
+        scopes = step.args.get("scopes", [])
+        if found is None or not found.running or "persistent" not in scopes:
+            return None
+        if step.action == "attach_share" and "running" not in scopes:
+            cap = found.capabilities.device(step.args["protocol"])
+        elif step.action == "detach_share" and step.args["tag"] in found.persistent:
+            cap = found.capabilities.device(found.persistent[step.args["tag"]].protocol)
+        else:
+            return None
+        if cap is None or cap.config_needs_off is None:
+            return None
+        return NeedsOff(cap.config_needs_off, "or change it on a stopped VM")
+
+    def _config_may_change(self, found: FakeVm, protocol: str) -> None:
+        cap = found.capabilities.device(protocol)
+        if found.running and cap is not None and cap.config_needs_off is not None:
+            raise HypervisorError(f"fake VM {found.name!r} runs: {cap.config_needs_off}")
 
     def record_share(self, *, vm: str, tag: str, record: dict[str, Any]) -> str | None:
         found = self._records(vm)

@@ -66,7 +66,17 @@ class DeviceShareSteps(StepMaker):
         need_persistent = (tag not in vm.persistent_devices or adopt) and (
             self.share.persist or not (vm.running and cap.config_follows_persist)
         )
-        need_running = vm.running and (tag not in vm.running_devices or adopt)
+        # a config that changes only while the VM is off: the running VM is stopped for it and
+        # starts with the device, so it needs no running-scope device of its own
+        stopped_for_config = (
+            vm.running
+            and need_persistent
+            and tag not in vm.persistent_devices
+            and cap.config_needs_off is not None
+        )
+        need_running = (
+            vm.running and (tag not in vm.running_devices or adopt) and not stopped_for_config
+        )
         if need_running and tag not in vm.running_devices and not cap.hotplug:
             out.restart_reasons.append(cap.hotplug_off or f"{cap.protocol} cannot be hot-plugged")
         running_now = need_running and (cap.hotplug or tag in vm.running_devices)
@@ -87,7 +97,7 @@ class DeviceShareSteps(StepMaker):
                     "attach_share",
                     f"attach {cap.protocol} device {tag} for {self.source} ({where})",
                     undo,
-                    self._attach_reason(scopes),
+                    self._attach_reason(scopes, stopped_for_config),
                     tag=tag,
                     source=self.source,
                     protocol=cap.protocol,
@@ -96,12 +106,18 @@ class DeviceShareSteps(StepMaker):
                 )
             )
 
-    def _attach_reason(self, scopes: list[Scope]) -> str | None:
-        """Why these scopes, when the share's persist decides them, and the backend's note."""
+    def _attach_reason(self, scopes: list[Scope], stopped: bool) -> str | None:
+        """Why these scopes, when the share's persist decides them (``stopped``: the running VM
+        is stopped for its config), and the backend's note."""
         cap, parts = self.capability, []
         if cap.config_follows_persist and self.vm.running:
             words: dict[str, str] = {**dict(SCOPE_WORDS.items()), **cap.scope_words}
-            if "persistent" in scopes:
+            if stopped:
+                parts.append(
+                    f"the VM runs and the share persists: {cap.config_needs_off}, so the VM is "
+                    f"stopped for the {words['persistent']} and starts with it"
+                )
+            elif "persistent" in scopes:
                 parts.append(
                     f"the VM runs and the share persists: a {words['running']} now and the "
                     f"{words['persistent']} too, so it survives power cycles"

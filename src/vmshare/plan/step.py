@@ -33,6 +33,7 @@ ACTIONS: dict[str, frozenset[str]] = {
             "prepare",
             "restart",
             "start",
+            "stop",
             "record_share",
             "forget_share",
         }
@@ -51,6 +52,10 @@ ACTIONS: dict[str, frozenset[str]] = {
         }
     ),
 }
+
+# the hypervisor actions that change a VM's power state: a run's own, never journalled as a
+# share's (their undos serve only that run's rollback)
+POWER = frozenset({"start", "stop", "restart"})
 
 
 class Step(BaseModel):

@@ -5,8 +5,13 @@ both read and change, under an flock, with VirtualBox's own rules:
 - a session locks a machine ``write`` only when no one holds it (a running VM's process holds
   it), ``shared`` only when it is locked already (the VM runs);
 - a permanent folder is created on the locked session's machine and exists only once
-  ``saveSettings`` writes it (unlocking without saving discards the change); while the VM runs
-  that needs the shared lock (VirtualBox 6.0+ changes folders at runtime);
+  ``saveSettings`` writes it (unlocking without saving discards the change). The API allows it
+  while the VM runs, on the session machine of a shared lock (``createSharedFolder`` and
+  ``removeSharedFolder`` check ``MutableOrRunningStateDep`` in VirtualBox 7.0's MachineImpl.cpp):
+  the COM fake does that. ``VBoxManage sharedfolder add/remove`` without ``--transient`` asks
+  for the write lock instead, always (VBoxManageMisc.cpp), which the rule above refuses while
+  the VM's process holds the machine: the stand-in changes permanent folders only of a VM that
+  is off;
 - a transient folder needs the VM running and a shared lock; it is gone when the VM stops;
 - folder names may not be empty or hold spaces, tabs or newlines; the host path must be
   absolute; a name is unique among permanent and among transient folders (not across them:

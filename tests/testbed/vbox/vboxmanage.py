@@ -36,6 +36,8 @@ VERSION = "7.0.14r161095"
 # in the GUI while vmshare applies)
 VANISH = "VMSHARE_VBOX_VANISH"
 SYNTAX = 2
+# where VirtualBox 7.0.14's VBoxManageMisc.cpp locks the machine for a permanent folder
+WRITE_LOCK_LINE = {"add": 1673, "remove": 1769}
 
 
 class Syntax(Exception):
@@ -71,7 +73,14 @@ def parse(
     return options, rest
 
 
-def fail(fault: Fault, component: str = "SessionMachine", interface: str = "IMachine") -> NoReturn:
+def fail(
+    fault: Fault,
+    component: str = "SessionMachine",
+    interface: str = "IMachine",
+    context: tuple[str, int] | None = None,
+) -> NoReturn:
+    """Print ``fault`` as VBoxManage does and exit 1; ``context``: the failed call's source
+    text and its line in VBoxManageMisc.cpp (CHECK_ERROR2I_RET prints them)."""
     name = CODE_NAMES.get(fault.hresult, "E_FAIL")
     print(f"VBoxManage: error: {fault.msg}", file=sys.stderr)
     print(
@@ -79,6 +88,12 @@ def fail(fault: Fault, component: str = "SessionMachine", interface: str = "IMac
         f"{component}, interface {interface}, callee nsISupports",
         file=sys.stderr,
     )
+    if context is not None:
+        call, line = context
+        print(
+            f'VBoxManage: error: Context: "{call}" at line {line} of file VBoxManageMisc.cpp',
+            file=sys.stderr,
+        )
     raise SystemExit(1)
 
 
@@ -196,8 +211,15 @@ def sharedfolder(model: Model, args: list[str]) -> None:
         finally:
             model.unlock(ref, session)
         return
-    # a permanent folder: the session's machine, saved; shared lock while the VM runs
-    model.lock(ref, session, "shared" if machine["state"] in RUNNING else "write")
+    # a permanent folder: the session's machine under the write lock, saved. VBoxManage takes
+    # LockType_Write whether or not the VM runs (VirtualBox 7.0.14's VBoxManageMisc.cpp,
+    # handleSharedFolderAdd/Remove), and a running VM's process holds its session, so VirtualBox
+    # refuses that lock: a permanent folder changes only while the VM is off
+    try:
+        model.lock(ref, session, "write")
+    except Fault as exc:
+        line = WRITE_LOCK_LINE[verb]
+        fail(exc, "MachineWrap", "IMachine", ("LockMachine(a->session, LockType_Write)", line))
     try:
         folders = [dict(f) for f in machine["folders"]]
         if verb == "add":

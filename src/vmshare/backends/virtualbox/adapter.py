@@ -62,6 +62,9 @@ class Adapter(ABC):
 
     name: str
     quoting: str  # how describe_* quote values: "shell" (VBoxManage) or "python" (SDK calls)
+    # whether it adds and removes a permanent folder while the VM runs: the API can (the
+    # session machine of a shared lock), VBoxManage cannot (it always takes the write lock)
+    permanent_while_running: bool
 
     @abstractmethod
     def machine(self, vm: str) -> Machine | None:
@@ -129,6 +132,11 @@ class Adapter(ABC):
         self, vm: str, key: str, value: str, quote: Quote = shell_quote
     ) -> list[str]:
         """The exact call or command ``set_extradata`` makes."""
+
+    @abstractmethod
+    def describe_power(self, vm: str, action: str, quote: Quote = shell_quote) -> list[str]:
+        """The exact calls or commands of ``start``, ``stop`` (graceful, then forced after the
+        backend's deadline) or ``restart`` (stop, then start)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection."""

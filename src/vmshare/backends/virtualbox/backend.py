@@ -3,7 +3,11 @@ guest without Guest Additions, guest commands through guest control (or ssh).
 
 Share names are the share's device tag (``names``), never the user's string. A running VM gets a
 transient folder, and the permanent one too when the share persists; a stopped VM gets the
-permanent one. Removal takes away exactly the folders of that name and the symlink extradata key.
+permanent one. VBoxManage changes a permanent folder only while the VM is off (it takes the
+write lock), so with that adapter a running VM is stopped for its permanent folder and started
+again (``needs_off``; the plan asks for --restart), while the SDK changes it on the running VM's
+session machine. Removal takes away exactly the folders of that name and the symlink extradata
+key.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from contextlib import contextmanager
 from vmshare.backends.base import Backend, Diagnosis
 from vmshare.backends.virtualbox.adapter import Adapter, Folder, Machine, build_adapter
 from vmshare.backends.virtualbox.capabilities import (
+    PERMANENT_ADD_INSTEAD,
+    PERMANENT_ADD_OFF,
+    PERMANENT_REMOVE_INSTEAD,
+    PERMANENT_REMOVE_OFF,
     addresses,
     capabilities,
     devices,
@@ -28,7 +36,8 @@ from vmshare.errors import GuestError, HypervisorError, NotFoundError, VmshareEr
 from vmshare.facts import Scope, VmFacts
 from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
-from vmshare.plan.step import Step
+from vmshare.plan.power import NeedsOff
+from vmshare.plan.step import POWER, Step
 from vmshare.secrets import Secret, resolve_secret
 from vmshare.spec import VmSpec
 
@@ -227,10 +236,10 @@ class VirtualboxBackend(Backend):
 
     def detach_share(self, *, vm: str, tag: str, scopes: list[Scope]) -> str | None:
         name = folder_name(tag)
+        found = self._unless_gone(vm, "its folders went with it")
+        if isinstance(found, str):
+            return found
         ref = self.ref(vm)
-        if ref in self._seen and self.adapter.machine(ref) is None:
-            return f"VM {ref!r} was deleted from VirtualBox meanwhile: its folders went with it"
-        found = self._machine(vm)
         for folder in found.folders:
             if folder.name != name:
                 continue
@@ -244,7 +253,10 @@ class VirtualboxBackend(Backend):
         return None
 
     def explain(self, step: Step) -> list[str]:
-        """The exact VBoxManage commands or SDK calls of an attach or a detach, in order."""
+        """The exact VBoxManage commands or SDK calls of an attach, a detach or a power step,
+        in order."""
+        if step.layer == "hypervisor" and step.action in POWER:
+            return self.adapter.describe_power(self.ref(step.vm), step.action)
         if step.layer != "hypervisor" or step.action not in ("attach_share", "detach_share"):
             return []
         args, adapter = step.args, self.adapter
@@ -275,8 +287,18 @@ class VirtualboxBackend(Backend):
     def prepare(self, *, vm: str, prerequisite: str) -> str | None:
         raise HypervisorError(f"VirtualBox has no prerequisite {prerequisite!r} to prepare")
 
+    def _unless_gone(self, vm: str, what: str) -> Machine | str:
+        """The VM, or a note when this backend saw it before and it was deleted meanwhile (a
+        rollback after it vanished has nothing left to change); a VM never seen is not found."""
+        found = self._lookup(vm)
+        if found is None and self.ref(vm) in self._seen:
+            return f"VM {self.ref(vm)!r} was deleted from VirtualBox meanwhile: {what}"
+        return found if found is not None else self._machine(vm)
+
     def start(self, *, vm: str) -> str | None:
-        found = self._machine(vm)
+        found = self._unless_gone(vm, "nothing to start")
+        if isinstance(found, str):
+            return found
         if not found.running:
             self.adapter.start(self.ref(vm))
         deadline = time.monotonic() + START_TIMEOUT
@@ -290,16 +312,49 @@ class VirtualboxBackend(Backend):
         return None
 
     def restart(self, *, vm: str) -> str | None:
-        found = self._machine(vm)
-        if not found.running:
+        if not self._machine(vm).running:
             return f"VM {vm!r} is off; the change applies when it next starts"
+        note = self.stop(vm=vm)
+        self.start(vm=vm)
+        return note
+
+    def stop(self, *, vm: str) -> str | None:
+        found = self._unless_gone(vm, "nothing to stop")
+        if isinstance(found, str) or not found.running:
+            return found if isinstance(found, str) else None
         ref = self.ref(vm)
         self.adapter.stop(ref, force=False)
         forced = not self._wait_off(vm, SHUTDOWN_TIMEOUT)
         if forced:
             self.adapter.stop(ref, force=True)
-        self.start(vm=vm)
+            if not self._wait_off(vm, SHUTDOWN_TIMEOUT):
+                raise HypervisorError(
+                    f"VM {ref!r} did not power off",
+                    hint="check it in VirtualBox (`VBoxManage showvminfo VM`), and try again",
+                )
         return f"VM {vm!r} was powered off (no clean guest shutdown)" if forced else None
+
+    def needs_off(self, step: Step) -> NeedsOff | None:
+        """VBoxManage changes a permanent folder only while the VM is off (the write lock): an
+        attach of the permanent folder alone, which the plan asks of a running VM only when
+        it stops the VM for it (``config_needs_off``), and a detach of a permanent folder that
+        exists."""
+        if step.layer != "hypervisor" or step.action not in ("attach_share", "detach_share"):
+            return None
+        scopes = step.args.get("scopes", [])
+        if self.adapter.permanent_while_running or "persistent" not in scopes:
+            return None
+        found = self._lookup(step.vm)
+        if found is None or not found.running:
+            return None
+        if step.action == "attach_share":
+            if "running" in scopes:
+                return None
+            return NeedsOff(PERMANENT_ADD_OFF, PERMANENT_ADD_INSTEAD)
+        name = folder_name(step.args["tag"])
+        if any(f.name == name and not f.transient for f in found.folders):
+            return NeedsOff(PERMANENT_REMOVE_OFF, PERMANENT_REMOVE_INSTEAD)
+        return None
 
     def _wait_off(self, vm: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -17,6 +17,20 @@ GA_VERSION = "/VirtualBox/GuestAdd/Version"
 OS_PRODUCT = "/VirtualBox/GuestInfo/OS/Product"  # e.g. "Linux", "Windows 10"
 _NET_IP = re.compile(r"/VirtualBox/GuestInfo/Net/(\d+)/V4/IP")
 SYMLINKS_AT_START = "symlink creation (symlinks = true) takes effect only when the VM starts"
+# VBoxManage sharedfolder add/remove without --transient takes LockType_Write, which VirtualBox
+# refuses while the VM's process holds the machine (VirtualBox 7.0's VBoxManageMisc.cpp), though
+# the API itself allows the change on a running VM's session machine (MachineImpl.cpp)
+PERMANENT_ADD_OFF = (
+    "VBoxManage adds a permanent folder only to a stopped VM (it needs the VM's write lock)"
+)
+PERMANENT_ADD_INSTEAD = (
+    'set adapter = "sdk" (VirtualBox\'s API adds it while the VM runs), or pass --no-persist '
+    "for a transient folder only"
+)
+PERMANENT_REMOVE_OFF = (
+    "VBoxManage removes a permanent folder only from a stopped VM (it needs the VM's write lock)"
+)
+PERMANENT_REMOVE_INSTEAD = 'or set adapter = "sdk" (VirtualBox\'s API removes it while the VM runs)'
 SYMLINKS_NOTE = (
     "symlink creation {state} for this folder (VBoxInternal2/SharedFoldersEnableSymlinksCreate, "
     "set before the folder is added; it lets the guest create symlinks on the host, "
@@ -82,6 +96,7 @@ def capabilities(machine: Machine, adapter: Adapter, vm: str, symlinks: bool) ->
         unplug=True,
         readonly_enforced=True,  # VirtualBox refuses writes to a folder that is not writable
         config_follows_persist=True,
+        config_needs_off=None if adapter.permanent_while_running else PERMANENT_ADD_OFF,
         scope_words={"running": "transient folder", "persistent": "permanent folder"},
         attach_note=SYMLINKS_NOTE.format(
             state="allowed" if symlinks else "stays off", setting=str(symlinks).lower()

@@ -26,6 +26,13 @@ HINTS: dict[int, str] = {
     "user running VirtualBox may read it",
     INVALID_ARG: "VirtualBox refused an argument: report this to vmshare",
 }
+# VBoxManage asked for the write lock (a permanent folder, ...) while something holds the machine
+WRITE_LOCK_HINT = (
+    "the VM runs, or another program holds the VM's lock (the VirtualBox GUI's settings dialog, "
+    "another VBoxManage): VBoxManage changes a permanent folder only while the VM is off and "
+    "unlocked; pass --restart (vmshare stops the VM for it), close that program, or set "
+    'adapter = "sdk" (its API changes the folder while the VM runs)'
+)
 _CODE = re.compile(r"code (\w+) \((0x[0-9a-fA-F]+)\)")
 
 
@@ -47,4 +54,7 @@ def from_vboxmanage(stderr: str, what: str) -> VmshareError:
     if not message:
         message = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
     code = int(found.group(2), 16) if found else 0x80004005  # E_FAIL
-    return vbox_error(code, message, what)
+    error = vbox_error(code, message, what)
+    if code == INVALID_OBJECT_STATE and "LockType_Write" in stderr:
+        error.hint = WRITE_LOCK_HINT
+    return error

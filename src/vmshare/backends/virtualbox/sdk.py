@@ -46,6 +46,7 @@ NAT = 1  # NetworkAttachmentType.NAT
 class SdkAdapter(Adapter):
     name = "sdk"
     quoting = "python"
+    permanent_while_running = True
 
     def __init__(self, vbox: Any, new_session: Callable[[], Any]) -> None:
         self.vbox, self.new_session = vbox, new_session
@@ -238,6 +239,18 @@ class SdkAdapter(Adapter):
         self, vm: str, key: str, value: str, quote: Quote = python_quote
     ) -> list[str]:
         return [f"vbox.find_machine({quote(vm)}).set_extra_data({quote(key)}, {quote(value)})"]
+
+    def describe_power(self, vm: str, action: str, quote: Quote = python_quote) -> list[str]:
+        find = f"machine = vbox.find_machine({quote(vm)})"
+        lock, unlock = "machine.lock_machine(session, LockType.shared)", "session.unlock_machine()"
+        stop = [
+            find,
+            *(lock, "session.console.power_button()", unlock),
+            "# only if it is still running at the deadline:",
+            *(lock, "session.console.power_down().wait_for_completion(-1)", unlock),
+        ]
+        start = [find, "machine.launch_vm_process(session, 'headless', []).wait_for_completion(-1)"]
+        return {"stop": stop, "start": start, "restart": stop + start}.get(action, [])
 
 
 def run_process(gs: Any, argv: Sequence[str], stdin: bytes, timeout: float) -> GuestResult:

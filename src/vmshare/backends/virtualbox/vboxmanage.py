@@ -1,6 +1,9 @@
 """The VBoxManage adapter: every call an argv list (``hostexec``), never a shell string.
 
-Reads ``list vms``, ``showvminfo --machinereadable`` (state, UUID, NIC 1), ``showvminfo`` (the
+A permanent folder (``sharedfolder add/remove`` without ``--transient``) changes only while the
+VM is off: VBoxManage always takes the machine's write lock for it, which VirtualBox refuses
+while the VM's process holds the machine (VirtualBox 7.0's VBoxManageMisc.cpp). Reads
+``list vms``, ``showvminfo --machinereadable`` (state, UUID, NIC 1), ``showvminfo`` (the
 shared folders with their flags, which the machine-readable form of 6.1 leaves out) and
 ``guestproperty enumerate`` (both its 6.1 and 7.x line formats). Guest programs run through
 ``guestcontrol VM run --passwordfile FILE``: the password sits in a 0600 temp file that is
@@ -36,6 +39,7 @@ _PROP_7 = re.compile(r"^(?P<name>/\S+)\s+= '(?P<value>.*)'(?: @ .*)?$")
 class VBoxManageAdapter(Adapter):
     name = "vboxmanage"
     quoting = "shell"
+    permanent_while_running = False
 
     def _run(
         self,
@@ -141,6 +145,15 @@ class VBoxManageAdapter(Adapter):
         self, vm: str, key: str, value: str, quote: Quote = shell_quote
     ) -> list[str]:
         return [" ".join(map(quote, extradata_argv(vm, key, value)))]
+
+    def describe_power(self, vm: str, action: str, quote: Quote = shell_quote) -> list[str]:
+        stop = [
+            " ".join(map(quote, [TOOL, "controlvm", vm, "acpipowerbutton"])),
+            "# only if it is still running at the deadline:",
+            " ".join(map(quote, [TOOL, "controlvm", vm, "poweroff"])),
+        ]
+        start = [" ".join(map(quote, [TOOL, "startvm", vm, "--type", "headless"]))]
+        return {"stop": stop, "start": start, "restart": stop + start}.get(action, [])
 
 
 # guestcontrol run's exit codes (VBoxManageGuestCtrl.cpp, frozen since 5.0): a guest exit code
