@@ -131,3 +131,32 @@ def test_shared_folders_that_are_off_are_turned_on_first(bed, vmshare, open_tmp)
     assert bed.guest.read("/mnt/on/hello.txt") == b"hello from the host\n"
     vmshare("remove", f"{bed.vm}:/mnt/on", check=True)
     assert folder(bed, tag) is None
+
+
+def test_removing_a_share_while_the_vm_is_off_is_refused_with_nothing_changed(
+    bed, vmshare, open_tmp
+):
+    src = make_tree(open_tmp / "rm-off")
+    target, tag = "/mnt/rm-off", mount_tag(f"{bed.vm}:/mnt/rm-off")
+    vmshare("add", str(src), f"{bed.vm}:{target}", check=True)
+    try:
+        vmrun(bed, "stop", str(bed.vmx), "soft")
+        vmx = bed.vmx.read_bytes()
+        refused = vmshare("remove", f"{bed.vm}:{target}", env={"COLUMNS": "250"})
+        assert refused.returncode == 2, refused.stderr
+        error, hint = refused.stderr.strip().splitlines()
+        assert error == (
+            f"error: VM {bed.vm!r} is not running: removing its share unmounts it inside the guest"
+        )
+        assert "--restart" in hint and "nothing was changed" in hint
+        assert bed.vmx.read_bytes() == vmx
+        assert [s["key"] for s in vmshare.json("list")["data"]] == [f"{bed.vm}:{target}"]
+        # --restart starts the VM first, then the removal runs as on a running VM
+        proc = vmshare("remove", f"{bed.vm}:{target}", "--restart", check=True)
+        assert f"start VM {bed.vm}" in proc.stderr
+        assert folder(bed, tag) is None and target not in bed.guest.mounts()
+        assert vmshare.json("list")["data"] == []
+    finally:
+        if "Total running VMs: 0" in vmrun(bed, "list"):
+            vmrun(bed, "start", str(bed.vmx), "nogui")
+
