@@ -36,6 +36,9 @@ class Prerequisite(BaseModel):
     name: str  # what Backend.prepare(prerequisite=...) is asked for, e.g. "shared-memory"
     summary: str  # the step's line in the plan
     reason: str
+    # the prerequisite that puts it back when the share is removed (Backend.prepare), if any
+    undo: str | None = None
+    undo_summary: str = ""
 
 
 class DeviceCapability(BaseModel):
@@ -62,6 +65,9 @@ class DeviceCapability(BaseModel):
     calls: dict[str, list[str]] = {}
     calls_quoting: Literal["shell", "python"] = "shell"
     attach_note: str | None = None  # said with every attach (e.g. a setting that applies)
+    # what the detach needs to put the VM's config back as it was before the attach (the .vmx's
+    # sharedFolder.maxNum): given to Backend.detach_share with the tag
+    detach_args: dict[str, str] = {}
 
 
 class Nat(BaseModel):

@@ -99,6 +99,7 @@ def test_a_vm_that_is_off_gets_the_folder_in_its_vmx_and_starts_with_it(bed, vms
     try:
         vmrun(bed, "stop", str(bed.vmx), "soft")
         assert not vmxfmt.lock_folder(bed.vmx).exists()
+        vmxfmt.edit_vmx(bed.vmx, lambda v: v.set(vmxfacts.HGFS_OFF, "TRUE"))
         blocked = vmshare("add", str(src), f"{bed.vm}:{target}")
         assert blocked.returncode == 2 and "is not running" in blocked.stderr
         assert folder(bed, tag) is None
@@ -111,6 +112,8 @@ def test_a_vm_that_is_off_gets_the_folder_in_its_vmx_and_starts_with_it(bed, vms
         assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
         vmshare("remove", f"{bed.vm}:{target}", check=True)
         assert folder(bed, tag) is None and target not in guest.mounts()
+        parsed = vmxfacts.read(bed.vmx)  # off, as the .vmx had them before the add
+        assert parsed is not None and not vmxfacts.hgfs_enabled(parsed)
     finally:
         if "Total running VMs: 0" in vmrun(bed, "list"):
             vmrun(bed, "start", str(bed.vmx), "nogui")
@@ -129,8 +132,13 @@ def test_shared_folders_that_are_off_are_turned_on_first(bed, vmshare, open_tmp)
     parsed = vmxfacts.read(bed.vmx)
     assert parsed is not None and vmxfacts.hgfs_enabled(parsed)
     assert bed.guest.read("/mnt/on/hello.txt") == b"hello from the host\n"
+    plan = vmshare("remove", f"{bed.vm}:/mnt/on", "--dry-run", env={"COLUMNS": "250"})
+    assert f"vmrun -T ws disableSharedFolders {shlex.quote(str(bed.vmx))}" in plan.stdout
     vmshare("remove", f"{bed.vm}:/mnt/on", check=True)
     assert folder(bed, tag) is None
+    # vmshare turned them on: the removal turned them off again, through vmrun
+    parsed = vmxfacts.read(bed.vmx)
+    assert parsed is not None and not vmxfacts.hgfs_enabled(parsed)
 
 
 def test_removing_a_share_while_the_vm_is_off_is_refused_with_nothing_changed(

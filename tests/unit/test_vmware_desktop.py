@@ -98,6 +98,51 @@ def test_a_stopped_vm_gets_its_folder_in_the_vmx_and_loses_exactly_it(bed, tmp_p
     assert (backend.path.parent / "devvm.vmx.vmshare-bak").exists()  # the version before
 
 
+@pytest.mark.parametrize("name", ["workstation-win.vmx", "fusion-mac.vmx", "workstation-sjis.vmx"])
+def test_removal_puts_back_what_the_attach_turned_on_in_the_vmx(bed, tmp_path, name):
+    """Shared folders turned on and sharedFolder.maxNum raised for vmshare's folder go back to
+    what they were, from what the plan recorded: the .vmx ends byte for byte as it began."""
+    backend = bed(name)
+    original = backend.path.read_bytes()
+    was_on = vmxfacts.hgfs_enabled(vmxfmt.parse(original))
+    hgfs = backend.inspect("devvm").capabilities.device("hgfs")
+    assert hgfs is not None
+    assert [(m.name, m.undo) for m in hgfs.missing] == (
+        [] if was_on else [("shared-folders", "shared-folders-off")]
+    )
+    for missing in hgfs.missing:
+        backend.prepare(vm="devvm", prerequisite=missing.name)
+    backend.attach_share(
+        vm="devvm", tag=TAG, source=str(tmp_path), protocol="hgfs", readonly=False,
+        scopes=["persistent"],
+    )  # fmt: skip
+    changed = vmxfmt.parse(backend.path.read_bytes())
+    assert vmxfacts.hgfs_enabled(changed)
+    assert set(vmxfacts.devices(changed)) == {TAG}
+    backend.detach_share(vm="devvm", tag=TAG, scopes=["running", "persistent"], **hgfs.detach_args)
+    for missing in hgfs.missing:
+        assert missing.undo is not None
+        backend.prepare(vm="devvm", prerequisite=missing.undo)
+    assert backend.path.read_bytes() == original
+
+
+def test_shared_folders_stay_on_while_another_vmshare_folder_uses_them(bed, tmp_path):
+    backend = bed("workstation-win.vmx")  # shared folders off
+    hgfs = backend.inspect("devvm").capabilities.device("hgfs")
+    assert hgfs is not None and hgfs.missing
+    other = mount_tag("devvm:/mnt/other")
+    for tag in (TAG, other):
+        backend.attach_share(
+            vm="devvm", tag=tag, source=str(tmp_path), protocol="hgfs", readonly=False,
+            scopes=["persistent"],
+        )  # fmt: skip
+    backend.detach_share(vm="devvm", tag=TAG, scopes=["persistent"], **hgfs.detach_args)
+    note = backend.prepare(vm="devvm", prerequisite="shared-folders-off")
+    assert note is not None and "other vmshare folders" in note
+    parsed = vmxfmt.parse(backend.path.read_bytes())
+    assert vmxfacts.hgfs_enabled(parsed) and set(vmxfacts.devices(parsed)) == {other}
+
+
 HOSTILE_PATHS = [
     '/srv/a"b',
     '/srv/x\ny = "evil"',

@@ -51,11 +51,17 @@ class DeviceShareSteps(StepMaker):
                     hint=f"run `vmshare remove {self.share.key}` first",
                 )
         for missing in cap.missing:
+            put_back = (
+                self.step("hypervisor", "prepare", missing.undo_summary, prerequisite=missing.undo)
+                if missing.undo
+                else None
+            )
             out.hypervisor.append(
                 self.step(
                     "hypervisor",
                     "prepare",
                     missing.summary,
+                    put_back,
                     reason=missing.reason,
                     prerequisite=missing.name,
                 )
@@ -79,8 +85,14 @@ class DeviceShareSteps(StepMaker):
             words: dict[str, str] = {**dict(SCOPE_WORDS.items()), **cap.scope_words}
             where = " and ".join(words[s] for s in scopes)
             undo = self.step(
-                "hypervisor", "detach_share", f"detach device {tag}", tag=tag, scopes=ALL_SCOPES
+                "hypervisor",
+                "detach_share",
+                f"detach device {tag}",
+                tag=tag,
+                scopes=ALL_SCOPES,
             )
+            if cap.detach_args:
+                undo = undo.model_copy(update={"args": {**undo.args, **cap.detach_args}})
             out.hypervisor.append(
                 self.step(
                     "hypervisor",
