@@ -114,6 +114,9 @@ class GuestFacts(BaseModel):
     fstab_entries: dict[str, str] = {}  # vmshare entry id -> fstab line
     existing_dirs: list[str] = []
     gateway: str | None = None  # the guest's default route: how it reaches the host
+    # the HGFS clients the guest has: "vmhgfs-fuse" (open-vm-tools 10+) and/or "vmhgfs" (the old
+    # kernel module, found by its mount program mount.vmhgfs)
+    hgfs_clients: list[str] = []
 
 
 class VmFacts(BaseModel):

@@ -168,3 +168,60 @@ def test_removing_a_share_while_the_vm_is_off_is_refused_with_nothing_changed(
         if "Total running VMs: 0" in vmrun(bed, "list"):
             vmrun(bed, "start", str(bed.vmx), "nogui")
 
+
+FUSE_CLIENT, KERNEL_CLIENT = "/usr/bin/vmhgfs-fuse", "/sbin/mount.vmhgfs"
+
+
+def hide(bed: VmwareBed, *paths: str) -> None:
+    """Take HGFS clients out of the guest, as a guest without them is (the root file system is
+    the initramfs: a reboot brings them back, and so does ``unhide``)."""
+    for path in paths:
+        assert bed.guest.sh('mv "$1" "$1.hidden"', path)[0] == 0
+
+
+def unhide(bed: VmwareBed, *paths: str) -> None:
+    for path in paths:
+        bed.guest.sh('[ ! -e "$1.hidden" ] || mv "$1.hidden" "$1"', path)
+
+
+def test_a_guest_without_vmhgfs_fuse_mounts_with_the_kernel_client(bed, vmshare, open_tmp):
+    guest = bed.guest
+    src = make_tree(open_tmp / "kernel")
+    target, tag = "/mnt/hgfs-kernel", mount_tag(f"{bed.vm}:/mnt/hgfs-kernel")
+    hide(bed, FUSE_CLIENT)
+    try:
+        plan = vmshare("add", str(src), f"{bed.vm}:{target}", "--dry-run", env={"COLUMNS": "250"})
+        assert plan.returncode == 0, plan.stderr
+        assert f"guest: mount.vmhgfs .host:/{tag} {target} -o rw,uid=" in plan.stdout
+        assert f".host:/{tag} {target} vmhgfs rw,uid=" in plan.stdout  # the fstab line
+        assert "the guest has no vmhgfs-fuse (open-vm-tools before 10)" in plan.stdout
+        vmshare("add", str(src), f"{bed.vm}:{target}", check=True)
+        assert guest.mounts()[target][0] == f".host:/{tag}"
+        assert f".host:/{tag} {target} vmhgfs ".encode() in guest.read("/etc/fstab")
+        guest.reboot()  # busybox mount -a runs mount.vmhgfs for the fstab line
+        assert guest.mounts()[target][0] == f".host:/{tag}"
+        assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+        assert guest.sh('echo kernel > "$1/k.txt"', target)[0] == 0
+        assert (src / "k.txt").read_text() == "kernel\n"
+        vmshare("remove", f"{bed.vm}:{target}", check=True)
+        assert folder(bed, tag) is None and target not in guest.mounts()
+        assert tag.encode() not in guest.read("/etc/fstab")
+    finally:
+        unhide(bed, FUSE_CLIENT)
+
+
+def test_a_guest_without_any_hgfs_client_is_refused_before_any_change(bed, vmshare, open_tmp):
+    src = make_tree(open_tmp / "none")
+    tag = mount_tag(f"{bed.vm}:/mnt/none")
+    vmx = bed.vmx.read_bytes()
+    hide(bed, FUSE_CLIENT, KERNEL_CLIENT)
+    try:
+        proc = vmshare("add", str(src), f"{bed.vm}:/mnt/none", env={"COLUMNS": "250"})
+        assert proc.returncode == 2, proc.stderr
+        error, hint = proc.stderr.strip().splitlines()
+        assert error.startswith(f"error: VM {bed.vm!r} has no HGFS client")
+        assert "install open-vm-tools in the guest (it brings vmhgfs-fuse)" in hint
+        assert bed.vmx.read_bytes() == vmx and folder(bed, tag) is None
+        assert vmshare.shares() == [] and "/mnt/none" not in bed.guest.mounts()
+    finally:
+        unhide(bed, FUSE_CLIENT, KERNEL_CLIENT)

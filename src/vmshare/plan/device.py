@@ -7,7 +7,7 @@ from __future__ import annotations
 from vmshare.errors import UsageError
 from vmshare.facts import DeviceCapability, FsDevice, PathFact, Scope, VmFacts
 from vmshare.plan.share import StepMaker, VmSteps
-from vmshare.protocols import DeviceProtocol
+from vmshare.protocols import DeviceProtocol, hgfs
 from vmshare.spec import ShareSpec
 
 ALL_SCOPES: list[Scope] = ["running", "persistent"]
@@ -128,11 +128,14 @@ class DeviceShareSteps(StepMaker):
         return "; ".join(parts) or None
 
     def guest(self, out: VmSteps) -> None:
-        source = self.protocol.source(self.tag)
-        options = self.protocol.mount_options(
+        protocol, reason = self.protocol, None
+        if protocol.name == "hgfs":  # the FUSE client, or the old kernel module's
+            protocol, reason = hgfs.guest_client(self.vm.guest, self.share.vm)
+        source = protocol.source(self.tag)
+        options = protocol.mount_options(
             readonly=self.share.readonly,
             extra=self.share.mount_options,
             source=source,
             owner=self.owner,
         )
-        self.guest_mount(source, self.protocol.fstype, options, ["nofail"], [], out)
+        self.guest_mount(source, protocol.fstype, options, ["nofail"], [], out, reason=reason)
