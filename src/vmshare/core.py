@@ -471,10 +471,17 @@ def remove_shares(
         plan = removal_plan(records, allow_restart=allow_restart)
         session = Session({r.vm: r.vm_spec for r in records}, store)
         try:
+            stopped = _start_for_guest_steps(plan, session, allow_restart)
             _stop_where_needed(plan, session, allow_restart)
             if dry_run:
                 _explain(plan, session)
                 return Result(plan=plan, dry_run=True)
+            if stopped:
+                raise UsageError(
+                    plan.blockers[0],
+                    hint=f"start VM {stopped[0]} and run the command again, or add --restart; "
+                    "nothing was changed",
+                )
             _unblocked(plan)
             _confirmed(plan, confirm, session)
             session.restart_follows.update(restarted_after_detach(plan))
@@ -482,6 +489,41 @@ def remove_shares(
         finally:
             session.close()
         return Result(plan=plan, outcome=outcome)
+
+
+def _start_for_guest_steps(plan: Plan, session: Session, allow_restart: bool) -> list[str]:
+    """A removal undoes its guest side inside the guest: a VM that is off starts first (with
+    ``allow_restart``), or the plan is blocked before any step changes anything; the VMs that
+    block it."""
+    stopped: list[str] = []
+    firsts: dict[str, int] = {}
+    for index, step in enumerate(plan.steps):
+        if step.layer == "guest":
+            firsts.setdefault(step.vm, index)
+    for vm, index in sorted(firsts.items(), key=lambda item: -item[1]):
+        try:
+            facts = session.backend(vm).inspect(vm)
+        except VmshareError:
+            continue  # an unreachable hypervisor: the steps say why when they run
+        if not facts.exists or facts.running:
+            continue
+        if not allow_restart:
+            plan.blockers.append(
+                f"VM {vm!r} is not running: removing its share unmounts it inside the guest"
+            )
+            stopped.append(vm)
+            continue
+        reason = "the share is unmounted inside the guest, which needs the VM running"
+        start = Step(
+            share=plan.steps[index].share,
+            layer="hypervisor",
+            action="start",
+            vm=vm,
+            summary=f"start VM {vm}",
+            reason=reason,
+        )
+        plan.steps.insert(index, start)
+    return stopped
 
 
 def remove_share(

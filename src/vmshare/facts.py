@@ -36,6 +36,9 @@ class Prerequisite(BaseModel):
     name: str  # what Backend.prepare(prerequisite=...) is asked for, e.g. "shared-memory"
     summary: str  # the step's line in the plan
     reason: str
+    # the prerequisite that puts it back when the share is removed (Backend.prepare), if any
+    undo: str | None = None
+    undo_summary: str = ""
 
 
 class DeviceCapability(BaseModel):
@@ -61,6 +64,9 @@ class DeviceCapability(BaseModel):
     # the words for each scope in the plan ("transient folder", "permanent folder")
     scope_words: dict[str, str] = {}
     attach_note: str | None = None  # said with every attach (e.g. a setting that applies)
+    # what the detach needs to put the VM's config back as it was before the attach (the .vmx's
+    # sharedFolder.maxNum): given to Backend.detach_share with the tag
+    detach_args: dict[str, str] = {}
 
 
 class Nat(BaseModel):
@@ -107,6 +113,9 @@ class GuestFacts(BaseModel):
     fstab_entries: dict[str, str] = {}  # vmshare entry id -> fstab line
     existing_dirs: list[str] = []
     gateway: str | None = None  # the guest's default route: how it reaches the host
+    # the HGFS clients the guest has: "vmhgfs-fuse" (open-vm-tools 10+) and/or "vmhgfs" (the old
+    # kernel module, found by its mount program mount.vmhgfs)
+    hgfs_clients: list[str] = []
 
 
 class VmFacts(BaseModel):

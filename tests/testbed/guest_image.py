@@ -40,13 +40,15 @@ SSH_SERVER = (Path("/usr/sbin/dropbear"), Path("/usr/bin/dropbearkey"))
 HOST_ETC_FILES = ("netconfig", "services", "protocols")
 PACKAGES = ("busybox-static", "qemu-guest-agent", "nfs-common", "cifs-utils", "dropbear-bin")
 # The Workstation/Fusion stand-ins (tests/testbed/vmrun/guest): vmhgfs-fuse, which mounts the
-# virtiofs device the vmrun stand-in plugged for a folder, and the mount.fuse step that runs it
-# for an fstab line.
+# virtiofs device the vmrun stand-in plugged for a folder, the mount.fuse step that runs it
+# for an fstab line, and mount.vmhgfs, the old kernel client's mount program.
 HGFS_STAND_INS = {
     "usr/bin/vmhgfs-fuse": Path(__file__).with_name("vmrun") / "guest" / "vmhgfs-fuse",
     "sbin/mount.fuse.vmhgfs-fuse": Path(__file__).with_name("vmrun")
     / "guest"
     / "mount.fuse.vmhgfs-fuse",
+    # the old kernel module's mount program, for guests without vmhgfs-fuse
+    "sbin/mount.vmhgfs": Path(__file__).with_name("vmrun") / "guest" / "mount.vmhgfs",
 }
 
 

@@ -19,10 +19,12 @@ from tests.testbed.vmrun import StandInVm, install
 from vmshare.backends.vmware_desktop import vmxfacts
 from vmshare.backends.vmware_desktop.backend import VmwareDesktopBackend
 from vmshare.backends.vmware_desktop.settings import VmwareDesktopVm
-from vmshare.errors import GuestError, HypervisorError, NotFoundError, VmshareError
+from vmshare.errors import GuestError, HypervisorError, NotFoundError, UsageError, VmshareError
+from vmshare.facts import GuestFacts
 from vmshare.formats import vmx as vmxfmt
 from vmshare.guest.linux import mount_argv
 from vmshare.protocols import device_protocol, mount_tag
+from vmshare.protocols.hgfs import guest_client as hgfs_guest_client
 from vmshare.spec import GuestAccess
 
 DATA = Path(__file__).parent / "data" / "vmx"
@@ -96,6 +98,51 @@ def test_a_stopped_vm_gets_its_folder_in_the_vmx_and_loses_exactly_it(bed, tmp_p
         ln for ln in new if not ln.lower().startswith(b"sharedfolder") or b"maxnum" in ln.lower()
     ]
     assert (backend.path.parent / "devvm.vmx.vmshare-bak").exists()  # the version before
+
+
+@pytest.mark.parametrize("name", ["workstation-win.vmx", "fusion-mac.vmx", "workstation-sjis.vmx"])
+def test_removal_puts_back_what_the_attach_turned_on_in_the_vmx(bed, tmp_path, name):
+    """Shared folders turned on and sharedFolder.maxNum raised for vmshare's folder go back to
+    what they were, from what the plan recorded: the .vmx ends byte for byte as it began."""
+    backend = bed(name)
+    original = backend.path.read_bytes()
+    was_on = vmxfacts.hgfs_enabled(vmxfmt.parse(original))
+    hgfs = backend.inspect("devvm").capabilities.device("hgfs")
+    assert hgfs is not None
+    assert [(m.name, m.undo) for m in hgfs.missing] == (
+        [] if was_on else [("shared-folders", "shared-folders-off")]
+    )
+    for missing in hgfs.missing:
+        backend.prepare(vm="devvm", prerequisite=missing.name)
+    backend.attach_share(
+        vm="devvm", tag=TAG, source=str(tmp_path), protocol="hgfs", readonly=False,
+        scopes=["persistent"],
+    )  # fmt: skip
+    changed = vmxfmt.parse(backend.path.read_bytes())
+    assert vmxfacts.hgfs_enabled(changed)
+    assert set(vmxfacts.devices(changed)) == {TAG}
+    backend.detach_share(vm="devvm", tag=TAG, scopes=["running", "persistent"], **hgfs.detach_args)
+    for missing in hgfs.missing:
+        assert missing.undo is not None
+        backend.prepare(vm="devvm", prerequisite=missing.undo)
+    assert backend.path.read_bytes() == original
+
+
+def test_shared_folders_stay_on_while_another_vmshare_folder_uses_them(bed, tmp_path):
+    backend = bed("workstation-win.vmx")  # shared folders off
+    hgfs = backend.inspect("devvm").capabilities.device("hgfs")
+    assert hgfs is not None and hgfs.missing
+    other = mount_tag("devvm:/mnt/other")
+    for tag in (TAG, other):
+        backend.attach_share(
+            vm="devvm", tag=tag, source=str(tmp_path), protocol="hgfs", readonly=False,
+            scopes=["persistent"],
+        )  # fmt: skip
+    backend.detach_share(vm="devvm", tag=TAG, scopes=["persistent"], **hgfs.detach_args)
+    note = backend.prepare(vm="devvm", prerequisite="shared-folders-off")
+    assert note is not None and "other vmshare folders" in note
+    parsed = vmxfmt.parse(backend.path.read_bytes())
+    assert vmxfacts.hgfs_enabled(parsed) and set(vmxfacts.devices(parsed)) == {other}
 
 
 HOSTILE_PATHS = [
@@ -208,6 +255,39 @@ def test_the_guest_channel_never_shows_the_password(bed):
         channel.run(["true"])  # the VM is off
     assert "not powered on" in info.value.message
     assert PASSWORD not in info.value.message and PASSWORD not in str(info.value.hint)
+
+
+@pytest.mark.parametrize(
+    ("reachable", "clients", "fstype"),
+    [
+        (True, ["vmhgfs-fuse", "vmhgfs"], "fuse.vmhgfs-fuse"),
+        (True, ["vmhgfs-fuse"], "fuse.vmhgfs-fuse"),
+        (True, ["vmhgfs"], "vmhgfs"),
+        (False, [], "fuse.vmhgfs-fuse"),  # the VM is off: open-vm-tools 10+ is the rule
+    ],
+)
+def test_the_guests_hgfs_client_decides_the_mount(reachable, clients, fstype):
+    guest = GuestFacts(reachable=reachable, hgfs_clients=clients)
+    protocol, reason = hgfs_guest_client(guest, "devvm")
+    assert protocol.fstype == fstype
+    assert (reason is not None) == (fstype == "vmhgfs")
+    source = protocol.source(TAG)
+    options = protocol.mount_options(readonly=True, extra=[], source=source, owner=(7, 8))
+    if fstype == "vmhgfs":  # the kernel module knows no FUSE options
+        assert options == ["ro", "uid=7", "gid=8"]
+        assert mount_argv(source, "/mnt/x", fstype, options) == [
+            "mount.vmhgfs", source, "/mnt/x", "-o", "ro,uid=7,gid=8",
+        ]  # fmt: skip
+
+
+def test_a_guest_without_an_hgfs_client_is_refused_with_the_package_to_install():
+    with pytest.raises(UsageError) as info:
+        hgfs_guest_client(GuestFacts(reachable=True, hgfs_clients=[]), "devvm")
+    assert info.value.message == (
+        "VM 'devvm' has no HGFS client: neither vmhgfs-fuse nor the vmhgfs kernel module's "
+        "mount.vmhgfs"
+    )
+    assert "install open-vm-tools in the guest (it brings vmhgfs-fuse)" in str(info.value.hint)
 
 
 def test_hgfs_mounts_with_vmhgfs_fuse_and_persists_as_its_fuse_type():

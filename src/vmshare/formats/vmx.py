@@ -288,8 +288,11 @@ def _folder_indices(vmx: VmxFile) -> set[int]:
     return found
 
 
+MAX_NUM = "sharedFolder.maxNum"
+
+
 def max_num(vmx: VmxFile) -> int:
-    value = vmx.get("sharedFolder.maxNum")
+    value = vmx.get(MAX_NUM)
     try:
         return int(value) if value is not None else 0
     except ValueError:

@@ -24,7 +24,11 @@ _SEPARATOR = "@@vmshare-section@@"
 _INSPECT = (
     'cat /proc/self/mounts; echo "$0"; cat /etc/fstab 2>/dev/null; echo "$0"; '
     'for p in "$@"; do [ -d "$p" ] && printf "%s\\n" "$p"; done; echo "$0"; '
-    "cat /proc/net/route 2>/dev/null; true"
+    'cat /proc/net/route 2>/dev/null; echo "$0"; '
+    # the HGFS clients: the FUSE one, and the old kernel module's mount program
+    "command -v vmhgfs-fuse >/dev/null 2>&1 && echo vmhgfs-fuse; "
+    "{ command -v mount.vmhgfs || [ -x /sbin/mount.vmhgfs ]; } >/dev/null 2>&1 && echo vmhgfs; "
+    "true"
 )
 _READ_FSTAB = "cat /etc/fstab 2>/dev/null || true"
 # Replace /etc/fstab atomically, only if it is still the file we read ($1 = its sha256). A
@@ -77,13 +81,16 @@ _PROBE_READ = 'ls -A "$1" > /dev/null'
 
 
 def mount_argv(source: str, target: str, fstype: str, options: list[str]) -> list[str]:
-    """cifs goes straight to mount.cifs: some mount programs (busybox) hand it over only after
-    their own attempt fails, and drop flag options such as ro on the way. A FUSE type
-    ``fuse.PROGRAM`` is mounted by PROGRAM itself, as mount.fuse does it for an fstab line."""
+    """cifs and vmhgfs go straight to mount.cifs and mount.vmhgfs: some mount programs (busybox)
+    hand them over only after their own attempt fails, and drop flag options such as ro on the
+    way. A FUSE type ``fuse.PROGRAM`` is mounted by PROGRAM itself, as mount.fuse does it for an
+    fstab line."""
     if fstype == "cifs":
         return ["mount.cifs", source, target, "-o", ",".join(options)]
     if fstype.startswith("fuse.") and len(fstype) > len("fuse."):
         return [fstype.removeprefix("fuse."), source, target, "-o", ",".join(options)]
+    if fstype == "vmhgfs":  # the kernel module needs its mount program's mount data; ro kept
+        return ["mount.vmhgfs", source, target, "-o", ",".join(options)]
     return ["mount", "-t", fstype, "-o", ",".join(options), source, target]
 
 
@@ -122,7 +129,7 @@ class LinuxGuest:
         paths = list(dict.fromkeys(p for t in targets for p in (t, *ancestors(t))))
         result = self._run(["sh", "-c", _INSPECT, _SEPARATOR, *paths], "reading mounts")
         parts = result.stdout.decode("utf-8", "surrogateescape").split(_SEPARATOR + "\n")
-        mounts_text, fstab_text, dirs_text, route_text = [*parts, "", "", "", ""][:4]
+        mounts_text, fstab_text, dirs_text, route_text, clients = [*parts, "", "", "", "", ""][:5]
         mounts = {
             m.target: GuestMount(
                 source=m.source, target=m.target, fstype=m.fstype, options=list(m.options)
@@ -136,6 +143,7 @@ class LinuxGuest:
             fstab_entries=fstab.block_entries(fstab_text),
             existing_dirs=[d for d in dirs_text.splitlines() if d],
             gateway=default_gateway(route_text),
+            hgfs_clients=clients.split(),
         )
 
     def mounted(self, target: str) -> GuestMount | None:

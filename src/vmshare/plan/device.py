@@ -7,7 +7,7 @@ from __future__ import annotations
 from vmshare.errors import UsageError
 from vmshare.facts import DeviceCapability, FsDevice, PathFact, Scope, VmFacts
 from vmshare.plan.share import StepMaker, VmSteps
-from vmshare.protocols import DeviceProtocol
+from vmshare.protocols import DeviceProtocol, hgfs
 from vmshare.spec import ShareSpec
 
 ALL_SCOPES: list[Scope] = ["running", "persistent"]
@@ -51,11 +51,17 @@ class DeviceShareSteps(StepMaker):
                     hint=f"run `vmshare remove {self.share.key}` first",
                 )
         for missing in cap.missing:
+            put_back = (
+                self.step("hypervisor", "prepare", missing.undo_summary, prerequisite=missing.undo)
+                if missing.undo
+                else None
+            )
             out.hypervisor.append(
                 self.step(
                     "hypervisor",
                     "prepare",
                     missing.summary,
+                    put_back,
                     reason=missing.reason,
                     prerequisite=missing.name,
                 )
@@ -89,8 +95,14 @@ class DeviceShareSteps(StepMaker):
             words: dict[str, str] = {**dict(SCOPE_WORDS.items()), **cap.scope_words}
             where = " and ".join(words[s] for s in scopes)
             undo = self.step(
-                "hypervisor", "detach_share", f"detach device {tag}", tag=tag, scopes=ALL_SCOPES
+                "hypervisor",
+                "detach_share",
+                f"detach device {tag}",
+                tag=tag,
+                scopes=ALL_SCOPES,
             )
+            if cap.detach_args:
+                undo = undo.model_copy(update={"args": {**undo.args, **cap.detach_args}})
             out.hypervisor.append(
                 self.step(
                     "hypervisor",
@@ -132,11 +144,14 @@ class DeviceShareSteps(StepMaker):
         return "; ".join(parts) or None
 
     def guest(self, out: VmSteps) -> None:
-        source = self.protocol.source(self.tag)
-        options = self.protocol.mount_options(
+        protocol, reason = self.protocol, None
+        if protocol.name == "hgfs":  # the FUSE client, or the old kernel module's
+            protocol, reason = hgfs.guest_client(self.vm.guest, self.share.vm)
+        source = protocol.source(self.tag)
+        options = protocol.mount_options(
             readonly=self.share.readonly,
             extra=self.share.mount_options,
             source=source,
             owner=self.owner,
         )
-        self.guest_mount(source, self.protocol.fstype, options, ["nofail"], [], out)
+        self.guest_mount(source, protocol.fstype, options, ["nofail"], [], out, reason=reason)

@@ -126,8 +126,10 @@ class StepMaker:
         before_mount: list[Step],
         out: VmSteps,
         fallbacks: list[tuple[str, list[str]]] | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Mount point, ``before_mount`` steps, mount, fstab entry and probe, as needed."""
+        """Mount point, ``before_mount`` steps, mount (``reason``: why this client), fstab entry
+        and probe, as needed."""
         share, target = self.share, self.share.target
         guest = self.vm.guest
         mounted = guest.mounts.get(target)
@@ -152,6 +154,7 @@ class StepMaker:
                     "mount",
                     f"mount {source} on {target} ({','.join(options)})",
                     undo,
+                    reason,
                     source=source,
                     target=target,
                     fstype=fstype,

@@ -39,7 +39,9 @@ from vmshare.protocols.hgfs import HGFS
 from vmshare.secrets import resolve_secret
 from vmshare.spec import VmSpec
 
-SHARED_FOLDERS = "shared-folders"  # the prerequisite: the running VM's shared folders are on
+SHARED_FOLDERS = "shared-folders"  # the prerequisite: the VM's shared folders are on
+# its undo at removal: off again, as they were, once no vmshare folder remains
+SHARED_FOLDERS_OFF = "shared-folders-off"
 TOOLS_TIMEOUT = 300.0  # s: for VMware Tools to run after the VM starts
 IP_TIMEOUT = 20.0  # s: getGuestIPAddress -wait
 CLEARTEXT_NOTE = (
@@ -117,14 +119,20 @@ class VmwareDesktopBackend(Backend):
         os_key = vmxfacts.guest_os(parsed)
         windows = os_key.startswith("win")
         missing = []
-        if running and not enabled:
+        if not enabled:
+            where = "running VM" if running else "the .vmx of VM"
             missing.append(
                 Prerequisite(
                     name=SHARED_FOLDERS,
-                    summary=f"turn on shared folders in running VM {vm}",
+                    summary=f"turn on shared folders in {where} {vm}",
                     reason="HGFS folders reach the guest only while the VM's shared folders are on",
+                    undo=SHARED_FOLDERS_OFF,
+                    undo_summary=f"turn shared folders in VM {vm} off again, as they were, "
+                    "if no vmshare folder remains",
                 )
             )
+        # the value an attach may raise, so that the last detach puts it back ("" = no key)
+        max_num = {"max_num": parsed.get(vmxfmt.MAX_NUM) or ""}
         hgfs = DeviceCapability(
             protocol="hgfs",
             semantics=HGFS.semantics,
@@ -132,6 +140,7 @@ class VmwareDesktopBackend(Backend):
             unplug=True,
             readonly_enforced=True,
             missing=missing,
+            detach_args=max_num,
         )
         notes = [] if self._uses_ssh() else [CLEARTEXT_NOTE.format(vm=vm)]
         tools, addresses = (self._tools(), self._addresses()) if running else (None, [])
@@ -265,19 +274,32 @@ class VmwareDesktopBackend(Backend):
             self.vmrun.run("setSharedFolderState", tag, source, _mode(readonly))
         return None
 
-    def detach_share(self, *, vm: str, tag: str, scopes: list[Scope]) -> str | None:
+    def detach_share(
+        self, *, vm: str, tag: str, scopes: list[Scope], max_num: str | None = None
+    ) -> str | None:
+        """Take the folder away; on a stopped VM, the last vmshare folder's detach also puts
+        ``sharedFolder.maxNum`` back to ``max_num``, its value before the attach (VMware owns the
+        .vmx of a running VM)."""
         self._check(vm)
         if not self.running():
-            self._edit(lambda v: vmxfmt.without_shared_folder(v, tag))
+            self._edit(lambda v: _without_folder(v, tag, max_num))
         elif tag in self._devices():
             self.vmrun.run("removeSharedFolder", tag)
         return None
 
     def prepare(self, *, vm: str, prerequisite: str) -> str | None:
         self._check(vm)
-        if prerequisite != SHARED_FOLDERS:
+        if prerequisite not in (SHARED_FOLDERS, SHARED_FOLDERS_OFF):
             raise HypervisorError(f"Workstation/Fusion has no prerequisite {prerequisite!r}")
-        if self.running():
+        if prerequisite == SHARED_FOLDERS_OFF and self._devices():
+            return f"shared folders stay on in VM {vm!r}: other vmshare folders use them"
+        running = self.running()
+        if prerequisite == SHARED_FOLDERS_OFF:
+            if running:
+                self.vmrun.run("disableSharedFolders")
+            else:
+                self._edit(lambda v: v.set(vmxfacts.HGFS_OFF, "TRUE"))
+        elif running:
             self.vmrun.run("enableSharedFolders")
         else:
             self._edit(lambda v: v.set(vmxfacts.HGFS_OFF, "FALSE"))
@@ -363,6 +385,8 @@ class VmwareDesktopBackend(Backend):
                     ]
                 if step.action == "detach_share":
                     return [self.vmrun.shown("removeSharedFolder", args["tag"])]
+                if args.get("prerequisite") == SHARED_FOLDERS_OFF:
+                    return [self.vmrun.shown("disableSharedFolders")]
                 return [self.vmrun.shown("enableSharedFolders")]
             if step.action == "start":
                 return [self.vmrun.shown("start", "nogui")]
@@ -401,8 +425,26 @@ def _vmx_change(step: Step) -> Any:
     if step.action == "attach_share":
         return lambda v: vmxfmt.with_shared_folder(v, args["tag"], args["source"], args["readonly"])
     if step.action == "detach_share":
-        return lambda v: vmxfmt.without_shared_folder(v, args["tag"])
+        return lambda v: _without_folder(v, args["tag"], args.get("max_num"))
+    if args.get("prerequisite") == SHARED_FOLDERS_OFF:
+        return lambda v: v.set(vmxfacts.HGFS_OFF, "TRUE")
     return lambda v: v.set(vmxfacts.HGFS_OFF, "FALSE")
+
+
+def _without_folder(vmx: vmxfmt.VmxFile, tag: str, max_num: str | None) -> None:
+    """The folder out; once no vmshare folder remains, maxNum back to what it was (None: not
+    recorded, by an older vmshare)."""
+    vmxfmt.without_shared_folder(vmx, tag)
+    if max_num is None or vmxfacts.devices(vmx):
+        return
+    now = vmxfmt.max_num(vmx)
+    highest = max(vmxfmt.shared_folders(vmx), default=-1)
+    before = int(max_num) if max_num.isdigit() else 0
+    if now > before and highest < before:
+        if max_num:
+            vmx.set(vmxfmt.MAX_NUM, max_num)
+        else:
+            vmx.remove(vmxfmt.MAX_NUM)
 
 
 def _same_file(listed: str, path: Path) -> bool:
