@@ -14,7 +14,14 @@ from typing import Any
 from vmshare.apply import Journal, Outcome, Progress, execute
 from vmshare.backends import load_backend
 from vmshare.backends.base import Backend
-from vmshare.errors import Declined, GuestError, NotFoundError, UsageError, VmshareError
+from vmshare.errors import (
+    BackendUnavailable,
+    Declined,
+    GuestError,
+    NotFoundError,
+    UsageError,
+    VmshareError,
+)
 from vmshare.facts import GuestFacts, PathFact, VmFacts, gather, probe_path
 from vmshare.guest import Guest, GuestOs, guest_for
 from vmshare.host import Host
@@ -381,7 +388,15 @@ def _remove_orphans(
         raise not_found
     session = Session({vm_name: vm_settings(vm_name)}, store)
     try:
-        vm = session.probe_vm(vm_name, [target])
+        try:
+            vm = session.probe_vm(vm_name, [target])
+        except BackendUnavailable as exc:
+            # no record is the answer; the hypervisor only says whether leftovers remain
+            raise NotFoundError(
+                not_found.message,
+                hint=f"{not_found.hint}; leftovers of it on the VM could not be looked for "
+                f"({exc.message})",
+            ) from None
         if not vm.exists:
             raise not_found
         servers, exports = _servers_and_exports(session)

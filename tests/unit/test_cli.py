@@ -101,3 +101,18 @@ def test_spec_error_points_at_the_line(capsys, tmp_path):
 def test_schema_is_json_schema(capsys):
     code, out, _ = vmshare(capsys, "schema")
     assert code == 0 and "share" in json.loads(out)["properties"]
+
+
+def test_removing_an_unknown_share_says_so_even_when_the_hypervisor_is_down(
+    capsys, tmp_path, monkeypatch
+):
+    # the VM's libvirt socket does not exist: the hypervisor cannot be asked for leftovers
+    monkeypatch.setenv("VMSHARE_STATE_DIR", str(tmp_path))
+    host = tmp_path / "host.toml"
+    host.write_text(f'[vm.vm]\nconnection = "qemu:///system?socket={tmp_path}/no-sock"\n')
+    monkeypatch.setenv("VMSHARE_HOST_CONFIG", str(host))
+    code, _, err = vmshare(capsys, "remove", "vm:/mnt/nothing")
+    assert code == 1, err
+    assert "vmshare has no share 'vm:/mnt/nothing'" in err
+    assert "leftovers of it on the VM could not be looked for" in err
+    assert "cannot connect to libvirt" in err
