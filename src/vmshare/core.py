@@ -386,7 +386,9 @@ def _remove_orphans(
     )
     if not sep or not target.startswith("/"):
         raise not_found
-    session = Session({vm_name: vm_settings(vm_name)}, store)
+    # host.toml describes the VM (a vSphere or Hyper-V one) as it does for `add`
+    settings = load_host_settings().vm.get(vm_name) or vm_settings(vm_name)
+    session = Session({vm_name: settings}, store)
     try:
         try:
             vm = session.probe_vm(vm_name, [target])
