@@ -29,7 +29,7 @@ class Endpoint:
 
     def tls(self) -> ssl.SSLContext:
         """The TLS context for the session and for guest file transfers."""
-        if self.insecure:  # the user's explicit opt-out; doctor warns about it
+        if self.insecure:  # only [vm.NAME] insecure = true: doctor warns, every plan notes it
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
