@@ -187,7 +187,7 @@ def _confirmer(
         if yes or not removes or (several_only and len(removes) < 2):
             return True
         listed = ", ".join(removes)
-        what = "remove" if command == "remove" else "remove or replace"
+        what = "remove" if command in ("remove", "prune") else "remove or replace"
         if json_out or not _interactive():
             raise UsageError(
                 f"{command} would {what} {len(removes)} share(s) ({listed}); "
@@ -427,6 +427,73 @@ def remove(
 
 app.command("rm", hidden=True, help="Alias of remove.")(remove)
 app.command("umount", hidden=True, help="Alias of remove.")(remove)
+
+
+@app.command()
+def prune(
+    vm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vm",
+            metavar="VM",
+            help="Also look into this VM (repeatable): one vmshare no longer has a record of.",
+        ),
+    ] = None,
+    restart: RestartOpt = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove exports, devices, shared folders, guest mounts and fstab lines that carry
+    vmshare's names but belong to no share vmshare has a record of.
+
+    Looks into the VMs of the state and of host.toml (and --vm), and this machine's NFS and
+    Samba configs; shows what it found and asks first (--yes for scripts). Shares vmshare
+    records, and anything without vmshare's names, are never touched.
+
+    Examples: vmshare prune --dry-run · vmshare prune --vm oldvm --yes
+    """
+    from vmshare import render
+    from vmshare.prune import prune as find_and_prune
+
+    found = find_and_prune(
+        _store(),
+        vms=vm or [],
+        allow_restart=restart,
+        dry_run=dry_run,
+        progress=_progress(json_out),
+        confirm=_confirmer("prune", yes=yes, json_out=json_out, preview=_rerun("--dry-run")),
+    )
+    result = found.result
+    notes = (result.outcome.notes if result.outcome else []) + result.notes
+    if json_out:
+        data = {
+            "dry_run": result.dry_run,
+            "plan": result.plan.model_dump(mode="json", exclude={"records"}),
+            "done": [s.summary for s in result.outcome.done] if result.outcome else [],
+            "looked": found.looked,
+            "could_not_look": found.could_not_look,
+            "notes": notes,
+        }
+        out.print_json(render.envelope("prune", data, ok=not result.plan.blockers))
+    else:
+        if result.plan.empty:
+            out.print(Text("Nothing to prune.", style="green"))
+        elif result.outcome is None:
+            out.print(render.steps_table(result.plan))
+            for blocker in result.plan.blockers:
+                out.print(Text.assemble(("blocked: ", "bold red"), blocker))
+        else:
+            count = len(result.outcome.done)
+            out.print(Text(f"Pruned: {count} step(s) done; host files untouched.", style="green"))
+        for why in found.could_not_look:
+            out.print(Text.assemble(("could not look: ", "bold yellow"), why))
+        for note in notes:
+            out.print(Text.assemble(("note: ", "bold"), note))
+        if result.dry_run:
+            out.print(Text("Dry run: nothing changed.", style="dim"))
+    if result.plan.blockers:
+        raise typer.Exit(int(ExitCode.USAGE))
 
 
 @app.command("apply")

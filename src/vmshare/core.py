@@ -75,7 +75,10 @@ class Session:
 
     def host(self, vm: str) -> Host:
         """The host layer of ``vm``: its backend's host, one per backend instance; every backend
-        that keeps ``Backend.host``'s default shares the local host."""
+        that keeps ``Backend.host``'s default shares the local host. A step of no VM (prune of
+        an export in this machine's servers that no VM's facts explain) runs here."""
+        if vm not in self.vms:
+            return self.local_host
         spec = self.vms[vm]
         key = (spec.backend, spec.connection_key())
         if key not in self._hosts:
