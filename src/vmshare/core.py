@@ -435,11 +435,21 @@ def _unblocked(plan: Plan) -> None:
 def _servers_and_exports(session: Session) -> tuple[HostServers | None, dict[str, dict[str, str]]]:
     """The host's file servers and vmshare's entries in them; none where host.toml is unusable
     or a server config cannot be read (then only guest and hypervisor objects are found)."""
+    servers, exports, _why = host_exports(session)
+    return servers, exports
+
+
+def host_exports(
+    session: Session,
+) -> tuple[HostServers | None, dict[str, dict[str, str]], str | None]:
+    """As ``_servers_and_exports``, with why the servers could not be looked at, if not."""
     try:
         servers = session.servers
-        return servers, {p: servers.entries(p) for p in NETWORK_PROTOCOLS}
-    except (VmshareError, OSError):
-        return None, {}
+        return servers, {p: servers.entries(p) for p in NETWORK_PROTOCOLS}, None
+    except VmshareError as exc:
+        return None, {}, exc.message
+    except OSError as exc:
+        return None, {}, str(exc)
 
 
 def find_records(refs: list[str], state: State) -> list[ShareRecord] | None:

@@ -20,14 +20,14 @@ from vmshare.core import (
     Session,
     _confirmed,
     _stop_where_needed,
-    _unblocked,
+    host_exports,
     restarted_after_detach,
 )
-from vmshare.errors import VmshareError
+from vmshare.errors import UsageError, VmshareError
 from vmshare.facts import VmFacts
-from vmshare.plan.choice import NETWORK_PROTOCOLS
 from vmshare.plan.leftovers import export_leftovers, guest_targets, is_tag, vm_leftovers
 from vmshare.plan.model import Plan
+from vmshare.plan.step import Step
 from vmshare.plan.windows_host import account_settings
 from vmshare.protocols import mount_tag
 from vmshare.spec import VmSpec, load_host_settings, vm_settings
@@ -82,8 +82,32 @@ def _key_of(vm: str, targets: dict[str, str]) -> dict[str, str]:
     return keys
 
 
-def find_leftovers(state: State, session: Session, here: str) -> tuple[Plan, list[str], list[str]]:
-    """The plan that takes away every leftover; the VMs looked into; what could not be."""
+def _restart_for(name: str, facts: VmFacts, steps: list[Step]) -> Step | None:
+    """A restart of the VM, when a device the plan detaches leaves it running only then (9p)."""
+    for step in steps:
+        device = facts.running_devices.get(step.args.get("tag", ""))
+        if step.action != "detach_share" or device is None:
+            continue
+        capability = facts.capabilities.device(device.protocol)
+        if capability is not None and not capability.unplug:
+            reason = f"{device.protocol} devices leave a running VM only at a restart"
+            summary = f"restart VM {name} if it runs"
+            return Step(
+                share=step.share,
+                layer="hypervisor",
+                action="restart",
+                vm=name,
+                summary=summary,
+                reason=reason,
+            )
+    return None
+
+
+def find_leftovers(
+    state: State, session: Session, here: str, *, allow_restart: bool = False
+) -> tuple[Plan, list[str], list[str]]:
+    """The plan that takes away every leftover; the VMs looked into; what could not be. With
+    ``allow_restart`` a VM restarts after a device that leaves it only then is detached."""
     known = {record.tag for record in state.shares.values()}
     plan = Plan()
     looked: list[str] = []
@@ -125,18 +149,16 @@ def find_leftovers(state: State, session: Session, here: str) -> tuple[Plan, lis
             key_of,
             host_settings=account_settings(session.vms[name]) if windows else None,
         )
-        for step in steps:
+        restart = _restart_for(name, facts, steps) if allow_restart else None
+        for step in [*steps, *([restart] if restart else [])]:
             if step.layer == "host":  # one Windows host may serve several VMs: once each
                 if step.args["entry_id"] in windows_shares:
                     continue
                 windows_shares.add(step.args["entry_id"])
             plan.steps.append(step)
-    try:
-        servers = session.servers
-        exports = {p: servers.entries(p) for p in NETWORK_PROTOCOLS}
-    except (VmshareError, OSError) as exc:
-        why = exc.message if isinstance(exc, VmshareError) else str(exc)
-        unlooked.append(f"this machine's NFS and Samba configs: {why}")
+    servers, exports, why_not = host_exports(session)
+    if servers is None:
+        unlooked.append(f"this machine's NFS and Samba configs: {why_not}")
     else:
 
         def unknown(tag: str) -> bool:
@@ -166,12 +188,19 @@ def prune(
         settings, problems = vms_to_search(state, vms or [])
         session = Session(settings, store)
         try:
-            plan, looked, unlooked = find_leftovers(state, session, socket.gethostname())
+            here = socket.gethostname()
+            plan, looked, unlooked = find_leftovers(
+                state, session, here, allow_restart=allow_restart
+            )
             unlooked = problems + unlooked
             _stop_where_needed(plan, session, allow_restart)
             if dry_run or not plan.steps:
                 return PruneResult(Result(plan=plan, dry_run=dry_run), looked, unlooked)
-            _unblocked(plan)
+            if plan.blockers:
+                raise UsageError(
+                    plan.blockers[0] + "; nothing was pruned",
+                    hint="`vmshare prune --dry-run` shows every step and why",
+                )
             _confirmed(plan, confirm, session)
             session.restart_follows.update(restarted_after_detach(plan))
             outcome = execute(plan, session, Journal(store, state, plan), progress)

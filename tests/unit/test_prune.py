@@ -252,6 +252,37 @@ def test_a_record_made_on_another_machine_is_not_pruned_but_one_made_here_is(ses
     ]
 
 
+def test_a_9p_device_ends_with_a_restart_only_with_restart(session, monkeypatch):
+    vm = fresh_vm("vm1")
+    device = FsDevice(tag=LOST_TAG, source="/srv/lost", protocol="9p")
+    vm.persistent_devices, vm.running_devices = {LOST_TAG: device}, {LOST_TAG: device}
+    monkeypatch.setattr(Session, "probe_vm", lambda self, name, targets: vm)
+    session.vms = {"vm1": vm_settings("vm1")}
+    plan, _, _ = find_leftovers(State(), session, "here")
+    assert [s.action for s in plan.steps if s.vm == "vm1"] == ["remove_file", "detach_share"]
+    plan, _, _ = find_leftovers(State(), session, "here", allow_restart=True)
+    assert [s.action for s in plan.steps if s.vm == "vm1"][1:] == ["detach_share", "restart"]
+    device.protocol = "virtiofs"  # leaves the running VM at once: no restart
+    plan, _, _ = find_leftovers(State(), session, "here", allow_restart=True)
+    assert [s.action for s in plan.steps if s.vm == "vm1"][1:] == ["detach_share"]
+
+
+def test_unreadable_host_settings_are_reported_and_the_vms_still_looked_into(
+    session, tmp_path, monkeypatch
+):
+    from vmshare.prune import vms_to_search
+
+    bad = tmp_path / "bad-host.toml"
+    bad.write_text("[nfs\n")
+    monkeypatch.setenv("VMSHARE_HOST_CONFIG", str(bad))
+    vms, problems = vms_to_search(State(shares={KEPT: record(KEPT)}), ["old"])
+    assert sorted(vms) == ["old", "vm1"] and problems[0].startswith("host.toml: ")
+    session.vms = {"vm1": vm_settings("vm1")}
+    plan, looked, unlooked = find_leftovers(State(), session, "here")
+    assert looked == ["vm1"] and plan.steps
+    assert unlooked[0].startswith("this machine's NFS and Samba configs: ")
+
+
 # ----------------------------------------------------------------------- the command itself
 
 
