@@ -358,3 +358,45 @@ def test_prune_asks_refuses_without_a_terminal_and_removes_with_yes(capsys, host
 
     code, out, _ = vmshare(capsys, "prune")
     assert code == 0 and "Nothing to prune." in out
+
+
+def at_a_terminal(answer: bytes, *args: str) -> tuple[int, str]:
+    """Run vmshare with stdin, stdout and stderr on a pty; answer its question."""
+    import os
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "160"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmshare", *args], stdin=slave, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    output, answered, deadline = b"", False, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([master], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child exited and closed the pty
+            break
+        output += chunk
+        if not answered and b"[y/n]" in output:
+            os.write(master, answer)
+            answered = True
+    proc.wait(timeout=30)
+    os.close(master)
+    return proc.returncode, output.decode("utf-8", "replace")
+
+
+def test_prune_at_a_terminal_shows_the_steps_and_asks(host_only):
+    exports, _ = host_only
+    before = exports.read_bytes()
+    code, text = at_a_terminal(b"n\n", "prune")
+    assert code == 1, text
+    assert f"remove the NFS export {LOST_TAG}" in text and "Remove 1 share(s)" in text
+    assert exports.read_bytes() == before
+    code, text = at_a_terminal(b"y\n", "prune")
+    assert code == 0, text
+    assert set(ownedblock.entries(exports.read_text())) == {KEPT_TAG}
