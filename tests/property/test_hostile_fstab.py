@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tests.property import hostile
 from vmshare.errors import UsageError
 from vmshare.formats import fstab, ownedblock
+from vmshare.spec import NfsHost, ShareSpec, SmbHost
 
 RENDERER = "fstab"
 USER_FSTAB = "# <file system> <mount point> <type> <options> <dump> <pass>\n" + (
@@ -109,3 +110,25 @@ def test_vmshares_reader_agrees_with_findmnt(source, target, fstype):
 def test_fields_that_cannot_be_written_are_refused(field):
     with pytest.raises(ValueError):
         fstab.render_entry(fstab.MountEntry(field or "", "/mnt/x", "nfs", ("rw",)))
+
+
+@given(options=st.lists(option, max_size=4), kind=st.sampled_from(["nfs", "smb", "share"]))
+@example(options=["rw,exec"], kind="nfs")
+@example(options=["x\\054exec"], kind="smb")
+def test_mount_options_from_settings_fit_an_fstab_line(options, kind):
+    """host.toml's [nfs]/[smb] mount_options and a share's own reach the guest's mount -o and
+    its fstab line: each is refused up front or fits there as one option."""
+    hostile.tally(RENDERER)
+    try:
+        if kind == "nfs":
+            accepted = NfsHost(mount_options=options).mount_options
+        elif kind == "smb":
+            accepted = SmbHost(mount_options=options).mount_options
+        else:
+            accepted = ShareSpec(source="/srv", vm="v", target="/mnt", mount_options=options)
+            accepted = accepted.mount_options
+    except ValueError:  # pydantic's ValidationError: the spec error names the option
+        return
+    assert accepted == [o for item in options for o in item.split(",") if o]
+    line = fstab.render_entry(fstab.MountEntry("//h/s", "/mnt/x", "cifs", ("rw", *accepted)))
+    assert findmnt(line + "\n") == [("//h/s", "/mnt/x", "cifs", ",".join(["rw", *accepted]))]

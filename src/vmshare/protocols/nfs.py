@@ -198,9 +198,10 @@ class GaneshaExporter(NfsExporter):
         for included in re.findall(r'^\s*%include\s+"?([^"\n]+?)"?\s*$', read_text(main), re.M):
             if (main.parent / included).resolve() == self.path.resolve():
                 return
-        if " " in str(self.path):
+        if any(ch in str(self.path) for ch in ' "\n\r\x00'):
             raise UsageError(
-                f"nfs-ganesha cannot include a file whose path has a space: {self.path}",
+                f"nfs-ganesha cannot include a file whose path has a space, a quote or a line "
+                f"break: {str(self.path)!r}",
                 hint="set [nfs] exports_file in host.toml to a path without spaces",
             )
         include = f'%include "{self.path}"'
