@@ -20,7 +20,10 @@ pytest.register_assert_rewrite("tests.contract")
 settings.register_profile("ci", max_examples=50, deadline=None)
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile(
-    "hostile", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "hostile",
+    max_examples=int(os.environ.get("VMSHARE_HOSTILE_EXAMPLES", "2000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(
     os.environ.get("VMSHARE_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
