@@ -4,16 +4,20 @@ path, users and access, and no value adds a parameter, section or include."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tempfile
 
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.property import hostile
-from vmshare.errors import UsageError
+from vmshare import hostexec
+from vmshare.errors import HostCommandError, UsageError
 from vmshare.formats import ownedblock
 from vmshare.protocols import smb
+from vmshare.secrets import Secret
+from vmshare.spec import SmbHost
 
 RENDERER = "smb.conf"
 GLOBAL = "[global]\n\tworkgroup = TEST\n"
@@ -96,3 +100,34 @@ def refused(value: str, *, path: bool = False) -> bool:
     return path and (
         value.endswith("\\") or any(c.isspace() and c != " " for c in value) or "  " in value
     )
+
+
+RENDERER_ACCOUNT = "Samba account argv"
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(account=st.one_of(hostile.text, st.sampled_from(["-o", "--system", "vmshare"])))
+@example(account="--non-unique")
+def test_samba_account_commands_keep_the_account_one_operand(account, monkeypatch):
+    """useradd, smbpasswd, pdbedit, id and userdel get the account from host.toml's [smb]
+    account: refused there unless it is a plain user name, then the last element of each argv."""
+    hostile.tally(RENDERER_ACCOUNT)
+    try:
+        settings_ = SmbHost(account=account)
+    except ValueError:
+        return
+    assert not account.startswith("-")
+    calls: list[list[str]] = []
+
+    def run(argv, **kwargs):
+        calls.append(list(argv))
+        return hostexec.CommandResult(argv=list(argv), returncode=1, stdout=b"", stderr=b"")
+
+    monkeypatch.setattr(hostexec, "run", run)
+    exporter = smb.SambaExporter(settings_)
+    with contextlib.suppress(HostCommandError):
+        exporter.ensure_account(Secret("pw"))
+    exporter.remove_account(True, True)
+    assert calls
+    for argv in calls:
+        assert argv[-1] == account and account not in argv[1:-1]
