@@ -49,10 +49,6 @@ path = st.builds(lambda t: "/" + t, text)  # an absolute POSIX path (host folder
 windows_path = st.builds(lambda t: "C:\\" + t, text)
 
 
-def lines_of(value: str) -> list[str]:
-    return value.split("\n")
-
-
 TALLY: Counter[str] = Counter()
 SEEN: dict[str, set[str]] = {}  # test id -> renderers it exercised
 CURRENT: list[str] = [""]
