@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -140,3 +141,17 @@ def test_macos_exports_line_keeps_its_path(path, client):
     assert lines == [body, exporter.render(OTHER)]
     hosts = ["-network=192.168.122.0", "-mask=255.255.255.0"] if "/" in client else [client]
     assert shlex.split(body, posix=True) == [path, "-mapall=1000:100", *hosts]
+
+
+@pytest.mark.parametrize("name", ["a b.conf", 'a"b.conf', "a\nb.conf"])
+def test_ganesha_include_of_a_file_it_cannot_name_is_refused(tmp_path, name):
+    """ganesha's %include line takes one double-quoted path: a file vmshare cannot name there
+    (host.toml's exports_file) is refused before the main config changes."""
+    main = tmp_path / "ganesha.conf"
+    main.write_text("NFS_CORE_PARAM { Protocols = 4; }\n")
+    settings = NfsHost(
+        exporter="ganesha", ganesha_config=str(main), exports_file=str(tmp_path / name)
+    )
+    with pytest.raises(UsageError):
+        nfs.GaneshaExporter(settings).prepare()
+    assert main.read_text() == "NFS_CORE_PARAM { Protocols = 4; }\n"
