@@ -641,7 +641,7 @@ def _list_vm(vm: str | None, argument: str | None, file: Path | None, json_out: 
     elif rows:
         out.print(render.vm_shares_table(rows))
     else:
-        out.print(f"No shares in VM {vm}, by this workstation or in the VM's record.")
+        out.print(Text(f"No shares in VM {vm}, by this workstation or in the VM's record."))
 
 
 @app.command()

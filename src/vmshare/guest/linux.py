@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 
-from vmshare.errors import GuestError
+from vmshare.errors import GuestError, UsageError
 from vmshare.facts import GuestFacts, GuestMount, ancestors
 from vmshare.formats import fstab
 from vmshare.guest.channel import GuestChannel, GuestResult
@@ -85,6 +85,14 @@ def mount_argv(source: str, target: str, fstype: str, options: list[str]) -> lis
     hand them over only after their own attempt fails, and drop flag options such as ro on the
     way. A FUSE type ``fuse.PROGRAM`` is mounted by PROGRAM itself, as mount.fuse does it for an
     fstab line."""
+    for value in (source, target):
+        if not value or value.startswith("-"):
+            # every mount program here would read it as an option, and not all take "--"
+            raise UsageError(
+                f"cannot mount {source!r} on {target!r}: a source or mount point may not be "
+                "empty or start with '-'",
+                hint="use an absolute guest path",
+            )
     if fstype == "cifs":
         return ["mount.cifs", source, target, "-o", ",".join(options)]
     if fstype.startswith("fuse.") and len(fstype) > len("fuse."):

@@ -108,11 +108,23 @@ def _octal_escape(path: str) -> str:
     )
 
 
+# what nfs-utils' xgettok decodes as \ooo (a value below 256)
+_DECODED_AGAIN = re.compile(r"\\[0-3][0-7]{2}")
+
+
 class KernelNfsExporter(NfsExporter):
     name = "kernel"
     default_file = "/etc/exports.d/vmshare.exports"
 
     def render(self, export: NfsExport) -> str:
+        if _DECODED_AGAIN.search(export.path):
+            # exportfs decodes \ooo in what it has already decoded: the \134 vmshare writes for
+            # this backslash would turn back into it and then, with the digits, into one byte
+            raise UsageError(
+                f"the kernel NFS server cannot export {export.path!r}: exportfs reads a "
+                "backslash followed by three octal digits as one character",
+                hint="rename the folder, or use nfs-ganesha ([nfs] exporter in host.toml)",
+            )
         options = [
             "ro" if export.readonly else "rw",
             "sync",
@@ -145,6 +157,11 @@ class GaneshaExporter(NfsExporter):
     def quote(value: str) -> str:
         """A ganesha config string: double quotes, with \\ and \" escaped (its lexer decodes
         both; an unescaped backslash would be eaten, a bare quote would end the string)."""
+        if any(ch in value for ch in "\n\r\x00"):
+            raise UsageError(
+                f"nfs-ganesha's config cannot carry a line break or NUL: {value!r}",
+                hint="rename the folder",
+            )
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     def remote_path(self, export: NfsExport) -> str:
@@ -181,9 +198,10 @@ class GaneshaExporter(NfsExporter):
         for included in re.findall(r'^\s*%include\s+"?([^"\n]+?)"?\s*$', read_text(main), re.M):
             if (main.parent / included).resolve() == self.path.resolve():
                 return
-        if " " in str(self.path):
+        if any(ch in str(self.path) for ch in ' "\n\r\x00'):
             raise UsageError(
-                f"nfs-ganesha cannot include a file whose path has a space: {self.path}",
+                f"nfs-ganesha cannot include a file whose path has a space, a quote or a line "
+                f"break: {str(self.path)!r}",
                 hint="set [nfs] exports_file in host.toml to a path without spaces",
             )
         include = f'%include "{self.path}"'

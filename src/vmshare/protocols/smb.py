@@ -70,8 +70,13 @@ def check_path(path: str) -> None:
 
 
 def _value(text: str) -> str:
-    if any(ch in text for ch in "\n\r\x00"):
-        raise UsageError("an smb.conf value cannot hold a line break", hint="rename it")
+    """``text`` as an smb.conf value: Samba trims blanks at either end and substitutes '%'
+    (force user = %U would be whoever connects), so neither can be carried."""
+    if any(ch in text for ch in "\n\r\x00%") or text != text.strip():
+        raise UsageError(
+            f"an smb.conf value cannot hold a line break, '%' or blanks at either end: {text!r}",
+            hint="rename it",
+        )
     return text
 
 
