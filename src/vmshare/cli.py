@@ -534,11 +534,14 @@ def list_cmd(
 
     Examples: vmshare list · vmshare list devvm --json · vmshare list --vm build -f vmshare.toml
     """
-    from vmshare import render  # no vmshare.core: listing needs only the state file
-
     if on_vm is not None or file is not None:
         _list_vm(on_vm or vm, vm, file, json_out)
         return
+    if not json_out and _no_shares():  # nothing to print: no models, no tables
+        out.print(NO_SHARES)
+        return
+    from vmshare import render  # no vmshare.core: listing needs only the state file
+
     records = _store().load().listed(vm)
     if json_out:
         data = [r.model_dump(mode="json", exclude={"steps"}) for r in records]
@@ -546,10 +549,21 @@ def list_cmd(
     elif records:
         out.print(render.records_table(records))
     else:
-        out.print("No shares. Add one with: vmshare add SRC VM:DST")
+        out.print(NO_SHARES)
 
 
 app.command("ls", hidden=True, help="Alias of list.")(list_cmd)
+
+NO_SHARES = "No shares. Add one with: vmshare add SRC VM:DST"
+# `vmshare list` as typed, without arguments: answered without Typer parsing it (Typer 0.29
+# imports pydantic to coerce any parameter, even an absent one)
+_BARE_LIST = (["list"], ["ls"])
+
+
+def _no_shares() -> bool:
+    from vmshare.statefile import STATE_FILE, default_state_dir, holds_no_shares
+
+    return holds_no_shares(default_state_dir() / STATE_FILE)
 
 
 def _list_vm(vm: str | None, argument: str | None, file: Path | None, json_out: bool) -> None:
@@ -725,8 +739,12 @@ def main(argv: list[str] | None = None) -> None:
     _ARGV[:] = args
     json_out = "--json" in args
     try:
-        command = _without_flag_types(typer.main.get_command(app))
-        code = command.main(args=args, prog_name="vmshare", standalone_mode=False)
+        if args in _BARE_LIST:
+            list_cmd()
+            code = 0
+        else:
+            command = _without_flag_types(typer.main.get_command(app))
+            code = command.main(args=args, prog_name="vmshare", standalone_mode=False)
     except VmshareError as exc:
         from vmshare import render
 
