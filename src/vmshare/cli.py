@@ -331,7 +331,7 @@ def add(
 
         vmshare add ~/src devvm:/mnt/src --save vmshare.toml
     """
-    from vmshare import core, specfile
+    from vmshare import core
     from vmshare.spec import Spec, load_host_settings, shorthand
 
     share, vm = shorthand(
@@ -349,7 +349,11 @@ def add(
         persist=not no_persist,
     )
     spec = Spec(vm={vm.name: vm}, share=[share])
-    saved_text = specfile.prepare_save(save, share, vm) if save else None
+    saved_text = None
+    if save:
+        from vmshare import specfile  # tomlkit: only to edit a spec file
+
+        saved_text = specfile.prepare_save(save, share, vm)
     preview = _rerun("--dry-run")
     result = core.apply_shares(
         spec,
@@ -363,6 +367,8 @@ def add(
         preview=preview,
     )
     if save and saved_text is not None and not dry_run:
+        from vmshare import specfile
+
         specfile.write_spec(save, saved_text)
         result.saved_to = str(save)
         result.notes.append(f"recorded in {save}")
@@ -394,7 +400,7 @@ def remove(
 
     Examples: vmshare remove devvm:/mnt/src · vmshare remove devvm --yes
     """
-    from vmshare import core, specfile
+    from vmshare import core
 
     store = _store()
     state = store.load()
@@ -415,6 +421,8 @@ def remove(
         ),
     )
     if save and not dry_run and save.exists():
+        from vmshare import specfile  # tomlkit: only to edit a spec file
+
         text, dropped = specfile.without_shares(
             save.read_text(encoding="utf-8"), result.plan.removes
         )
