@@ -331,7 +331,7 @@ def add(
 
         vmshare add ~/src devvm:/mnt/src --save vmshare.toml
     """
-    from vmshare import core, specfile
+    from vmshare import core
     from vmshare.spec import Spec, load_host_settings, shorthand
 
     share, vm = shorthand(
@@ -349,7 +349,11 @@ def add(
         persist=not no_persist,
     )
     spec = Spec(vm={vm.name: vm}, share=[share])
-    saved_text = specfile.prepare_save(save, share, vm) if save else None
+    saved_text = None
+    if save:
+        from vmshare import specfile  # tomlkit: only to edit a spec file
+
+        saved_text = specfile.prepare_save(save, share, vm)
     preview = _rerun("--dry-run")
     result = core.apply_shares(
         spec,
@@ -363,6 +367,8 @@ def add(
         preview=preview,
     )
     if save and saved_text is not None and not dry_run:
+        from vmshare import specfile
+
         specfile.write_spec(save, saved_text)
         result.saved_to = str(save)
         result.notes.append(f"recorded in {save}")
@@ -394,7 +400,7 @@ def remove(
 
     Examples: vmshare remove devvm:/mnt/src · vmshare remove devvm --yes
     """
-    from vmshare import core, specfile
+    from vmshare import core
 
     store = _store()
     state = store.load()
@@ -415,6 +421,8 @@ def remove(
         ),
     )
     if save and not dry_run and save.exists():
+        from vmshare import specfile  # tomlkit: only to edit a spec file
+
         text, dropped = specfile.without_shares(
             save.read_text(encoding="utf-8"), result.plan.removes
         )
@@ -601,11 +609,14 @@ def list_cmd(
 
     Examples: vmshare list · vmshare list devvm --json · vmshare list --vm build -f vmshare.toml
     """
-    from vmshare import render  # no vmshare.core: listing needs only the state file
-
     if on_vm is not None or file is not None:
         _list_vm(on_vm or vm, vm, file, json_out)
         return
+    if not json_out and _no_shares():  # nothing to print: no models, no tables
+        out.print(NO_SHARES)
+        return
+    from vmshare import render  # no vmshare.core: listing needs only the state file
+
     records = _store().load().listed(vm)
     if json_out:
         data = [r.model_dump(mode="json", exclude={"steps"}) for r in records]
@@ -613,10 +624,21 @@ def list_cmd(
     elif records:
         out.print(render.records_table(records))
     else:
-        out.print("No shares. Add one with: vmshare add SRC VM:DST")
+        out.print(NO_SHARES)
 
 
 app.command("ls", hidden=True, help="Alias of list.")(list_cmd)
+
+NO_SHARES = "No shares. Add one with: vmshare add SRC VM:DST"
+# `vmshare list` as typed, without arguments: answered without Typer parsing it (Typer 0.29
+# imports pydantic to coerce any parameter, even an absent one)
+_BARE_LIST = (["list"], ["ls"])
+
+
+def _no_shares() -> bool:
+    from vmshare.statefile import STATE_FILE, default_state_dir, holds_no_shares
+
+    return holds_no_shares(default_state_dir() / STATE_FILE)
 
 
 def _list_vm(vm: str | None, argument: str | None, file: Path | None, json_out: bool) -> None:
@@ -792,8 +814,12 @@ def main(argv: list[str] | None = None) -> None:
     _ARGV[:] = args
     json_out = "--json" in args
     try:
-        command = _without_flag_types(typer.main.get_command(app))
-        code = command.main(args=args, prog_name="vmshare", standalone_mode=False)
+        if args in _BARE_LIST:
+            list_cmd()
+            code = 0
+        else:
+            command = _without_flag_types(typer.main.get_command(app))
+            code = command.main(args=args, prog_name="vmshare", standalone_mode=False)
     except VmshareError as exc:
         from vmshare import render
 
