@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
 import uuid
 from abc import abstractmethod
 from dataclasses import asdict, dataclass
@@ -20,7 +19,8 @@ from typing import Any, ClassVar
 from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.formats import ownedblock
-from vmshare.fsutil import read_text
+from vmshare.fsutil import read_text, real_file
+from vmshare.host import rootfiles
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.spec import NfsHost
 
@@ -198,19 +198,26 @@ class GaneshaExporter(NfsExporter):
             return
         main = MainConfig(Path(self.settings.ganesha_config), self)
         if main.edit(lambda text: ownedblock.without_entry(text, "include")):
-            self.path.unlink(missing_ok=True)
-            self.path.with_name(self.path.name + ".vmshare-bak").unlink(missing_ok=True)
+            rootfiles.remove(self.path)
+            rootfiles.remove(self.path.with_name(self.path.name + ".vmshare-bak"))
 
     def reload(self) -> None:
-        pidfile = Path(self.settings.ganesha_pidfile)
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGHUP)
-        except (OSError, ValueError, IndexError) as exc:
+        """SIGHUP to the pid in ganesha's pidfile, through pkill (one exact command that sudo
+        can allow, where a pid would need a wildcard)."""
+        pidfile = real_file(Path(self.settings.ganesha_pidfile))
+        if not pidfile.is_file():
             raise HostCommandError(
-                f"cannot signal nfs-ganesha to reload ({pidfile}: {exc})",
+                f"cannot signal nfs-ganesha to reload: {pidfile} does not exist",
                 hint="is ganesha.nfsd running? set [nfs] ganesha_pidfile in host.toml",
-            ) from None
+            )
+        argv = ["pkill", "-HUP", "-F", str(pidfile)]
+        result = hostexec.run(argv, privileged=True, check=False, timeout=hostexec.QUICK)
+        if result.returncode != 0:
+            detail = result.stderr.decode("utf-8", "replace").strip() or "no such process"
+            raise HostCommandError(
+                f"cannot signal nfs-ganesha to reload ({pidfile}: {detail})",
+                hint="is ganesha.nfsd running? set [nfs] ganesha_pidfile in host.toml",
+            )
 
 
 class MacNfsExporter(NfsExporter):
