@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vmshare.errors import HostCommandError, HostCommandTimeout
+from vmshare.errors import HostCommandError, HostCommandTimeout, PrivilegeRefused
 
 QUICK = 30.0  # s: a query or a small change (id, useradd, smbpasswd, close-share)
 RELOAD = 60.0  # s: a file server re-reading its exports or shares (exportfs -ra, smbcontrol)
@@ -90,7 +90,7 @@ def run(
     if sudo and proc.returncode != 0 and proc.stderr.startswith(b"sudo: "):
         # sudo itself refused (no rule, a password wanted): the command never ran
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()[0][len("sudo: ") :]
-        raise HostCommandError(
+        raise PrivilegeRefused(
             f"sudo refused to run `{_shown(args[3:])}` as root: {reason}", hint=SUDOERS_HINT
         )
     if check and proc.returncode != 0:

@@ -89,7 +89,7 @@ def commands(settings: HostSettings) -> list[Privileged]:
     if isinstance(nfs, KernelNfsExporter):
         found.append(Privileged("NFS", ("exportfs", "-ra")))
     elif isinstance(nfs, GaneshaExporter):
-        pidfile = str(real_file(Path(settings.nfs.ganesha_pidfile)))
+        pidfile = settings.nfs.ganesha_pidfile
         found.append(Privileged("NFS", ("pkill", "-HUP", "-F", pidfile)))
     else:  # macOS
         found += [
@@ -178,4 +178,3 @@ def invoking_user() -> str:
     import getpass
 
     return os.environ.get("SUDO_USER") or getpass.getuser()
-

@@ -1,0 +1,261 @@
+"""vmshare without a root shell: a throwaway unprivileged user adds and removes a real SMB share
+with exactly the sudoers lines `vmshare doctor --sudoers` prints, and without them is refused
+with the hint. While it runs, no secret may appear in any process argv of vmshare's tree, its
+output, its state files or its journal.
+
+The VM is the vCenter simulator's, which stands for the real QEMU test guest (guest operations
+reach it through the test bed): vmshare reaches it over HTTPS as any user. libvirt's
+qemu:///system needs root or polkit here, so the libvirt backend is not run unprivileged.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import site
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.testbed.fixtures import (
+    OWNER,
+    SMB_ACCOUNT,
+    Guest,
+    make_tree,
+    tree_digest,
+    vsphere_table,
+)
+from tests.testbed.servers import Samba
+from tests.testbed.vcsim import Vcsim
+
+import vmshare
+from vmshare.formats import ownedblock
+from vmshare.protocols import mount_tag
+
+pytestmark = pytest.mark.integration
+
+SRC = str(Path(vmshare.__file__).parent.parent)
+
+
+@pytest.fixture
+def user() -> Iterator[pwd.struct_passwd]:
+    """A user with no rights at all, for this test only."""
+    name = f"vmshare-lp{os.getpid() % 100000}"
+    subprocess.run(["userdel", name], capture_output=True, check=False)
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
+        check=True,
+    )
+    yield pwd.getpwnam(name)
+    subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
+class ProcessWatch:
+    """Samples the argv of a process and all its descendants every few ms while it runs."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.root = proc.pid
+        self.proc = proc
+        self.argvs: set[bytes] = set()
+        self.samples = 0
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while self.proc.poll() is None:
+            self._sample()
+            time.sleep(0.002)
+
+    def _sample(self) -> None:
+        parents: dict[int, int] = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry.name}/stat").read_bytes()
+                except OSError:
+                    continue
+                parents[int(entry.name)] = int(stat.rsplit(b")", 1)[1].split()[1])
+        tree = {self.root}
+        changed = True
+        while changed:
+            found = {pid for pid, parent in parents.items() if parent in tree} - tree
+            tree |= found
+            changed = bool(found)
+        for pid in tree:
+            try:
+                self.argvs.add(Path(f"/proc/{pid}/cmdline").read_bytes())
+            except OSError:
+                continue
+        self.samples += 1
+
+    def programs(self) -> set[str]:
+        return {os.path.basename(a.split(b"\0")[0].decode()) for a in self.argvs if a}
+
+
+class AsUser:
+    """The real CLI as ``user``, with an environment of its own."""
+
+    def __init__(self, user: pwd.struct_passwd, home: Path, env: dict[str, str]) -> None:
+        self.user = user
+        self.env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",  # a user's PATH: no sbin
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": os.pathsep.join([SRC, *site.getsitepackages()]),
+            "VMSHARE_STATE_DIR": str(home / "state"),
+            **env,
+        }
+        self.python = self._python()
+        self.outputs: list[bytes] = []
+        self.watches: list[ProcessWatch] = []
+
+    def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            user=self.user.pw_uid,
+            group=self.user.pw_gid,
+            extra_groups=[],
+            env=self.env,
+            cwd=self.env["HOME"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def _python(self) -> str:
+        """This interpreter if the user may run it (a pyenv under /root is not), else the
+        system's of the same version with this one's packages on PYTHONPATH."""
+        for python in (
+            sys.executable,
+            f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}",
+        ):
+            try:
+                proc = self._spawn([python, "-c", "import vmshare, pyVmomi, pydantic_core"])
+            except PermissionError:
+                continue
+            if proc.wait(timeout=60) == 0:
+                return python
+        raise AssertionError(f"no Python the user {self.user.pw_name} can run vmshare with")
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = self._spawn([self.python, "-m", "vmshare.cli", *args])
+        watch = ProcessWatch(proc)
+        out, err = proc.communicate(timeout=600)
+        watch.thread.join()
+        self.watches.append(watch)
+        self.outputs += [out, err]
+        return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
+
+
+def smb_entries(include: Path) -> dict[str, str]:
+    return ownedblock.entries(include.read_text()) if include.exists() else {}
+
+
+def account_exists(name: str) -> bool:
+    return subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
+
+
+def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
+    guest: Guest, vcsim: Vcsim, user: pwd.struct_passwd, open_tmp: Path
+) -> None:
+    home = open_tmp / "home"
+    home.mkdir()
+    os.chown(home, user.pw_uid, user.pw_gid)
+    account = f"{SMB_ACCOUNT[:27]}-lp"
+    ca_file = open_tmp / "vcsim-ca.pem"
+    shutil.copy(vcsim.ca_file, ca_file)
+    ca_file.chmod(0o644)
+    sudoers_file = Path("/etc/sudoers.d") / f"vmshare-test-{user.pw_name}"
+    with Samba.start(open_tmp / "samba") as samba:
+        include = open_tmp / "samba" / "vmshare.conf"
+        host_toml = open_tmp / "host.toml"
+        table = vsphere_table(vcsim).replace(str(vcsim.ca_file), str(ca_file))
+        host_toml.write_text(
+            f'[smb]\nport = {samba.port}\nsmb_conf = "{samba.config_path}"\n'
+            f'include_file = "{include}"\naccount = "{account}"\n\n{table}'
+        )
+        run = AsUser(
+            user,
+            home,
+            {
+                "VMSHARE_HOST_CONFIG": str(host_toml),
+                "VMSHARE_IT_VC_PASSWORD": vcsim.password,
+                "VMSHARE_IT_GUEST_PASSWORD": vcsim.guest_password,
+            },
+        )
+        src = make_tree(open_tmp / "lp-share", OWNER)
+        target = "/mnt/lp-smb"
+        tag = mount_tag(f"{vcsim.vm}:{target}")
+        add = ("add", str(src), f"{vcsim.vm}:{target}", "--protocol", "smb")
+        add += ("--backend", "vsphere", "--owner", f"{OWNER[0]}:{OWNER[1]}")
+        conf_before, fstab_before, digest = (
+            samba.config_path.read_text(),
+            guest.fstab(),
+            tree_digest(src),
+        )
+
+        printed = run("doctor", "--sudoers")
+        assert printed.returncode == 0, printed.stderr
+        lines = printed.stdout
+        assert f"{user.pw_name} ALL=(root) NOPASSWD:" in lines
+        assert str(samba.config_path) in lines and str(include) in lines
+        candidate = open_tmp / "vmshare.sudoers"
+        candidate.write_text(lines)
+        check = subprocess.run(["visudo", "-cf", str(candidate)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+        try:
+            # without the lines: refused at the first command that needs root, nothing changed
+            refused = run(*add)
+            assert refused.returncode != 0, refused.stderr
+            (error,) = [x for x in refused.stderr.splitlines() if x.startswith("error: ")]
+            (hint,) = [x for x in refused.stderr.splitlines() if x.startswith("hint: ")]
+            assert "sudo refused to run" in error and "everything is as before" in error, error
+            assert "`vmshare doctor --sudoers`" in hint, hint
+            assert samba.config_path.read_text() == conf_before and not include.exists()
+            assert not account_exists(account)
+
+            shutil.copy(candidate, sudoers_file)
+            sudoers_file.chmod(0o440)
+            added = run(*add)
+            assert added.returncode == 0, added.stderr
+            assert tag in smb_entries(include)
+            assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+            assert account_exists(account)
+            secret = (home / "state" / "secrets" / f"smb-{account}").read_text().strip()
+            state_files = {
+                p: p.read_bytes()
+                for p in (home / "state").rglob("*")
+                if p.is_file() and "secrets" not in p.parts
+            }
+
+            removed = run("remove", f"{vcsim.vm}:{target}", "--yes")
+            assert removed.returncode == 0, removed.stderr
+            assert target not in guest.mounts() and guest.fstab() == fstab_before
+            assert samba.config_path.read_text() == conf_before and not include.exists()
+            assert not account_exists(account)
+            assert tree_digest(src) == digest
+        finally:
+            sudoers_file.unlink(missing_ok=True)
+            subprocess.run(["userdel", account], capture_output=True, check=False)
+
+    # Every command that needed root ran through sudo, and the watch saw them run.
+    seen = set().union(*(w.programs() for w in run.watches))
+    # (a sample every few ms misses some short commands; it must see sudo and most of the rest)
+    privileged = {"useradd", "smbpasswd", "pdbedit", "tee", "mv", "smbcontrol", "userdel", "rm"}
+    assert "sudo" in seen and len(seen & privileged) >= 4, seen
+    assert sum(w.samples for w in run.watches) > 100
+    secrets = [secret, vcsim.password, vcsim.guest_password]
+    assert all(len(s) >= 8 for s in secrets)
+    argvs = set().union(*(w.argvs for w in run.watches))
+    for value in (s.encode() for s in secrets):
+        assert not [a for a in argvs if value in a], "a secret in a process argv"
+        assert not [o for o in run.outputs if value in o], "a secret in vmshare's output"
+        leaked = [str(p) for p, data in state_files.items() if value in data]
+        assert not leaked, f"a secret in {leaked}"
+        after = [p for p in (home / "state").rglob("*") if p.is_file()]
+        assert not [p for p in after if value in p.read_bytes()], "a secret left in the state"
