@@ -259,3 +259,61 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
         assert not leaked, f"a secret in {leaked}"
         after = [p for p in (home / "state").rglob("*") if p.is_file()]
         assert not [p for p in after if value in p.read_bytes()], "a secret left in the state"
+
+
+HOSTILE = "/var/tmp/vmshare-lp,a:b=c*d?e[f]g!h#i(l)m{n}o|p$q.r+s"
+
+
+def allowed(user: str, argv: list[str]) -> bool:
+    """Whether sudo's policy lets ``user`` run ``argv`` as root (asked, not run)."""
+    return subprocess.run(["sudo", "-l", "-U", user, *argv], capture_output=True).returncode == 0
+
+
+def test_the_printed_lines_allow_exactly_the_listed_commands_even_on_hostile_paths(
+    user: pwd.struct_passwd,
+) -> None:
+    """Every command of the list is allowed as listed, through sudoers' escaping of , : = * ? [ ]
+    ! #; a neighbouring path, an extra argument or another share name is not."""
+    from vmshare.host import privileged
+    from vmshare.hostexec import program
+    from vmshare.spec import HostSettings, NfsHost, SmbHost
+
+    settings = HostSettings(
+        nfs=NfsHost(
+            exporter="ganesha",
+            exports_file=f"{HOSTILE}/exports.conf",
+            ganesha_config=f"{HOSTILE}/ganesha.conf",
+            ganesha_pidfile=f"{HOSTILE}/pid",
+        ),
+        smb=SmbHost(smb_conf=f"{HOSTILE}/smb.conf", include_file=f"{HOSTILE}/vmshare.conf"),
+    )
+    text = privileged.sudoers(settings, user.pw_name)
+    sudoers_file = Path("/etc/sudoers.d") / f"vmshare-test-{user.pw_name}"
+    candidate = Path(f"/tmp/{sudoers_file.name}")
+    candidate.write_text(text)
+    assert subprocess.run(["visudo", "-cf", str(candidate)], capture_output=True).returncode == 0
+    shutil.move(candidate, sudoers_file)
+    sudoers_file.chmod(0o440)
+    try:
+        listed = privileged.commands(settings)
+        for command in listed:
+            argv = [program(command.argv[0]), *command.argv[1:]]
+            if command.pattern is not None:
+                argv[-1] = "vmshare-0123456789abcdef"
+            assert allowed(user.pw_name, argv), argv
+        conf = f"{HOSTILE}/smb.conf"
+        near = HOSTILE.replace("*", "X")  # what an unescaped wildcard would let through
+        refused = [
+            [program("smbcontrol"), "-s", conf, "smbd", "close-share", "vmshare-0123"],
+            [program("smbcontrol"), "-s", conf, "smbd", "close-share", "other"],
+            [program("smbcontrol"), "-s", f"{near}/smb.conf", "smbd", "reload-config"],
+            [program("smbcontrol"), "-s", conf, "smbd", "reload-config", "extra"],
+            [program("tee"), f"{near}/.smb.conf.vmshare-new"],
+            [program("tee"), f"{HOSTILE}/.smb.conf.vmshare-new", "/etc/passwd"],
+            [program("rm"), "-f", "--", conf],  # a server's main config is never removed
+            [program("userdel"), "root"],
+        ]
+        for argv in refused:
+            assert not allowed(user.pw_name, argv), argv
+    finally:
+        sudoers_file.unlink(missing_ok=True)

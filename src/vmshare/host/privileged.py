@@ -113,17 +113,18 @@ def commands(settings: HostSettings) -> list[Privileged]:
 
 # ----------------------------------------------------------------------------- sudoers
 
-_SUDOERS_SPECIAL = re.compile(r"([\\,:=*?\[\]!#\"'])")
-_REGEX_SPECIAL = re.compile(r"([.$*+?(){}|])")
-_SUDOERS_REGEX_SPECIAL = re.compile(r"([\\,:=])")
+_SUDOERS_SPECIAL = re.compile(r"([\\,:=*?\[\]!#])")
+_REGEX_SPECIAL = re.compile(r"([.$*+?(){}|\[\]#])")
+_SUDOERS_REGEX_SPECIAL = re.compile(r"([\\,:=#$])")
 
 
 def _word(text: str) -> str:
     """One argument of a sudoers command: its special and wildcard characters escaped."""
-    if not text or re.search(r"[\s\x00-\x1f\x7f]", text):
+    if not text or re.search(r"[\s\x00-\x1f\x7f\"']", text):
         raise UsageError(
-            f"a sudoers rule cannot name {text!r}: it holds a space or a control character",
-            hint="use paths without spaces in host.toml ([nfs], [smb]) to run vmshare via sudo",
+            f"a sudoers rule cannot name {text!r}: it holds a space, a quote or a control "
+            "character",
+            hint="use paths without them in host.toml ([nfs], [smb]) to run vmshare via sudo",
         )
     return _SUDOERS_SPECIAL.sub(r"\\\1", text)
 
@@ -131,10 +132,10 @@ def _word(text: str) -> str:
 def _regex_word(text: str) -> str:
     """A literal inside a sudoers regular expression: each metacharacter as a one-character
     class (no backslash, which sudoers itself would read first)."""
-    if re.search(r"[\^\\\[\]\s\x00-\x1f\x7f]", text):
+    if re.search(r"[\^\\\s\x00-\x1f\x7f\"']", text):
         raise UsageError(
-            f"a sudoers rule cannot match {text!r} exactly: it holds ^, \\, [, ], a space or a "
-            "control character",
+            f"a sudoers rule cannot match {text!r} exactly: it holds ^, \\, a quote, a space "
+            "or a control character",
             hint="use paths without them in host.toml ([smb] smb_conf)",
         )
     return _REGEX_SPECIAL.sub(lambda m: f"[{m.group(1)}]", text)
@@ -146,8 +147,9 @@ def sudoers_command(command: Privileged) -> str:
     if command.pattern is None:
         return " ".join([path, *(_word(a) for a in args)])
     literal = " ".join(_regex_word(a) for a in args[:-1])
-    regex = f"^{literal} {command.pattern}$"
-    return f"{path} " + _SUDOERS_REGEX_SPECIAL.sub(r"\\\1", regex)
+    # sudoers reads a backslash escape first, even inside a regular expression
+    literal = _SUDOERS_REGEX_SPECIAL.sub(r"\\\1", literal)
+    return f"{path} ^{literal} {command.pattern}$"
 
 
 def sudoers(settings: HostSettings, user: str) -> str:
