@@ -36,8 +36,10 @@ def write(path: Path, data: bytes, *, keep_backup: bool = False) -> None:
     hostexec.run(["tee", str(staged)], input=data, privileged=True, timeout=hostexec.QUICK)
     try:
         if keep_backup and real.exists():
-            argv = ["cp", "-p", "--", str(real), str(backup_of(real))]
-            hostexec.run(argv, privileged=True, timeout=hostexec.QUICK)
+            backup = str(backup_of(real))
+            hostexec.run(
+                ["cp", "-p", "--", str(real), backup], privileged=True, timeout=hostexec.QUICK
+            )
         hostexec.run(
             ["mv", "-f", "--", str(staged), str(real)], privileged=True, timeout=hostexec.QUICK
         )

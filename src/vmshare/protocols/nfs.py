@@ -205,8 +205,12 @@ class GaneshaExporter(NfsExporter):
         """SIGHUP to the pid in ganesha's pidfile, through pkill (one exact command that sudo
         can allow, where a pid would need a wildcard)."""
         pidfile = Path(self.settings.ganesha_pidfile)
-        argv = ["pkill", "-HUP", "-F", str(pidfile)]
-        result = hostexec.run(argv, privileged=True, check=False, timeout=hostexec.QUICK)
+        result = hostexec.run(
+            ["pkill", "-HUP", "-F", str(pidfile)],
+            privileged=True,
+            check=False,
+            timeout=hostexec.QUICK,
+        )
         if result.returncode != 0:
             detail = result.stderr.decode("utf-8", "replace").strip() or "no such process"
             raise HostCommandError(

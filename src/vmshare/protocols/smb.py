@@ -193,10 +193,13 @@ class SambaExporter(OwnedConfigFile):
         return created
 
     def _has_samba_entry(self) -> bool:
-        argv = ["pdbedit", "-s", self.settings.smb_conf, "-u", self.settings.account]
-        return (
-            hostexec.run(argv, check=False, privileged=True, timeout=hostexec.QUICK).returncode == 0
+        found = hostexec.run(
+            ["pdbedit", "-s", self.settings.smb_conf, "-u", self.settings.account],
+            check=False,
+            privileged=True,
+            timeout=hostexec.QUICK,
         )
+        return found.returncode == 0
 
     def account_in_use(self) -> bool:
         """Whether a vmshare share section still lets the account in."""
