@@ -151,6 +151,15 @@ class AsUser:
         return subprocess.CompletedProcess(args, proc.returncode, out.decode(), err.decode())
 
 
+def root_commands(run: AsUser) -> str:
+    """The status of doctor's "root commands" row."""
+    import json
+
+    checks = json.loads(run("doctor", "--json").stdout)["data"]
+    (row,) = [c for c in checks if c["name"] == "root commands"]
+    return str(row["status"])
+
+
 def smb_entries(include: Path) -> dict[str, str]:
     return ownedblock.entries(include.read_text()) if include.exists() else {}
 
@@ -219,8 +228,11 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
             assert samba.config_path.read_text() == conf_before and not include.exists()
             assert not account_exists(account)
 
+            assert root_commands(run) == "warn"  # doctor says so before anything is tried
+
             shutil.copy(candidate, sudoers_file)
             sudoers_file.chmod(0o440)
+            assert root_commands(run) == "ok"
             added = run(*add)
             assert added.returncode == 0, added.stderr
             assert tag in smb_entries(include)
