@@ -1,5 +1,5 @@
 """vmshare without a root shell: a throwaway unprivileged user adds and removes a real SMB share
-with exactly the sudoers lines `vmshare doctor --sudoers` prints, and without them is refused
+(Samba) and a real NFS share (nfs-ganesha), each with exactly the sudoers lines `vmshare doctor --sudoers` prints, and without them is refused
 with the hint. While it runs, no secret may appear in any process argv of vmshare's tree, its
 output, its state files or its journal.
 
@@ -10,6 +10,7 @@ qemu:///system needs root or polkit here, so the libvirt backend is not run unpr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ from tests.testbed.fixtures import (
     tree_digest,
     vsphere_table,
 )
-from tests.testbed.servers import Samba
+from tests.testbed.servers import Ganesha, Samba
 from tests.testbed.vcsim import Vcsim
 
 import vmshare
@@ -160,16 +162,58 @@ def root_commands(run: AsUser) -> str:
     return str(row["status"])
 
 
-def smb_entries(include: Path) -> dict[str, str]:
-    return ownedblock.entries(include.read_text()) if include.exists() else {}
+def entries(path: Path) -> dict[str, str]:
+    return ownedblock.entries(path.read_text()) if path.exists() else {}
 
 
 def account_exists(name: str) -> bool:
     return subprocess.run(["id", "-u", name], capture_output=True).returncode == 0
 
 
+@dataclass
+class Server:
+    """One loopback file server of the test's own, in a folder the user can read."""
+
+    protocol: str
+    host_toml: str  # its host.toml table
+    files: list[Path]  # the config files vmshare edits (compared before and after)
+    entries: Path  # where vmshare's entries for it live
+
+
+@contextlib.contextmanager
+def server(protocol: str, folder: Path, account: str) -> Iterator[Server]:
+    if protocol == "smb":
+        with Samba.start(folder / "samba") as samba:
+            include = folder / "samba" / "vmshare.conf"
+            yield Server(
+                protocol,
+                f'[smb]\nport = {samba.port}\nsmb_conf = "{samba.config_path}"\n'
+                f'include_file = "{include}"\naccount = "{account}"\n',
+                [samba.config_path],
+                include,
+            )
+        return
+    with Ganesha.start(folder / "ganesha") as ganesha:
+        yield Server(
+            protocol,
+            f'[nfs]\nexporter = "ganesha"\nport = {ganesha.port}\n'
+            f'exports_file = "{ganesha.exports_path}"\n'
+            f'ganesha_config = "{ganesha.config_path}"\nganesha_pidfile = "{ganesha.pidfile}"\n',
+            [ganesha.config_path, ganesha.exports_path],
+            ganesha.exports_path,
+        )
+
+
+# What the watch must see run through sudo (a sample every few ms misses some short commands)
+ROOT_PROGRAMS = {
+    "smb": {"useradd", "smbpasswd", "pdbedit", "tee", "mv", "smbcontrol", "userdel", "rm"},
+    "nfs": {"tee", "mv", "cp", "pkill"},
+}
+
+
+@pytest.mark.parametrize("protocol", ["smb", "nfs"])
 def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
-    guest: Guest, vcsim: Vcsim, user: pwd.struct_passwd, open_tmp: Path
+    guest: Guest, vcsim: Vcsim, user: pwd.struct_passwd, open_tmp: Path, protocol: str
 ) -> None:
     home = open_tmp / "home"
     home.mkdir()
@@ -179,14 +223,11 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
     shutil.copy(vcsim.ca_file, ca_file)
     ca_file.chmod(0o644)
     sudoers_file = Path("/etc/sudoers.d") / f"vmshare-test-{user.pw_name}"
-    with Samba.start(open_tmp / "samba") as samba:
-        include = open_tmp / "samba" / "vmshare.conf"
+    secret = None
+    with server(protocol, open_tmp, account) as bed:
         host_toml = open_tmp / "host.toml"
         table = vsphere_table(vcsim).replace(str(vcsim.ca_file), str(ca_file))
-        host_toml.write_text(
-            f'[smb]\nport = {samba.port}\nsmb_conf = "{samba.config_path}"\n'
-            f'include_file = "{include}"\naccount = "{account}"\n\n{table}'
-        )
+        host_toml.write_text(f"{bed.host_toml}\n{table}")
         run = AsUser(
             user,
             home,
@@ -197,21 +238,18 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
             },
         )
         src = make_tree(open_tmp / "lp-share", OWNER)
-        target = "/mnt/lp-smb"
+        target = f"/mnt/lp-{protocol}"
         tag = mount_tag(f"{vcsim.vm}:{target}")
-        add = ("add", str(src), f"{vcsim.vm}:{target}", "--protocol", "smb")
+        add = ("add", str(src), f"{vcsim.vm}:{target}", "--protocol", protocol)
         add += ("--backend", "vsphere", "--owner", f"{OWNER[0]}:{OWNER[1]}")
-        conf_before, fstab_before, digest = (
-            samba.config_path.read_text(),
-            guest.fstab(),
-            tree_digest(src),
-        )
+        before = {f: f.read_bytes() for f in bed.files}
+        fstab_before, digest = guest.fstab(), tree_digest(src)
 
         printed = run("doctor", "--sudoers")
         assert printed.returncode == 0, printed.stderr
         lines = printed.stdout
         assert f"{user.pw_name} ALL=(root) NOPASSWD:" in lines
-        assert str(samba.config_path) in lines and str(include) in lines
+        assert all(str(f) in lines for f in bed.files)
         candidate = open_tmp / "vmshare.sudoers"
         candidate.write_text(lines)
         check = subprocess.run(["visudo", "-cf", str(candidate)], capture_output=True, text=True)
@@ -225,9 +263,8 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
             (hint,) = [x for x in refused.stderr.splitlines() if x.startswith("hint: ")]
             assert "sudo refused to run" in error and "everything is as before" in error, error
             assert "`vmshare doctor --sudoers`" in hint, hint
-            assert samba.config_path.read_text() == conf_before and not include.exists()
+            assert {f: f.read_bytes() for f in bed.files} == before
             assert not account_exists(account)
-
             assert root_commands(run) == "warn"  # doctor says so before anything is tried
 
             shutil.copy(candidate, sudoers_file)
@@ -235,10 +272,11 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
             assert root_commands(run) == "ok"
             added = run(*add)
             assert added.returncode == 0, added.stderr
-            assert tag in smb_entries(include)
+            assert tag in entries(bed.entries)
             assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
-            assert account_exists(account)
-            secret = (home / "state" / "secrets" / f"smb-{account}").read_text().strip()
+            if protocol == "smb":
+                assert account_exists(account)
+                secret = (home / "state" / "secrets" / f"smb-{account}").read_text().strip()
             state_files = {
                 p: p.read_bytes()
                 for p in (home / "state").rglob("*")
@@ -248,7 +286,10 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
             removed = run("remove", f"{vcsim.vm}:{target}", "--yes")
             assert removed.returncode == 0, removed.stderr
             assert target not in guest.mounts() and guest.fstab() == fstab_before
-            assert samba.config_path.read_text() == conf_before and not include.exists()
+            assert tag not in entries(bed.entries)
+            assert {f: f.read_bytes() for f in bed.files if f != bed.entries} == {
+                f: data for f, data in before.items() if f != bed.entries
+            }
             assert not account_exists(account)
             assert tree_digest(src) == digest
         finally:
@@ -257,12 +298,10 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
 
     # Every command that needed root ran through sudo, and the watch saw them run.
     seen = set().union(*(w.programs() for w in run.watches))
-    # (a sample every few ms misses some short commands; it must see sudo and most of the rest)
-    privileged = {"useradd", "smbpasswd", "pdbedit", "tee", "mv", "smbcontrol", "userdel", "rm"}
-    assert "sudo" in seen and len(seen & privileged) >= 4, seen
+    assert "sudo" in seen and len(seen & ROOT_PROGRAMS[protocol]) >= 2, seen
     assert sum(w.samples for w in run.watches) > 100
-    secrets = [secret, vcsim.password, vcsim.guest_password]
-    assert all(len(s) >= 8 for s in secrets)
+    secrets = [vcsim.password, vcsim.guest_password] + ([secret] if secret else [])
+    assert all(s and len(s) >= 8 for s in secrets) and len(secrets) == 2 + (protocol == "smb")
     argvs = set().union(*(w.argvs for w in run.watches))
     for value in (s.encode() for s in secrets):
         assert not [a for a in argvs if value in a], "a secret in a process argv"
