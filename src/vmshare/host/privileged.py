@@ -4,9 +4,10 @@ them (``vmshare doctor --sudoers``).
 Run as root, vmshare runs them directly; otherwise through ``sudo -n`` (``hostexec``), by the
 absolute path listed here, so a sudoers rule of these lines matches and nothing else is needed.
 Server config files that the user cannot write are changed with coreutils at exact paths: the
-new text goes to a staged file beside the real one (``tee STAGED``), the previous version is
-copied to ``.vmshare-bak`` (``cp -p``) and the staged file renamed over the real one (``mv``),
-so readers still see the old file or the new one, never half.
+file is copied to a staged file beside it (``cp -p``: its mode and owner), the new text written
+into that copy (``tee STAGED``), the previous version copied to ``.vmshare-bak`` (``cp -p``) and
+the staged file renamed over the real one (``mv``), so readers see the old file or the new one,
+never half, and the file keeps its mode and owner.
 
 Every argument is exact but one: ``smbcontrol ... close-share TAG``, whose TAG is a regular
 expression that matches vmshare's share names only.
@@ -69,6 +70,7 @@ def file_commands(path: Path, *, removable: bool) -> list[Privileged]:
     for target in (path, backup_of(path)):
         staged = str(staged_path(target))
         commands += [
+            Privileged("FILES", ("cp", "-p", "--", str(target), staged)),
             Privileged("FILES", ("tee", staged)),
             Privileged("FILES", ("mv", "-f", "--", staged, str(target))),
             Privileged("FILES", ("rm", "-f", "--", staged)),

@@ -33,8 +33,12 @@ def write(path: Path, data: bytes, *, keep_backup: bool = False) -> None:
         return
     real = real_file(path)
     staged = staged_path(real)
-    hostexec.run(["tee", str(staged)], input=data, privileged=True, timeout=hostexec.QUICK)
     try:
+        if real.exists():  # the staged copy takes the file's mode and owner; tee keeps them
+            hostexec.run(
+                ["cp", "-p", "--", str(real), str(staged)], privileged=True, timeout=hostexec.QUICK
+            )
+        hostexec.run(["tee", str(staged)], input=data, privileged=True, timeout=hostexec.QUICK)
         if keep_backup and real.exists():
             backup = str(backup_of(real))
             hostexec.run(
