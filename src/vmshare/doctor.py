@@ -36,6 +36,23 @@ class Check(BaseModel):
 
 def _state_dir(store: StateStore) -> Check:
     folder = store.directory
+    if hasattr(os, "geteuid") and (folder.is_symlink() or folder.exists()):
+        info = folder.lstat()
+        if folder.is_symlink() or info.st_uid != os.geteuid():
+            why = "is a symlink" if folder.is_symlink() else f"belongs to uid {info.st_uid}"
+            return Check(
+                name="state dir",
+                status="fail",
+                detail=f"{folder} {why}: vmshare refuses a state dir that is not its user's own",
+                hint="set VMSHARE_STATE_DIR to a folder of your own, or fix the folder's owner",
+            )
+        if info.st_mode & 0o077:
+            return Check(
+                name="state dir",
+                status="ok",
+                detail=f"{folder} (mode {info.st_mode & 0o777:o}: the next change tightens it "
+                "to 700)",
+            )
     probe = folder if folder.exists() else folder.parent
     while not probe.exists():
         probe = probe.parent

@@ -126,3 +126,18 @@ def test_a_state_dir_of_another_user_or_a_symlink_is_refused(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(StateError, match="not a folder of its own"):
         StateStore(link).save(State())
+
+
+def test_doctor_fails_on_a_state_dir_vmshare_would_refuse(tmp_path):
+    from vmshare.doctor import diagnose
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, 65534, 65534)
+    (row,) = [c for c in diagnose(StateStore(foreign)) if c.name == "state dir"]
+    assert row.status == "fail" and "belongs to uid 65534" in row.detail
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o755)
+    (row,) = [c for c in diagnose(StateStore(loose)) if c.name == "state dir"]
+    assert row.status == "ok" and "tightens it to 700" in row.detail
