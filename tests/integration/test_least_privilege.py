@@ -54,7 +54,24 @@ def user() -> Iterator[pwd.struct_passwd]:
         ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
         check=True,
     )
-    yield pwd.getpwnam(name)
+    entry = pwd.getpwnam(name)
+    # vmshare's code, its packages and this Python may sit under a folder only root may enter
+    # (a checkout or pyenv under /root): let the user through those folders, for this test only
+    granted: dict[Path, bool] = {}  # folder -> whether it had an ACL of its own before
+    for path in {Path(SRC), *map(Path, site.getsitepackages()), Path(sys.executable).resolve()}:
+        for folder in [path, *path.parents]:
+            if folder.is_dir() and not folder.stat().st_mode & 0o001 and folder not in granted:
+                acl = subprocess.run(
+                    ["getfacl", "--skip-base", "--absolute-names", str(folder)],
+                    capture_output=True,
+                    check=True,
+                )
+                granted[folder] = bool(acl.stdout.strip())
+                subprocess.run(["setfacl", "-m", f"u:{entry.pw_uid}:x", str(folder)], check=True)
+    yield entry
+    for folder, had_acl in granted.items():  # as it was: no ACL left behind where none was
+        undo = ["-x", f"u:{entry.pw_uid}"] if had_acl else ["-b"]
+        subprocess.run(["setfacl", *undo, str(folder)], check=False)
     subprocess.run(["userdel", name], capture_output=True, check=False)
 
 
