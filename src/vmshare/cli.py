@@ -724,6 +724,18 @@ def doctor(
         Path | None,
         typer.Option("--file", "-f", help="Spec file whose [vm.NAME] table has the VM's settings."),
     ] = None,
+    sudoers: Annotated[
+        bool,
+        typer.Option(
+            "--sudoers",
+            help="Print the sudoers lines that let a user run vmshare without a root shell: "
+            "exactly the host commands it runs as root, for host.toml's (or --file's) servers.",
+        ),
+    ] = False,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", metavar="NAME", help="With --sudoers: the user the lines are for."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """What is installed and reachable, and what to do about what is not. Exits 1 on a failure.
@@ -731,7 +743,8 @@ def doctor(
     A VM's settings come from --file, else from the shares vmshare made in it. For a vSphere VM
     the server is checked too: TLS, login, version, the VM and its VMware Tools.
 
-    Examples: vmshare doctor · vmshare doctor devvm · vmshare doctor -f vmshare.toml build
+    Examples: vmshare doctor · vmshare doctor devvm · vmshare doctor -f vmshare.toml build ·
+    vmshare doctor --sudoers > vmshare.sudoers
     """
     from vmshare import render
     from vmshare.doctor import diagnose, diagnose_vm
@@ -741,6 +754,16 @@ def doctor(
         from vmshare.spec import load_spec
 
         spec = load_spec(file)
+    if sudoers:
+        from vmshare.host import privileged
+        from vmshare.spec import load_host_settings
+
+        text = privileged.sudoers(load_host_settings(spec), user or privileged.invoking_user())
+        if json_out:
+            out.print_json(render.envelope("doctor", {"sudoers": text}))
+        else:
+            sys.stdout.write(text)  # verbatim: a file for visudo, never wrapped
+        return
     checks = diagnose(_store(), connection)
     if vm is not None:
         checks += diagnose_vm(_store(), vm, connection, spec)

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vmshare.errors import LockTimeout, StateError
-from vmshare.fsutil import atomic_write
+from vmshare.fsutil import atomic_write, private_dir
 from vmshare.plan.step import Step
 from vmshare.spec import VmSpec, share_ref
 from vmshare.statefile import STATE_FILE, STATE_VERSION, default_state_dir
@@ -161,7 +161,7 @@ class StateStore:
             ) from None
 
     def save(self, state: State) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         data = json.dumps(state.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
         atomic_write(self.path, data.encode(), mode=0o600, keep_backup=True)
 
@@ -170,7 +170,7 @@ class StateStore:
         """Hold the lock that serialises every vmshare run that changes something."""
         import filelock  # only commands that change something pay for it
 
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         lock = filelock.FileLock(str(self.directory / "lock"), timeout=self.lock_timeout)
         try:
             lock.acquire()

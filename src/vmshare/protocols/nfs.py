@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
 import uuid
 from abc import abstractmethod
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.formats import ownedblock
 from vmshare.fsutil import read_text
+from vmshare.host import rootfiles
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.spec import NfsHost
 
@@ -216,19 +216,25 @@ class GaneshaExporter(NfsExporter):
             return
         main = MainConfig(Path(self.settings.ganesha_config), self)
         if main.edit(lambda text: ownedblock.without_entry(text, "include")):
-            self.path.unlink(missing_ok=True)
-            self.path.with_name(self.path.name + ".vmshare-bak").unlink(missing_ok=True)
+            rootfiles.remove(self.path)
+            rootfiles.remove(self.path.with_name(self.path.name + ".vmshare-bak"))
 
     def reload(self) -> None:
+        """SIGHUP to the pid in ganesha's pidfile, through pkill (one exact command that sudo
+        can allow, where a pid would need a wildcard)."""
         pidfile = Path(self.settings.ganesha_pidfile)
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGHUP)
-        except (OSError, ValueError, IndexError) as exc:
+        result = hostexec.run(
+            ["pkill", "-HUP", "-F", str(pidfile)],
+            privileged=True,
+            check=False,
+            timeout=hostexec.QUICK,
+        )
+        if result.returncode != 0:
+            detail = result.stderr.decode("utf-8", "replace").strip() or "no such process"
             raise HostCommandError(
-                f"cannot signal nfs-ganesha to reload ({pidfile}: {exc})",
+                f"cannot signal nfs-ganesha to reload ({pidfile}: {detail})",
                 hint="is ganesha.nfsd running? set [nfs] ganesha_pidfile in host.toml",
-            ) from None
+            )
 
 
 class MacNfsExporter(NfsExporter):
@@ -265,6 +271,15 @@ EXPORTERS: dict[str, type[NfsExporter]] = {
 }
 
 
+def _exists(path: Path) -> bool:
+    """Whether the file exists; a folder this user may not enter (ganesha's pid folder, to a
+    user running vmshare through sudo) counts as present."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return True
+
+
 def exporter_for(settings: NfsHost) -> NfsExporter:
     """The exporter the settings name; ``auto``: macOS on Darwin, else ganesha if it runs,
     else the kernel server."""
@@ -272,7 +287,7 @@ def exporter_for(settings: NfsHost) -> NfsExporter:
     if name == "auto":
         if os.uname().sysname == "Darwin":
             name = "macos"
-        elif Path(settings.ganesha_pidfile).exists():
+        elif _exists(Path(settings.ganesha_pidfile)):
             name = "ganesha"
         else:
             name = "kernel"
