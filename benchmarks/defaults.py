@@ -392,6 +392,7 @@ def main() -> int:
     parser.add_argument("--vis-timeout", type=float, default=3.0)
     parser.add_argument("--only", nargs="*", default=["virtiofs", "9p", "nfs", "smb"])
     parser.add_argument("--all", action="store_true", help="every candidate, not the final set")
+    parser.add_argument("--names", nargs="*", help="only these PROTOCOL/NAME candidates (+ tmpfs)")
     args = parser.parse_args()
     per_round = max(2, 2 * math.ceil(args.rewrites / args.runs / 2))  # even: alternation holds
     args.rewrites = per_round * args.runs
@@ -399,8 +400,13 @@ def main() -> int:
     dev.mkdir(mode=0o755, parents=True)
     make_tree(dev, None)
     cands, devices = candidates({"dev": dev}, args.only)
-    if not args.all:
+    if args.names:
+        cands = [
+            c for c in cands if c.protocol == "tmpfs" or f"{c.protocol}/{c.name}" in args.names
+        ]
+    elif not args.all:
         cands = [c for c in cands if c.name in FINAL[c.protocol]]
+    if args.names or not args.all:
         tags = {c.tag for c in cands}
         devices = [d for d in devices if d.find("target").get("dir") in tags]  # type: ignore[union-attr]
     log: list[str] = []
