@@ -19,6 +19,7 @@ import argparse
 import math
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -384,32 +385,12 @@ def report(cands: list[Candidate], args: argparse.Namespace, log: list[str]) -> 
     return "\n".join(out)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--name", default=os.environ.get("VMSHARE_IT_VM", "vmshare-defaults"))
-    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds (medians)")
-    parser.add_argument("--rewrites", type=int, default=24, help="host rewrites per candidate")
-    parser.add_argument("--vis-timeout", type=float, default=3.0)
-    parser.add_argument("--only", nargs="*", default=["virtiofs", "9p", "nfs", "smb"])
-    parser.add_argument("--all", action="store_true", help="every candidate, not the final set")
-    parser.add_argument("--names", nargs="*", help="only these PROTOCOL/NAME candidates (+ tmpfs)")
-    args = parser.parse_args()
-    per_round = max(2, 2 * math.ceil(args.rewrites / args.runs / 2))  # even: alternation holds
-    args.rewrites = per_round * args.runs
-    dev = Path(f"/var/tmp/vmshare-defaults-{os.getpid()}")
-    dev.mkdir(mode=0o755, parents=True)
-    make_tree(dev, None)
-    cands, devices = candidates({"dev": dev}, args.only)
-    if args.names:
-        cands = [
-            c for c in cands if c.protocol == "tmpfs" or f"{c.protocol}/{c.name}" in args.names
-        ]
-    elif not args.all:
-        cands = [c for c in cands if c.name in FINAL[c.protocol]]
-    if args.names or not args.all:
-        tags = {c.tag for c in cands}
-        devices = [d for d in devices if d.find("target").get("dir") in tags]  # type: ignore[union-attr]
+def measure(
+    args: argparse.Namespace, cands: list[Candidate], devices: list[ET.Element], dev: Path
+) -> None:
+    """Boot the bed, make the shares, run the rounds, print the report."""
     log: list[str] = []
+    per_round = args.rewrites // args.runs
     started = time.monotonic()
     with share_bed(args.name, extra_devices=devices) as bed:
         where: dict[str, Mountable] = {}
@@ -444,7 +425,38 @@ def main() -> int:
             f"uptime at the end: {load}"
         )
     print(report(cands, args, log))
-    subprocess.run(["rm", "-rf", str(dev)], check=False)
+    shutil.rmtree(bed.work, ignore_errors=True)  # the bed's folders, servers stopped
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", default=os.environ.get("VMSHARE_IT_VM", "vmshare-defaults"))
+    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--rewrites", type=int, default=24, help="host rewrites per candidate")
+    parser.add_argument("--vis-timeout", type=float, default=3.0)
+    parser.add_argument("--only", nargs="*", default=["virtiofs", "9p", "nfs", "smb"])
+    parser.add_argument("--all", action="store_true", help="every candidate, not the final set")
+    parser.add_argument("--names", nargs="*", help="only these PROTOCOL/NAME candidates (+ tmpfs)")
+    args = parser.parse_args()
+    per_round = max(2, 2 * math.ceil(args.rewrites / args.runs / 2))  # even: alternation holds
+    args.rewrites = per_round * args.runs
+    dev = Path(f"/var/tmp/vmshare-defaults-{os.getpid()}")
+    dev.mkdir(mode=0o755, parents=True)
+    make_tree(dev, None)
+    cands, devices = candidates({"dev": dev}, args.only)
+    if args.names:
+        cands = [
+            c for c in cands if c.protocol == "tmpfs" or f"{c.protocol}/{c.name}" in args.names
+        ]
+    elif not args.all:
+        cands = [c for c in cands if c.name in FINAL[c.protocol]]
+    if args.names or not args.all:
+        tags = {c.tag for c in cands}
+        devices = [d for d in devices if d.find("target").get("dir") in tags]  # type: ignore[union-attr]
+    try:
+        measure(args, cands, devices, dev)
+    finally:
+        shutil.rmtree(dev, ignore_errors=True)
     return 0
 
 
