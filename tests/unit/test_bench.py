@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vmshare.bench import workloads
+from vmshare.bench import visibility, workloads
 from vmshare.bench.runner import Config, run_bench
 from vmshare.bench.stats import Figure, Report, Visibility, percentile
 from vmshare.cli import main
@@ -60,6 +60,13 @@ def test_tree_has_about_three_thousand_entries():
     assert workloads.tree_entries() == 3020
 
 
+def test_every_other_visibility_rewrite_changes_the_size():
+    sizes = [len(visibility._content(v)) for v in range(0, 9)]
+    for value in range(1, 9):
+        assert (sizes[value] != sizes[value - 1]) == visibility.resizes(value), sizes
+    assert workloads.parse(b"") == workloads.Output({}, {}, [])
+
+
 # --- statistics and the report -----------------------------------------------------------------
 
 
@@ -74,6 +81,16 @@ def test_unseen_samples_count_as_the_timeout():
     vis = Visibility(20, [0.01] * 18, unseen=2, ack_cost=0.001, method="m", timeout=5.0)
     data = vis.as_json()
     assert data["p50_s"] == 0.01 and data["p95_s"] == 5.0 and data["seen"] == 18
+
+
+def test_visibility_by_kind_of_rewrite():
+    delays = [0.02, None, 0.03, None, 0.01, None]  # the in-place (same size) ones unseen
+    resized = [True, False] * 3
+    vis = Visibility(6, [0.02, 0.03, 0.01], 3, 0.001, "m", 5.0, resized, delays)
+    data = vis.as_json()
+    assert data["resized"] == {"seen": 3, "unseen": 0, "p50_s": 0.02, "p95_s": 0.03}
+    assert data["same_size"] == {"seen": 0, "unseen": 3, "p50_s": 5.0, "p95_s": 5.0}
+    assert data["p95_s"] == 5.0
 
 
 def test_ratio_is_share_median_over_baseline_median():
@@ -91,8 +108,8 @@ FIGURE_KEYS = {
     "key", "label", "detail", "unit", "share", "baseline", "ratio", "share_runs", "baseline_runs"
 }  # fmt: skip
 VISIBILITY_KEYS = {
-    "samples", "seen", "unseen", "timeout_s", "p50_s", "p95_s", "max_s", "ack_cost_s",
-    "latencies_s", "method",
+    "samples", "seen", "unseen", "timeout_s", "p50_s", "p95_s", "same_size", "resized", "max_s",
+    "ack_cost_s", "latencies_s", "method",
 }  # fmt: skip
 
 
@@ -195,6 +212,7 @@ def test_runner_measures_every_figure_and_visibility_and_cleans_up(tmp_path):
     assert report.host_cache.startswith("posix_fadvise")
     vis = data["visibility"]
     assert vis["seen"] == 20 and vis["unseen"] == 0
+    assert vis["same_size"]["seen"] == vis["resized"]["seen"] == 10
     assert 0 < vis["p50_s"] <= vis["p95_s"] < 5 and vis["ack_cost_s"] > 0
     assert report.clock in ("timer_list", "date_ns", "uptime")
     assert sorted(p.name for p in dst.iterdir()) == ["mine.txt"]

@@ -73,19 +73,36 @@ class Visibility:
     ack_cost: float | None  # seconds the guest takes to write one ack (guest clock)
     method: str
     timeout: float
+    resized: list[bool] = field(default_factory=list)  # per sample: did it change the size
+    delays: list[float | None] = field(default_factory=list)  # per sample; None: unseen
+
+    def _summary(self, delays: list[float | None]) -> dict[str, Any]:
+        # an unseen sample counts as the timeout: the percentile cannot be lower than that
+        padded = [self.timeout if d is None else d for d in delays]
+        return {
+            "seen": sum(1 for d in delays if d is not None),
+            "unseen": sum(1 for d in delays if d is None),
+            "p50_s": percentile(padded, 50),
+            "p95_s": percentile(padded, 95),
+        }
 
     def as_json(self) -> dict[str, Any]:
-        p50, p95 = percentile(self.latencies, 50), percentile(self.latencies, 95)
-        if self.unseen:  # an unseen sample counts as the timeout: the percentile cannot be lower
-            padded = self.latencies + [self.timeout] * self.unseen
-            p50, p95 = percentile(padded, 50), percentile(padded, 95)
+        delays = self.delays or [*self.latencies, *[None] * self.unseen]
+        overall = self._summary(delays)
+        kinds = {
+            kind: self._summary([d for d, r in zip(delays, self.resized, strict=True) if r == want])
+            for kind, want in (("same_size", False), ("resized", True))
+            if self.resized
+        }
         return {
             "samples": self.samples,
-            "seen": len(self.latencies),
-            "unseen": self.unseen,
+            "seen": overall["seen"],
+            "unseen": overall["unseen"],
             "timeout_s": self.timeout,
-            "p50_s": p50,
-            "p95_s": p95,
+            "p50_s": overall["p50_s"],
+            "p95_s": overall["p95_s"],
+            "same_size": kinds.get("same_size"),
+            "resized": kinds.get("resized"),
             "max_s": max(self.latencies) if self.latencies else None,
             "ack_cost_s": self.ack_cost,
             "latencies_s": self.latencies,

@@ -54,6 +54,17 @@ def report_view(report: Report) -> list[RenderableType]:
                 f"guest ack write {_ms(vis.ack_cost)}",
             )
         )
+        kinds = [
+            f"{name}: p50 {_ms(part['p50_s'])}, p95 {_ms(part['p95_s'])}, "
+            f"seen {part['seen']}/{part['seen'] + part['unseen']}"
+            for name, part in (
+                ("in place, same size", data["same_size"]),
+                ("resized", data["resized"]),
+            )
+            if part
+        ]
+        if kinds:
+            items.append(Text("  " + "; ".join(kinds)))
         items.append(Text(f"method: {vis.method}", style="dim"))
     elif report.visibility_skipped:
         items.append(Text(f"host-to-guest visibility: not measured ({report.visibility_skipped})"))

@@ -32,7 +32,8 @@ READY_TIMEOUT = 60.0  # s: for the guest loop to start and see the first value
 def method(samples: int, gap: float, timeout: float) -> str:
     return (
         f"{samples} samples: the host rewrites a file in the share's folder {gap:g} s after the "
-        f"guest saw the previous value; a guest loop reads it every {POLL * 1000:g} ms and writes "
+        "guest saw the previous value (alternately in place with the same size, and truncated "
+        "to a new size); a guest loop reads it every {POLL * 1000:g} ms and writes "
         "each new value to an ack file in the share, which the host polls every "
         f"{HOST_POLL * 1000:g} ms. Latency = host write to host seeing the ack, on the host's "
         "clock only: an upper bound, over by at most the guest's ack write (ack_cost, guest "
@@ -52,11 +53,28 @@ def _value(path: Path) -> int:
     return -1
 
 
+def resizes(value: int) -> bool:
+    """Whether rewrite ``value`` changes the file's size: every other one does. Sizes go
+    short, long, long, short, short...: a rewrite that keeps the size is done in place, one
+    that changes it truncates first (the two ways editors save, which caches treat apart)."""
+    return value % 2 == 1
+
+
+def _content(value: int) -> str:
+    width = 32 if (value + 1) // 2 % 2 else 24  # value 0: 24, 1-2: 32, 3-4: 24, ...
+    return f"s{value}e".ljust(width - 1, "x") + "\n"
+
+
 def _write(path: Path, value: int, owner: tuple[int, int]) -> float:
     """Rewrite path with value; the host time the rewrite began."""
+    data = _content(value).encode()
     started = time.monotonic()
-    with open(path, "w", encoding="ascii") as f:
-        f.write(f"s{value}e\n")
+    if value and not resizes(value):
+        with open(path, "r+b") as f:  # same size, in place: only the bytes and times change
+            f.write(data)
+    else:
+        with open(path, "wb") as f:
+            f.write(data)
     if os.geteuid() == 0:
         os.chown(path, *owner)  # a network share's squashed owner deletes it at the end
     return started
@@ -114,16 +132,12 @@ def measure(
         while _wait(ack, 0, min(ready, time.monotonic() + 0.5)) is None:
             if not thread.is_alive() or time.monotonic() > ready:
                 raise _failed(box, "the guest reader did not start")
-        latencies: list[float] = []
-        unseen = 0
+        delays: list[float | None] = []  # per rewrite; None: unseen
         for value in range(1, samples + 1):
             time.sleep(gap)
             started = _write(polled, value, owner)
             seen = _wait(ack, value, started + timeout)
-            if seen is None:
-                unseen += 1
-            else:
-                latencies.append(seen - started)
+            delays.append(None if seen is None else seen - started)
             if progress is not None:
                 progress(value)
         thread.join(timeout=timeout + 60)
@@ -137,8 +151,10 @@ def measure(
     out = workloads.parse(result.stdout)
     return Visibility(
         samples=samples,
-        latencies=latencies,
-        unseen=unseen,
+        latencies=[d for d in delays if d is not None],
+        unseen=sum(1 for d in delays if d is None),
+        resized=[resizes(value) for value in range(1, samples + 1)],
+        delays=delays,
         ack_cost=out.timings.get("ack_cost"),
         method=method(samples, gap, timeout),
         timeout=timeout,

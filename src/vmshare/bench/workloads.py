@@ -142,7 +142,8 @@ exit 6
 
 # The host-to-guest visibility poller; see visibility.py for the method. $1 the polled file,
 # $2 the ack file, $3 samples, $4 polls before a sample counts as unseen, $5 a guest-local
-# stop file. Content is "s<N>e"; each value seen is acked as is. Then it times ack writes.
+# stop file. Content is "s<N>e" and padding; each value seen is acked as "s<N>e". Then it
+# times ack writes (guest clock).
 POLLER = r"""
 f=$1 ack=$2 n=$3 ticks=$4 stop=$5
 k=0
@@ -150,7 +151,7 @@ while [ $k -le "$n" ]; do
     p=0 num=-1
     while [ ! -e "$stop" ]; do
         v=; read -r v < "$f" 2>/dev/null
-        num=${v#s}; num=${num%e}
+        num=${v#s}; num=${num%%e*}
         case $num in ''|*[!0-9]*) num=-1 ;; esac
         [ "$num" -ge "$k" ] && break
         num=-1; p=$((p+1))
