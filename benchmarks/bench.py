@@ -28,9 +28,15 @@ from vmshare.bench.workloads import FIGURES
 
 
 def run(bed: Any, target: str, args: argparse.Namespace) -> dict[str, Any]:
-    proc = bed.vmshare(
-        "bench",
-        f"{bed.name}:{target}",
+    if args.human:  # the command's own table, as a user sees it
+        print(bed.vmshare("bench", f"{bed.name}:{target}", *options(args)).stdout)
+    proc = bed.vmshare("bench", f"{bed.name}:{target}", *options(args), "--json")
+    data: dict[str, Any] = json.loads(proc.stdout)["data"]
+    return data
+
+
+def options(args: argparse.Namespace) -> list[str]:
+    return [
         "--size",
         args.size,
         "--files",
@@ -41,10 +47,7 @@ def run(bed: Any, target: str, args: argparse.Namespace) -> dict[str, Any]:
         str(args.samples),
         "--visibility-timeout",
         str(args.visibility_timeout),
-        "--json",
-    )
-    data: dict[str, Any] = json.loads(proc.stdout)["data"]
-    return data
+    ]
 
 
 def show(results: dict[str, dict[str, Any]]) -> None:
@@ -89,6 +92,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="median of this many runs")
     parser.add_argument("--samples", type=int, default=20, help="visibility samples")
     parser.add_argument("--visibility-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--human", action="store_true", help="also run and print the command's own table first"
+    )
     parser.add_argument("--json", type=Path, help="also write every report to this file")
     parser.add_argument(
         "--name", default=os.environ.get("VMSHARE_IT_VM", "vmshare-bench"), help="guest to boot"
@@ -104,6 +110,8 @@ def main() -> int:
             print(f"benchmarking {protocol} at {bed.name}:{target} ...", file=sys.stderr)
             results[protocol] = run(bed, target, args)
             bed.unshare(protocol)
+            if args.json:  # as each protocol finishes: a long run stopped early keeps the rest
+                args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(
         f"vmshare bench, {args.size} file, {args.files} files, median of {args.runs} run(s), "
         f"visibility over {args.samples} samples; guest booted in {bed.boot_seconds:.1f} s; "
@@ -111,8 +119,6 @@ def main() -> int:
         f"{time.monotonic() - started:.0f} s in all"
     )
     show(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

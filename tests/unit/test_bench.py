@@ -242,3 +242,19 @@ def test_a_read_only_or_missing_dir_is_refused_before_anything_is_made(tmp_path)
     with pytest.raises(UsageError, match="not a directory"):
         run_bench(channel, report_for(tmp_path / "nope", base), Config(samples=0))
     assert list(base.iterdir()) == []
+
+
+def test_a_read_only_share_is_refused_before_the_vm_is_contacted(tmp_path):
+    from tests.unit.factories import applied_state, spec_of
+
+    from vmshare.bench.command import bench, parse_target
+    from vmshare.state import StateStore
+
+    store = StateStore(tmp_path)
+    store.save(applied_state(spec_of("/srv/ro testvm:/mnt/ro readonly=true")))
+    # DST below the share is in it too: the deepest share holding DST answers
+    assert parse_target("testvm:/mnt/ro/sub", store.load()).record is not None
+    assert parse_target("testvm:/mnt/other", store.load()).record is None
+    with pytest.raises(UsageError, match="read-only share") as raised:
+        bench("testvm:/mnt/ro/sub", store, Config())
+    assert raised.value.hint
