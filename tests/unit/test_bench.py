@@ -213,6 +213,7 @@ def test_runner_measures_every_figure_and_visibility_and_cleans_up(tmp_path):
     vis = data["visibility"]
     assert vis["seen"] == 20 and vis["unseen"] == 0
     assert vis["same_size"]["seen"] == vis["resized"]["seen"] == 10
+    assert "every 10 ms" in vis["method"] and "{" not in vis["method"]
     assert 0 < vis["p50_s"] <= vis["p95_s"] < 5 and vis["ack_cost_s"] > 0
     assert report.clock in ("timer_list", "date_ns", "uptime")
     assert sorted(p.name for p in dst.iterdir()) == ["mine.txt"]

@@ -33,7 +33,7 @@ def method(samples: int, gap: float, timeout: float) -> str:
     return (
         f"{samples} samples: the host rewrites a file in the share's folder {gap:g} s after the "
         "guest saw the previous value (alternately in place with the same size, and truncated "
-        "to a new size); a guest loop reads it every {POLL * 1000:g} ms and writes "
+        f"to a new size); a guest loop reads it every {POLL * 1000:g} ms and writes "
         "each new value to an ack file in the share, which the host polls every "
         f"{HOST_POLL * 1000:g} ms. Latency = host write to host seeing the ack, on the host's "
         "clock only: an upper bound, over by at most the guest's ack write (ack_cost, guest "
