@@ -259,3 +259,25 @@ def test_a_read_only_share_is_refused_before_the_vm_is_contacted(tmp_path):
     with pytest.raises(UsageError, match="read-only share") as raised:
         bench("testvm:/mnt/ro/sub", store, Config())
     assert raised.value.hint
+
+
+def test_the_table_shows_each_figure_its_ratio_and_the_visibility_method():
+    from rich.console import Console
+
+    from vmshare.bench.view import report_view
+
+    report = Report(
+        "vm:/mnt/x", "vm", "/mnt/x", "/tmp", "virtiofs", "/src", 64, 1000, 3020, 1000, 3
+    )
+    report.figure("write", "64 MiB").share.extend([2.0, 2.0])
+    report.figure("write", "64 MiB").baseline.extend([0.5, 0.5])
+    report.visibility = Visibility(
+        20, [0.02] * 20, 0, 0.001, visibility.method(20, 0.2, 10), 10.0, [True, False] * 10
+    )
+    console = Console(record=True, width=200)
+    for item in report_view(report):
+        console.print(item)
+    text = console.export_text()
+    assert "sequential write" in text and "4.00x" in text and "virtiofs share" in text
+    assert "p95 20.0 ms" in text and "resized: p50 20.0 ms" in text
+    assert "upper bound" in text
