@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
-from vmshare.errors import ApplyFailed, Interrupted, RollbackIncomplete, VmshareError
+from vmshare.errors import (
+    ApplyFailed,
+    Interrupted,
+    PrivilegeRefused,
+    RollbackIncomplete,
+    VmshareError,
+)
 from vmshare.plan.model import Plan
 from vmshare.plan.step import ACTIONS, POWER, Step
 from vmshare.state import ShareRecord, State, StateStore
@@ -244,8 +250,10 @@ def execute(
                 ctrl = isinstance(exc, KeyboardInterrupt)
                 cause = "interrupted (Ctrl-C)" if ctrl else _describe(exc)
                 report("failed", step)
+                # a refusal's own hint (`vmshare doctor --sudoers`) says what to fix
+                fix = exc.hint if isinstance(exc, PrivilegeRefused) else None
                 raise _rollback(
-                    runtime, journal, begun, replaced, outcome, step, cause, report
+                    runtime, journal, begun, replaced, outcome, step, cause, report, fix
                 ) from None
             journal.completed(step)
             outcome.done.append(step)
@@ -276,6 +284,7 @@ def _rollback(
     failed: Step | None,
     cause: str,
     report: Progress,
+    fix: str | None = None,
 ) -> ApplyFailed:
     undone: list[str] = []
     failures: list[str] = []
@@ -313,7 +322,7 @@ def _rollback(
         hint = "run the command again to finish it; `vmshare status` shows what is left"
     else:
         message += "; everything is as before"
-        hint = "fix the cause and run the command again"
+        hint = fix or "fix the cause and run the command again"
     return ApplyFailed(message, hint=hint, failed_step=summary, undone=undone)
 
 

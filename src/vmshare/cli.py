@@ -187,7 +187,7 @@ def _confirmer(
         if yes or not removes or (several_only and len(removes) < 2):
             return True
         listed = ", ".join(removes)
-        what = "remove" if command == "remove" else "remove or replace"
+        what = "remove" if command in ("remove", "prune") else "remove or replace"
         if json_out or not _interactive():
             raise UsageError(
                 f"{command} would {what} {len(removes)} share(s) ({listed}); "
@@ -331,7 +331,7 @@ def add(
 
         vmshare add ~/src devvm:/mnt/src --save vmshare.toml
     """
-    from vmshare import core, specfile
+    from vmshare import core
     from vmshare.spec import Spec, load_host_settings, shorthand
 
     share, vm = shorthand(
@@ -349,7 +349,11 @@ def add(
         persist=not no_persist,
     )
     spec = Spec(vm={vm.name: vm}, share=[share])
-    saved_text = specfile.prepare_save(save, share, vm) if save else None
+    saved_text = None
+    if save:
+        from vmshare import specfile  # tomlkit: only to edit a spec file
+
+        saved_text = specfile.prepare_save(save, share, vm)
     preview = _rerun("--dry-run")
     result = core.apply_shares(
         spec,
@@ -363,6 +367,8 @@ def add(
         preview=preview,
     )
     if save and saved_text is not None and not dry_run:
+        from vmshare import specfile
+
         specfile.write_spec(save, saved_text)
         result.saved_to = str(save)
         result.notes.append(f"recorded in {save}")
@@ -394,7 +400,7 @@ def remove(
 
     Examples: vmshare remove devvm:/mnt/src · vmshare remove devvm --yes
     """
-    from vmshare import core, specfile
+    from vmshare import core
 
     store = _store()
     state = store.load()
@@ -415,6 +421,8 @@ def remove(
         ),
     )
     if save and not dry_run and save.exists():
+        from vmshare import specfile  # tomlkit: only to edit a spec file
+
         text, dropped = specfile.without_shares(
             save.read_text(encoding="utf-8"), result.plan.removes
         )
@@ -427,6 +435,73 @@ def remove(
 
 app.command("rm", hidden=True, help="Alias of remove.")(remove)
 app.command("umount", hidden=True, help="Alias of remove.")(remove)
+
+
+@app.command()
+def prune(
+    vm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vm",
+            metavar="VM",
+            help="Also look into this VM (repeatable): one vmshare no longer has a record of.",
+        ),
+    ] = None,
+    restart: RestartOpt = False,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove exports, devices, shared folders, guest mounts and fstab lines that carry
+    vmshare's names but belong to no share vmshare has a record of.
+
+    Looks into the VMs of the state and of host.toml (and --vm), and this machine's NFS and
+    Samba configs; shows what it found and asks first (--yes for scripts). Shares vmshare
+    records, and anything without vmshare's names, are never touched.
+
+    Examples: vmshare prune --dry-run · vmshare prune --vm oldvm --yes
+    """
+    from vmshare import render
+    from vmshare.prune import prune as find_and_prune
+
+    found = find_and_prune(
+        _store(),
+        vms=vm or [],
+        allow_restart=restart,
+        dry_run=dry_run,
+        progress=_progress(json_out),
+        confirm=_confirmer("prune", yes=yes, json_out=json_out, preview=_rerun("--dry-run")),
+    )
+    result = found.result
+    notes = (result.outcome.notes if result.outcome else []) + result.notes
+    if json_out:
+        data = {
+            "dry_run": result.dry_run,
+            "plan": result.plan.model_dump(mode="json", exclude={"records"}),
+            "done": [s.summary for s in result.outcome.done] if result.outcome else [],
+            "looked": found.looked,
+            "could_not_look": found.could_not_look,
+            "notes": notes,
+        }
+        out.print_json(render.envelope("prune", data, ok=not result.plan.blockers))
+    else:
+        if result.plan.empty:
+            out.print(Text("Nothing to prune.", style="green"))
+        elif result.outcome is None:
+            out.print(render.steps_table(result.plan))
+            for blocker in result.plan.blockers:
+                out.print(Text.assemble(("blocked: ", "bold red"), blocker))
+        else:
+            count = len(result.outcome.done)
+            out.print(Text(f"Pruned: {count} step(s) done; host files untouched.", style="green"))
+        for why in found.could_not_look:
+            out.print(Text.assemble(("could not look: ", "bold yellow"), why))
+        for note in notes:
+            out.print(Text.assemble(("note: ", "bold"), note))
+        if result.dry_run:
+            out.print(Text("Dry run: nothing changed.", style="dim"))
+    if result.plan.blockers:
+        raise typer.Exit(int(ExitCode.USAGE))
 
 
 @app.command("apply")
@@ -534,11 +609,14 @@ def list_cmd(
 
     Examples: vmshare list · vmshare list devvm --json · vmshare list --vm build -f vmshare.toml
     """
-    from vmshare import render  # no vmshare.core: listing needs only the state file
-
     if on_vm is not None or file is not None:
         _list_vm(on_vm or vm, vm, file, json_out)
         return
+    if not json_out and _no_shares():  # nothing to print: no models, no tables
+        out.print(NO_SHARES)
+        return
+    from vmshare import render  # no vmshare.core: listing needs only the state file
+
     records = _store().load().listed(vm)
     if json_out:
         data = [r.model_dump(mode="json", exclude={"steps"}) for r in records]
@@ -546,10 +624,21 @@ def list_cmd(
     elif records:
         out.print(render.records_table(records))
     else:
-        out.print("No shares. Add one with: vmshare add SRC VM:DST")
+        out.print(NO_SHARES)
 
 
 app.command("ls", hidden=True, help="Alias of list.")(list_cmd)
+
+NO_SHARES = "No shares. Add one with: vmshare add SRC VM:DST"
+# `vmshare list` as typed, without arguments: answered without Typer parsing it (Typer 0.29
+# imports pydantic to coerce any parameter, even an absent one)
+_BARE_LIST = (["list"], ["ls"])
+
+
+def _no_shares() -> bool:
+    from vmshare.statefile import STATE_FILE, default_state_dir, holds_no_shares
+
+    return holds_no_shares(default_state_dir() / STATE_FILE)
 
 
 def _list_vm(vm: str | None, argument: str | None, file: Path | None, json_out: bool) -> None:
@@ -574,7 +663,7 @@ def _list_vm(vm: str | None, argument: str | None, file: Path | None, json_out: 
     elif rows:
         out.print(render.vm_shares_table(rows))
     else:
-        out.print(f"No shares in VM {vm}, by this workstation or in the VM's record.")
+        out.print(Text(f"No shares in VM {vm}, by this workstation or in the VM's record."))
 
 
 @app.command()
@@ -635,6 +724,18 @@ def doctor(
         Path | None,
         typer.Option("--file", "-f", help="Spec file whose [vm.NAME] table has the VM's settings."),
     ] = None,
+    sudoers: Annotated[
+        bool,
+        typer.Option(
+            "--sudoers",
+            help="Print the sudoers lines that let a user run vmshare without a root shell: "
+            "exactly the host commands it runs as root, for host.toml's (or --file's) servers.",
+        ),
+    ] = False,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", metavar="NAME", help="With --sudoers: the user the lines are for."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """What is installed and reachable, and what to do about what is not. Exits 1 on a failure.
@@ -642,7 +743,8 @@ def doctor(
     A VM's settings come from --file, else from the shares vmshare made in it. For a vSphere VM
     the server is checked too: TLS, login, version, the VM and its VMware Tools.
 
-    Examples: vmshare doctor · vmshare doctor devvm · vmshare doctor -f vmshare.toml build
+    Examples: vmshare doctor · vmshare doctor devvm · vmshare doctor -f vmshare.toml build ·
+    vmshare doctor --sudoers > vmshare.sudoers
     """
     from vmshare import render
     from vmshare.doctor import diagnose, diagnose_vm
@@ -652,6 +754,16 @@ def doctor(
         from vmshare.spec import load_spec
 
         spec = load_spec(file)
+    if sudoers:
+        from vmshare.host import privileged
+        from vmshare.spec import load_host_settings
+
+        text = privileged.sudoers(load_host_settings(spec), user or privileged.invoking_user())
+        if json_out:
+            out.print_json(render.envelope("doctor", {"sudoers": text}))
+        else:
+            sys.stdout.write(text)  # verbatim: a file for visudo, never wrapped
+        return
     checks = diagnose(_store(), connection)
     if vm is not None:
         checks += diagnose_vm(_store(), vm, connection, spec)
@@ -826,8 +938,12 @@ def main(argv: list[str] | None = None) -> None:
     _ARGV[:] = args
     json_out = "--json" in args
     try:
-        command = _without_flag_types(typer.main.get_command(app))
-        code = command.main(args=args, prog_name="vmshare", standalone_mode=False)
+        if args in _BARE_LIST:
+            list_cmd()
+            code = 0
+        else:
+            command = _without_flag_types(typer.main.get_command(app))
+            code = command.main(args=args, prog_name="vmshare", standalone_mode=False)
     except VmshareError as exc:
         from vmshare import render
 

@@ -75,7 +75,10 @@ class Session:
 
     def host(self, vm: str) -> Host:
         """The host layer of ``vm``: its backend's host, one per backend instance; every backend
-        that keeps ``Backend.host``'s default shares the local host."""
+        that keeps ``Backend.host``'s default shares the local host. A step of no VM (prune of
+        an export in this machine's servers that no VM's facts explain) runs here."""
+        if vm not in self.vms:
+            return self.local_host
         spec = self.vms[vm]
         key = (spec.backend, spec.connection_key())
         if key not in self._hosts:
@@ -432,11 +435,21 @@ def _unblocked(plan: Plan) -> None:
 def _servers_and_exports(session: Session) -> tuple[HostServers | None, dict[str, dict[str, str]]]:
     """The host's file servers and vmshare's entries in them; none where host.toml is unusable
     or a server config cannot be read (then only guest and hypervisor objects are found)."""
+    servers, exports, _why = host_exports(session)
+    return servers, exports
+
+
+def host_exports(
+    session: Session,
+) -> tuple[HostServers | None, dict[str, dict[str, str]], str | None]:
+    """As ``_servers_and_exports``, with why the servers could not be looked at, if not."""
     try:
         servers = session.servers
-        return servers, {p: servers.entries(p) for p in NETWORK_PROTOCOLS}
-    except (VmshareError, OSError):
-        return None, {}
+        return servers, {p: servers.entries(p) for p in NETWORK_PROTOCOLS}, None
+    except VmshareError as exc:
+        return None, {}, exc.message
+    except OSError as exc:
+        return None, {}, str(exc)
 
 
 def find_records(refs: list[str], state: State) -> list[ShareRecord] | None:

@@ -22,7 +22,7 @@ from vmshare.errors import VmshareError
 from vmshare.state import StateStore
 
 if TYPE_CHECKING:
-    from vmshare.spec import Spec
+    from vmshare.spec import HostSettings, Spec
 
 VIRTIOFSD_PATHS = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/virtiofsd")
 
@@ -36,6 +36,23 @@ class Check(BaseModel):
 
 def _state_dir(store: StateStore) -> Check:
     folder = store.directory
+    if hasattr(os, "geteuid") and (folder.is_symlink() or folder.exists()):
+        info = folder.lstat()
+        if folder.is_symlink() or info.st_uid != os.geteuid():
+            why = "is a symlink" if folder.is_symlink() else f"belongs to uid {info.st_uid}"
+            return Check(
+                name="state dir",
+                status="fail",
+                detail=f"{folder} {why}: vmshare refuses a state dir that is not its user's own",
+                hint="set VMSHARE_STATE_DIR to a folder of your own, or fix the folder's owner",
+            )
+        if info.st_mode & 0o077:
+            return Check(
+                name="state dir",
+                status="ok",
+                detail=f"{folder} (mode {info.st_mode & 0o777:o}: the next change tightens it "
+                "to 700)",
+            )
     probe = folder if folder.exists() else folder.parent
     while not probe.exists():
         probe = probe.parent
@@ -171,7 +188,49 @@ def _file_servers() -> list[Check]:
                 hint="apt install samba",
             )
         )
+    checks.append(_root_commands(settings))
     return checks
+
+
+def _root_commands(settings: HostSettings) -> Check:
+    """Whether vmshare may run its root commands: as root, or through sudo without a password
+    (asked with ``sudo -n -l``, which runs nothing)."""
+    from vmshare import hostexec
+    from vmshare.host import privileged
+
+    name = "root commands"
+    if not hasattr(os, "geteuid") or os.geteuid() == 0:
+        return Check(name=name, status="ok", detail="running as root: no sudo needed")
+    if shutil.which("sudo") is None:
+        return Check(
+            name=name,
+            status="warn",
+            detail="not root and sudo is not installed: nfs and smb shares will fail",
+            hint=hostexec.SUDOERS_HINT,
+        )
+    commands = privileged.commands(settings)
+    refused = []
+    for command in commands:
+        argv = [hostexec.program(command.argv[0]), *command.argv[1:]]
+        if command.pattern is not None:
+            argv[-1] = "vmshare-0000000000000000"  # a name the pattern admits
+        asked = hostexec.run(["sudo", "-n", "-l", *argv], check=False, timeout=hostexec.QUICK)
+        if asked.returncode != 0:
+            refused.append(argv)
+    if refused:
+        first = " ".join(refused[0])
+        return Check(
+            name=name,
+            status="warn",
+            detail=f"sudo does not allow {len(refused)} of the {len(commands)} commands vmshare "
+            f"runs as root (first: {first}): nfs and smb shares will fail",
+            hint=hostexec.SUDOERS_HINT,
+        )
+    return Check(
+        name=name,
+        status="ok",
+        detail=f"sudo allows all {len(commands)} commands vmshare runs as root",
+    )
 
 
 def diagnose(store: StateStore, connection: str | None = None) -> list[Check]:

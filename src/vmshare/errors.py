@@ -9,6 +9,7 @@ do, and the process exit code. Only ``cli.py`` catches them and prints.
     ├── NotFoundError               exit 1: a VM, share or host path that does not exist
     ├── BackendUnavailable          exit 1: SDK missing or hypervisor not reachable
     ├── HostCommandError            exit 1: a host command failed
+    │   ├── PrivilegeRefused        exit 1: sudo refused a command that needs root
     │   └── HostCommandTimeout      exit 1: it did not finish within its deadline (it was killed)
     ├── GuestError                  exit 1: the guest channel or a guest command failed
     │   └── GuestTimeout            exit 1: a guest command missed its deadline: it may have run
@@ -88,6 +89,10 @@ class HypervisorError(VmshareError):
 
 class HostCommandError(VmshareError):
     pass
+
+
+class PrivilegeRefused(HostCommandError):
+    """sudo refused a command that needs root (no rule for it): the command never ran."""
 
 
 class HostCommandTimeout(HostCommandError):

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,35 @@ def read_text(path: Path) -> str:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return ""
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700): created so, tightened when it is
+    looser. A folder that belongs to another user, or is a symlink, is refused: vmshare's state
+    and secrets must not live where someone else decides who reads them."""
+    from vmshare.errors import StateError  # fsutil stays free of vmshare imports at load
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(path)
+    if _WINDOWS:
+        return path  # the folder's ACL comes from the user's profile
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise StateError(
+            f"{path} is not a folder of its own (a symlink or a file)",
+            hint="remove it, or set VMSHARE_STATE_DIR to a folder only you can enter",
+        )
+    if info.st_uid != os.geteuid():
+        raise StateError(
+            f"{path} belongs to uid {info.st_uid}, not to this user (uid {os.geteuid()})",
+            hint="set VMSHARE_STATE_DIR to a folder of your own, or fix the folder's owner",
+        )
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)  # a looser folder (an older vmshare, a umask) is tightened
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Tighten an existing secret file to 0600 (one written by hand, say)."""
+    if not _WINDOWS and os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)

@@ -165,7 +165,7 @@ def checks_view(checks: Iterable[Check]) -> list[Any]:
     for column in ("check", "status", "detail"):
         table.add_column(column, overflow="fold")
     for c in checks:
-        table.add_row(c.name, Text(c.status, style=MARKS.get(c.status, "")), Text(c.detail))
+        table.add_row(Text(c.name), Text(c.status, style=MARKS.get(c.status, "")), Text(c.detail))
     out: list[Any] = [table]
     hints = [c for c in checks if c.hint]
     if hints:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
 
 from vmshare.errors import BackendUnavailable, NotFoundError, StateError, UsageError
-from vmshare.fsutil import atomic_write
+from vmshare.fsutil import atomic_write, private_dir, private_file
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -62,12 +62,13 @@ class SecretStore:
     def get_or_create(self, name: str) -> Secret:
         """The secret ``name``, generated (32 random URL-safe bytes) on first use."""
         path = self._path(name)
+        private_dir(self.directory.parent)
+        private_dir(self.directory)
         try:
+            private_file(path)
             return Secret(path.read_text(encoding="utf-8").strip())
         except FileNotFoundError:
             pass
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.directory, 0o700)
         value = _random.token_urlsafe(32)
         atomic_write(path, value.encode(), mode=0o600)
         return Secret(value)
@@ -75,8 +76,8 @@ class SecretStore:
     def put(self, name: str, secret: Secret) -> None:
         """Keep ``secret`` as ``name`` (a password the user gave by reference, that a guest
         needs in its credentials file)."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.directory, 0o700)
+        private_dir(self.directory.parent)
+        private_dir(self.directory)
         atomic_write(self._path(name), secret.reveal().encode(), mode=0o600)
 
     def delete(self, name: str) -> None:

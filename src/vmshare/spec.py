@@ -87,6 +87,22 @@ def is_windows_target(value: str) -> bool:
     return bool(WINDOWS_TARGET.fullmatch(value))
 
 
+def mount_options(value: list[str]) -> list[str]:
+    """Mount options, one per item (``a,b`` split); each must fit in an fstab options field."""
+    options: list[str] = []
+    for item in value:
+        for option in item.split(","):
+            if not option:
+                continue
+            if not _MOUNT_OPTION.fullmatch(option):
+                raise ValueError(
+                    f"mount option {option!r} has characters fstab cannot hold "
+                    "(use letters, digits and _ . = : / + @ -)"
+                )
+            options.append(option)
+    return options
+
+
 def normal_guest_path(value: str) -> str:
     """A guest path in the one form used as a key and in /proc/mounts: no '//' (POSIX keeps a
     leading pair, Linux does not), no '.' parts, no trailing '/'."""
@@ -186,18 +202,7 @@ class ShareSpec(BaseModel):
     @field_validator("mount_options")
     @classmethod
     def _options(cls, value: list[str]) -> list[str]:
-        options: list[str] = []
-        for item in value:
-            for option in item.split(","):
-                if not option:
-                    continue
-                if not _MOUNT_OPTION.fullmatch(option):
-                    raise ValueError(
-                        f"mount option {option!r} has characters fstab cannot hold "
-                        "(use letters, digits and _ . = : / + @ -)"
-                    )
-                options.append(option)
-        return options
+        return mount_options(value)
 
     @field_validator("name")
     @classmethod
@@ -228,6 +233,11 @@ class NfsHost(BaseModel):
     pseudo_root: str = "/vmshare"  # ganesha: NFSv4 pseudo path prefix of vmshare's exports
     mount_options: list[str] = ["hard", "proto=tcp", "rsize=1048576", "wsize=1048576", "actimeo=1"]
 
+    @field_validator("mount_options")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        return mount_options(value)
+
 
 class SmbHost(BaseModel):
     """The host's SMB server."""
@@ -243,6 +253,11 @@ class SmbHost(BaseModel):
     # (cat into a pipe) of such a file came back padded with NULs; loose reads through the page
     # cache and revalidates every actimeo seconds (docs/semantics.md).
     mount_options: list[str] = ["vers=3.1.1", "mfsymlinks", "cache=loose", "actimeo=1"]
+
+    @field_validator("mount_options")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        return mount_options(value)
 
 
 def _named_vm_tables(data: Any) -> Any:

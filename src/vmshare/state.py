@@ -9,22 +9,19 @@ concurrent vmshare runs. Older files are brought up to date by ``MIGRATIONS``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from pydantic import BaseModel, ValidationError
 
 from vmshare.errors import LockTimeout, StateError
-from vmshare.fsutil import atomic_write
+from vmshare.fsutil import atomic_write, private_dir
 from vmshare.plan.step import Step
 from vmshare.spec import VmSpec, share_ref
-
-STATE_VERSION = 3
+from vmshare.statefile import STATE_FILE, STATE_VERSION, default_state_dir
 
 
 def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
@@ -127,11 +124,6 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def default_state_dir() -> Path:
-    override = os.environ.get("VMSHARE_STATE_DIR")
-    return Path(override) if override else Path(platformdirs.user_state_dir("vmshare"))
-
-
 def migrate(document: dict[str, Any]) -> dict[str, Any]:
     version = document.get("version")
     if not isinstance(version, int):
@@ -152,7 +144,7 @@ def migrate(document: dict[str, Any]) -> dict[str, Any]:
 class StateStore:
     def __init__(self, directory: Path | None = None, lock_timeout: float = 60) -> None:
         self.directory = directory or default_state_dir()
-        self.path = self.directory / "state.json"
+        self.path = self.directory / STATE_FILE
         self.lock_timeout = lock_timeout
 
     def load(self) -> State:
@@ -169,7 +161,7 @@ class StateStore:
             ) from None
 
     def save(self, state: State) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         data = json.dumps(state.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
         atomic_write(self.path, data.encode(), mode=0o600, keep_backup=True)
 
@@ -178,7 +170,7 @@ class StateStore:
         """Hold the lock that serialises every vmshare run that changes something."""
         import filelock  # only commands that change something pay for it
 
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         lock = filelock.FileLock(str(self.directory / "lock"), timeout=self.lock_timeout)
         try:
             lock.acquire()

@@ -11,8 +11,7 @@ from pydantic import BaseModel
 from vmshare.core import Session
 from vmshare.errors import NotFoundError, VmshareError
 from vmshare.facts import VmFacts
-from vmshare.formats import fstab
-from vmshare.protocols import TAG_PREFIX
+from vmshare.plan.leftovers import guest_targets, is_tag, vm_leftovers
 from vmshare.spec import VmSpec, vm_settings
 from vmshare.state import ShareRecord, StateStore
 
@@ -189,43 +188,43 @@ def _made_elsewhere(vm: str, facts: VmFacts, known_tags: set[str]) -> list[Share
     return rows
 
 
+# what each step of the leftover finder takes away, as status names it
+_LEFTOVER = {"unmount": "guest mount", "fstab_remove": "fstab entry", "detach_share": "device"}
+
+
 def _unrecorded(vm: str, facts: VmFacts, known_tags: set[str]) -> list[ShareHealth]:
-    """Objects with vmshare's names (device tags, fstab entry ids) that no record explains:
-    neither this workstation's state nor (see ``_made_elsewhere``) the VM's own records."""
+    """Objects with vmshare's names (device tags, fstab entry ids, mounts) that no record
+    explains: neither this workstation's state nor (see ``_made_elsewhere``) the VM's own
+    records. Found by the leftover finder that ``prune`` and ``remove`` use."""
     known_tags = known_tags | set(facts.records)
+
+    def wanted(tag: str) -> bool:
+        return is_tag(tag) and tag not in known_tags
+
+    targets = guest_targets(facts, wanted)
     found: dict[str, list[str]] = {}
-    sources: dict[str, str] = {}
-    for where, devices in (
-        ("config", facts.persistent_devices),
-        ("running VM", facts.running_devices),
-    ):
-        for tag, device in devices.items():
-            if tag.startswith(TAG_PREFIX) and tag not in known_tags:
-                found.setdefault(tag, []).append(f"device ({where})")
-                sources[tag] = device.source
-    targets: dict[str, str] = {}
-    for tag, line in facts.guest.fstab_entries.items():
-        if tag not in known_tags:
-            found.setdefault(tag, []).append("fstab entry")
-            entries = fstab.parse_table(line)
-            if entries:
-                targets[tag] = entries[0].target
+    for step in vm_leftovers(vm, facts, wanted, lambda tag: tag):
+        if step.action in _LEFTOVER:
+            found.setdefault(step.share, []).append(_LEFTOVER[step.action])
+    devices = {**facts.running_devices, **facts.persistent_devices}
     rows = []
-    for tag, what in sorted(found.items()):
+    for tag, objects in sorted(found.items()):
         target = targets.get(tag, "?")
         key = f"{vm}:{target}"
-        how = f"`vmshare remove {key}`" if target != "?" else "detaching it in the hypervisor"
+        how = f"`vmshare remove {key}`" if target != "?" else "`vmshare prune`"
         rows.append(
             ShareHealth(
                 key=key,
                 label=f"unrecorded {tag}",
                 vm=vm,
                 target=target,
-                source=sources.get(tag, "?"),
+                source=devices[tag].source if tag in devices else "?",
                 protocol="?",
                 readonly=False,
                 checks=dict.fromkeys(LAYERS, "unknown"),
-                problems=[f"{', '.join(what)} that no vmshare record explains; {how} removes it"],
+                problems=[
+                    f"{', '.join(objects)} that no vmshare record explains; {how} removes it"
+                ],
             )
         )
     return rows

@@ -17,6 +17,13 @@ def no_control(value: str, what: str) -> str:
             f"{what} contains a control character (newline, tab, NUL...); "
             "rename it: such names break fstab and export files"
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a name in another encoding, decoded with surrogateescape
+        raise ValueError(
+            f"{what} is not valid UTF-8 (a name written in another encoding); rename it: "
+            "export files, smb.conf and guest commands carry UTF-8 text"
+        ) from None
     return value
 
 

@@ -2,8 +2,9 @@
 
 These tests say nothing about one hypervisor: round trips both ways, then remove leaves nothing
 (checksums of the host tree), hostile host and guest paths, bad input that changes nothing,
-apply idempotency and prune, two adds at the same moment, and a failure in the guest that rolls
-back. One opt-in class per (backend test bed, protocol) provides ``testbed`` (a ShareTestbed).
+apply idempotency and prune, two adds at the same moment, a failure in the guest that rolls
+back, and `vmshare prune` after a lost state. One opt-in class per (backend test bed, protocol)
+provides ``testbed`` (a ShareTestbed).
 What only one backend has (QEMU-enforced read-only, shared memory, reboot persistence, device
 XML) stays in tests/integration.
 
@@ -170,6 +171,29 @@ class ShareContract:
         assert guest.run("test", "-e", target)[0] != 0  # the mount point vmshare made is gone
         assert tree_digest(src) == before_remove
         assert tb.cli.shares() == []
+
+    def test_prune_after_a_lost_state_leaves_nothing(self, testbed):
+        """The state is lost (deleted behind vmshare's back): `prune` finds the share by the
+        names this backend gives it (device or shared folder, export, VM record, mount, fstab
+        line) and takes every layer away; a second prune finds nothing."""
+        tb, guest = testbed, testbed.guest
+        src = tb.tree("pruned")
+        target = "/mnt/pruned"
+        tag = mount_tag(f"{tb.vm}:{target}")
+        fstab_before = guest.fstab()
+        tb.add("add", tb.source(src), f"{tb.vm}:{target}", check=True)
+        assert tb.has(tag, live=True) and target in guest.mounts()
+        digest = tree_digest(src)
+        (tb.cli.state_dir / "state.json").unlink()
+
+        pruned = tb.cli("prune", "--yes", "--vm", tb.vm, *tb.remove_args)
+        assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+        assert target not in guest.mounts()
+        assert not tb.has(tag, live=True) and not tb.has(tag, live=False)
+        assert guest.fstab() == fstab_before
+        assert tree_digest(src) == digest
+        again = tb.cli("prune", "--vm", tb.vm)
+        assert again.returncode == 0 and "Nothing to prune." in again.stdout, again.stdout
 
     @pytest.mark.parametrize("name", HOSTILE_NAMES)
     def test_hostile_host_and_guest_paths_share_correctly(self, testbed, name):

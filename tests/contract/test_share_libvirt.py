@@ -64,6 +64,8 @@ class TestLibvirt9p(ShareContract):
     test_failure_in_the_guest_rolls_back = None
     test_apply_is_idempotent_and_prune_removes_what_the_file_dropped = None
     test_two_adds_at_the_same_moment_both_land = None
+    # a 9p device leaves the running VM only at a restart; prune's restart step is unit-tested
+    test_prune_after_a_lost_state_leaves_nothing = None
 
 
 def network_testbed(guest, vmshare, servers, open_tmp, protocol) -> ShareTestbed:

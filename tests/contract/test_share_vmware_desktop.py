@@ -98,6 +98,10 @@ class TestVmwareDesktopNfsOverSsh(ShareContract):
             "nfs",
         )
 
+    # prune finds a nfs share by its export and fstab line as on libvirt (TestLibvirtNfs):
+    # left out to keep CI short; HGFS is this backend's own
+    test_prune_after_a_lost_state_leaves_nothing = None
+
 
 class TestVmwareDesktopSmbOverSsh(ShareContract):
     @pytest.fixture
@@ -109,3 +113,7 @@ class TestVmwareDesktopSmbOverSsh(ShareContract):
             open_tmp,
             "smb",
         )
+
+    # prune finds a smb share by its export and fstab line as on libvirt (TestLibvirtSmb):
+    # left out to keep CI short; HGFS is this backend's own
+    test_prune_after_a_lost_state_leaves_nothing = None

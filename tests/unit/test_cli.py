@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -30,6 +31,45 @@ def test_light_commands_import_no_sdk(argv, tmp_path):
     )
     env = {"VMSHARE_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+
+
+# What `vmshare list` builds nothing with when there is nothing to list: no models, no tables.
+HEAVY = ("pydantic", "vmshare.state", "vmshare.spec", "rich.table", "libvirt", "vmshare.core")
+
+
+@pytest.mark.parametrize("state", [None, '{"version": 3, "shares": {}}'])
+@pytest.mark.parametrize("command", ["list", "ls"])
+def test_list_of_an_empty_state_imports_no_models(command, state, tmp_path):
+    if state is not None:
+        (tmp_path / "state.json").write_text(state)
+    code = (
+        "import sys\n"
+        "from vmshare.cli import main\n"
+        "try:\n"
+        f"    main([{command!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {
+        "VMSHARE_STATE_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("No shares")
+
+
+def test_list_of_a_damaged_or_newer_state_still_says_so(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VMSHARE_STATE_DIR", str(tmp_path))
+    (tmp_path / "state.json").write_text("{not json")
+    code, _, err = vmshare(capsys, "list")
+    assert code != 0 and "damaged" in err
+    (tmp_path / "state.json").write_text('{"version": 99, "shares": {}}')
+    code, _, err = vmshare(capsys, "list")
+    assert code != 0 and "upgrade vmshare" in err
 
 
 def test_help_lists_commands_and_exit_codes(capsys):

@@ -60,7 +60,8 @@ class Backend(ABC):
     @abstractmethod
     def inspect(self, vm: str) -> VmFacts:
         """What the hypervisor knows about ``vm``, with the VM's capabilities; guest facts are
-        filled in by the caller."""
+        filled in by the caller. Its devices and records are vmshare's own, by tag: remove and
+        prune find leftovers among them (``plan.leftovers``)."""
 
     @abstractmethod
     def guest_channel(self, vm: VmSpec) -> GuestChannel:

@@ -9,12 +9,14 @@ from vmshare.formats import ownedblock
 
 _ESCAPES = {"\\": "\\134", " ": "\\040", "\t": "\\011", "\n": "\\012"}
 _OCTAL = re.compile(r"\\([0-7]{3})")
+# libmount and getmntent split fields at blanks only; str.split() would also split at U+00A0...
+_BLANKS = re.compile(r"[ \t]+")
 
 
 def escape(field: str) -> str:
     """Escape one fstab field the way getmntent(3) and libmount decode it."""
-    if "\x00" in field:
-        raise ValueError("an fstab field cannot hold NUL")
+    if "\x00" in field or not field:
+        raise ValueError("an fstab field cannot be empty or hold NUL")
     return "".join(_ESCAPES.get(ch, ch) for ch in field)
 
 
@@ -31,7 +33,10 @@ class MountEntry:
 
 
 def render_entry(entry: MountEntry) -> str:
-    if not entry.options or any(not o or re.search(r"[\s,]", o) for o in entry.options):
+    # an option is never escaped: a reader decodes \ooo in it too, so \054 would be a comma
+    if not entry.options or any(
+        not o or re.search(r"[\s,\\\x00-\x1f\x7f]", o) for o in entry.options
+    ):
         raise ValueError(f"invalid mount options {entry.options!r}")
     fields = [escape(entry.source), escape(entry.target), escape(entry.fstype)]
     return " ".join([*fields, ",".join(entry.options), "0", "0"])
@@ -40,8 +45,8 @@ def render_entry(entry: MountEntry) -> str:
 def parse_table(text: str) -> list[MountEntry]:
     """Parse fstab or /proc/mounts text (comments and blank lines skipped)."""
     entries = []
-    for line in text.splitlines():
-        fields = line.split()
+    for line in ownedblock.lines_of(text):
+        fields = _BLANKS.split(line.strip(" \t"))
         if len(fields) < 3 or fields[0].startswith("#"):
             continue
         options = tuple(fields[3].split(",")) if len(fields) > 3 else ("defaults",)

@@ -15,9 +15,19 @@ ENTRY_MARK = "# vmshare:"
 _ENTRY_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
+def lines_of(text: str) -> list[str]:
+    """The file's lines, split at each newline (a carriage return before it dropped) and nowhere
+    else: the files' own readers split there only, and a value may hold what ``str.splitlines`` also
+    breaks at (U+2028, U+0085...), which must stay inside its line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
 def _split(text: str) -> tuple[list[str], list[str], list[str]]:
     """(lines before the block, lines inside it, lines after it)."""
-    lines = text.splitlines()
+    lines = lines_of(text)
     try:
         start = lines.index(BEGIN)
         end = lines.index(END, start)

@@ -13,13 +13,14 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 
-from vmshare.errors import GuestError
+from vmshare.errors import GuestError, UsageError
 from vmshare.facts import GuestFacts, GuestMount, ancestors
 from vmshare.formats import fstab
 from vmshare.guest.channel import GuestChannel, GuestResult
 from vmshare.secrets import SecretStore
 
 MOUNT_RETRY_SECONDS = 10.0  # s: retrying a refused mount (device not probed yet, server reloading)
+MOUNT_RETRY_INTERVAL = 0.1  # s: between those tries (a hot-plugged device is probed in ~0.5 s)
 _SEPARATOR = "@@vmshare-section@@"
 _INSPECT = (
     'cat /proc/self/mounts; echo "$0"; cat /etc/fstab 2>/dev/null; echo "$0"; '
@@ -78,6 +79,19 @@ rm -f "$f"
 [ "$got" = "$2" ]
 """
 _PROBE_READ = 'ls -A "$1" > /dev/null'
+# Mount unless the last mount over the target ($2) already has the source ($1), in one guest
+# call: both come escaped as /proc/self/mounts writes them; the mount's own argv follows.
+_MOUNT_UNLESS_MOUNTED = (
+    "src=$1 dst=$2; shift 2; last=; "
+    'while read -r s t _; do [ "$t" = "$dst" ] && last=$s; done < /proc/self/mounts; '
+    '[ "$last" = "$src" ] && exit 0; exec "$@"'
+)
+# Unmount $2 if anything is mounted there ($1: the same path escaped as /proc/self/mounts has it).
+_UMOUNT_IF_MOUNTED = (
+    'm=; while read -r s t _; do [ "$t" = "$1" ] && m=1; done < /proc/self/mounts; '
+    '[ -z "$m" ] || exec umount "$2"'
+)
+_FSTAB_CHANGED = 75  # _WRITE_FSTAB's exit code when /etc/fstab is not the text it was given
 
 
 def mount_argv(source: str, target: str, fstype: str, options: list[str]) -> list[str]:
@@ -85,6 +99,14 @@ def mount_argv(source: str, target: str, fstype: str, options: list[str]) -> lis
     hand them over only after their own attempt fails, and drop flag options such as ro on the
     way. A FUSE type ``fuse.PROGRAM`` is mounted by PROGRAM itself, as mount.fuse does it for an
     fstab line."""
+    for value in (source, target):
+        if not value or value.startswith("-"):
+            # every mount program here would read it as an option, and not all take "--"
+            raise UsageError(
+                f"cannot mount {source!r} on {target!r}: a source or mount point may not be "
+                "empty or start with '-'",
+                hint="use an absolute guest path",
+            )
     if fstype == "cifs":
         return ["mount.cifs", source, target, "-o", ",".join(options)]
     if fstype.startswith("fuse.") and len(fstype) > len("fuse."):
@@ -108,6 +130,9 @@ class LinuxGuest:
         self.channel = channel
         self.vm = vm
         self.secrets = secrets
+        # /etc/fstab as this guest last read or wrote it: an edit starts from it and saves a
+        # read; the write is a compare-and-swap, so a stale copy only costs a re-read
+        self._fstab: bytes | None = None
 
     def _run(self, argv: Sequence[str], what: str, input: bytes | None = None) -> GuestResult:
         result = self.channel.run(argv, input=input)
@@ -130,6 +155,7 @@ class LinuxGuest:
         result = self._run(["sh", "-c", _INSPECT, _SEPARATOR, *paths], "reading mounts")
         parts = result.stdout.decode("utf-8", "surrogateescape").split(_SEPARATOR + "\n")
         mounts_text, fstab_text, dirs_text, route_text, clients = [*parts, "", "", "", "", ""][:5]
+        self._fstab = fstab_text.encode("utf-8", "surrogateescape") if len(parts) >= 5 else None
         mounts = {
             m.target: GuestMount(
                 source=m.source, target=m.target, fstype=m.fstype, options=list(m.options)
@@ -173,10 +199,9 @@ class LinuxGuest:
         options: list[str],
         fallbacks: list[tuple[str, list[str]]] | None = None,
     ) -> None:
-        """Mount, trying ``fallbacks`` (fstype, options) in turn if the server refuses."""
-        current = self.mounted(target)
-        if current is not None and current.source == source:
-            return
+        """Mount, trying ``fallbacks`` (fstype, options) in turn if the server refuses; a mount
+        of ``source`` already there is kept (checked by the same guest call)."""
+        guard = ["sh", "-c", _MOUNT_UNLESS_MOUNTED, "vmshare", *map(fstab.escape, (source, target))]
         tries = [(fstype, options), *(tuple(f) for f in fallbacks or [])]
         # A device hot-plugged a moment ago may not be probed by the guest yet (EINVAL for
         # about half a second under emulation), and a server may still be reloading its
@@ -184,7 +209,8 @@ class LinuxGuest:
         deadline = time.monotonic() + MOUNT_RETRY_SECONDS
         while True:
             for kind, opts in tries:
-                result = self.channel.run(mount_argv(source, target, str(kind), list(opts)))
+                argv = mount_argv(source, target, str(kind), list(opts))
+                result = self.channel.run([*guard, *argv])
                 if result.exit_code == 0:
                     return
             if time.monotonic() > deadline:
@@ -193,12 +219,11 @@ class LinuxGuest:
                     f"{MOUNT_RETRY_SECONDS:g} s, the mount retry bound): {result.error_line}",
                     hint=f"check that the guest kernel supports {fstype}; vmshare undid its steps",
                 )
-            time.sleep(0.25)
+            time.sleep(MOUNT_RETRY_INTERVAL)
 
     def unmount(self, target: str) -> None:
-        if self.mounted(target) is None:
-            return
-        result = self.channel.run(["umount", target])
+        script = ["sh", "-c", _UMOUNT_IF_MOUNTED, "vmshare", fstab.escape(target), target]
+        result = self.channel.run(script)
         if result.exit_code != 0:
             raise GuestError(
                 f"cannot unmount {target} in VM {self.vm!r}: {result.error_line}",
@@ -214,13 +239,29 @@ class LinuxGuest:
             self._sh(_PROBE_READ, target, what=f"read probe of {target}")
 
     def _edit_fstab(self, change: str, edit: Callable[[str], str]) -> None:
-        current = self._sh(_READ_FSTAB, what="reading /etc/fstab").stdout
-        text = current.decode("utf-8", "surrogateescape")
-        new = edit(text)
-        if new == text:
+        cached, self._fstab = self._fstab, None
+        while True:
+            current = cached
+            if current is None:
+                current = self._sh(_READ_FSTAB, what="reading /etc/fstab").stdout
+            text = current.decode("utf-8", "surrogateescape")
+            new = edit(text)
+            if new == text:
+                self._fstab = current
+                return
+            digest = hashlib.sha256(current).hexdigest()
+            data = new.encode("utf-8", "surrogateescape")
+            result = self.channel.run(["sh", "-c", _WRITE_FSTAB, "vmshare", digest], input=data)
+            if result.exit_code == _FSTAB_CHANGED and cached is not None:
+                cached = None  # our copy was stale: read it again and redo the edit once
+                continue
+            if result.exit_code != 0:
+                raise GuestError(
+                    f"{change} in VM {self.vm!r} failed: {result.error_line}",
+                    hint="see the guest's message; vmshare undid what it had done",
+                )
+            self._fstab = data
             return
-        digest = hashlib.sha256(current).hexdigest()
-        self._sh(_WRITE_FSTAB, digest, what=change, input=new.encode("utf-8", "surrogateescape"))
 
     def fstab_add(
         self,

@@ -4,11 +4,11 @@ objects that carry a share's names although no journal explains them."""
 from __future__ import annotations
 
 from vmshare.facts import VmFacts
-from vmshare.plan.device import ALL_SCOPES
+from vmshare.plan.leftovers import export_leftovers, vm_leftovers
 from vmshare.plan.model import Plan
 from vmshare.plan.network import HostServers
-from vmshare.plan.step import Layer, Step
-from vmshare.protocols import mount_tag, smb
+from vmshare.plan.step import Step
+from vmshare.protocols import mount_tag
 from vmshare.state import ShareRecord
 
 
@@ -36,43 +36,19 @@ def orphan_plan(
 ) -> Plan:
     """Undo the objects that carry the deterministic names of share ``key`` although no journal
     explains them (a lost state file, another state dir, a crash of an older vmshare)."""
-    vm_name, _, target = key.partition(":")
+    vm_name = key.partition(":")[0]
     tag = mount_tag(key)
 
-    def step(layer: Layer, action: str, summary: str, **args: object) -> Step:
-        return Step(share=key, layer=layer, action=action, vm=vm_name, args=args, summary=summary)
+    def wanted(found: str) -> bool:
+        return found == tag
+
+    def key_of(_tag: str) -> str:
+        return key
 
     plan = Plan(removes=[key])
-    mounted = vm.guest.mounts.get(target)
-    if mounted is not None and tag in mounted.source:
-        plan.steps.append(step("guest", "unmount", f"unmount {target}", target=target))
-    if tag in vm.guest.fstab_entries:
-        plan.steps.append(
-            step("guest", "fstab_remove", f"remove {target} from /etc/fstab", entry_id=tag)
-        )
-    if vm.guest.reachable:
-        path = smb.credentials_path(tag)
-        plan.steps.append(step("guest", "remove_file", f"remove {path} if present", path=path))
-    if tag in vm.persistent_devices or tag in vm.running_devices:
-        plan.steps.append(
-            step("hypervisor", "detach_share", f"detach device {tag}", tag=tag, scopes=ALL_SCOPES)
-        )
-    if tag in vm.records:
-        where = vm.capabilities.record_where.format(tag=tag)
-        summary = f"forget the share's record on VM {vm_name} ({where})"
-        plan.steps.append(step("hypervisor", "forget_share", summary, tag=tag))
+    plan.steps = vm_leftovers(vm_name, vm, wanted, key_of, credentials_of=[tag])
     if servers is not None:
-        nfs_settings = servers.settings.nfs.model_dump(mode="json")
-        smb_settings = servers.settings.smb.model_dump(mode="json")
-        unexports = {
-            "nfs": ("nfs_unexport", "NFS export", {"exporter": servers.nfs.name}, nfs_settings),
-            "smb": ("smb_unshare", "Samba share", {}, smb_settings),
-        }
-        for protocol, (action, what, extra, settings) in unexports.items():
-            if tag in exports.get(protocol, {}):
-                summary = f"remove the {what} {tag}"
-                args = {**extra, "settings": settings, "entry_id": tag}
-                plan.steps.append(step("host", action, summary, **args))
+        plan.steps += export_leftovers(exports, servers, wanted, key_of, lambda _tag: vm_name)
     if len(plan.steps) == 1 and plan.steps[0].action == "remove_file":
         plan.steps = []  # nothing but the always-planned credentials clean-up: nothing found
     return plan

@@ -13,9 +13,12 @@ from pathlib import Path
 
 from vmshare.errors import HostCommandError
 from vmshare.formats import ownedblock
-from vmshare.fsutil import atomic_write, backup_path, locked_folder, read_text, real_file
+from vmshare.fsutil import backup_path, locked_folder, read_text, real_file
+from vmshare.host import rootfiles
 
-ROOT_HINT = "run vmshare as root (sudo) to change the host's file server"
+ROOT_HINT = (
+    "run vmshare as root, or let it use sudo: install the lines of `vmshare doctor --sudoers`"
+)
 
 
 class OwnedConfigFile(ABC):
@@ -65,16 +68,16 @@ class OwnedConfigFile(ABC):
         if old is not None:
             self._write(old, keep_backup=False)
         else:
-            real_file(self.path).unlink(missing_ok=True)
+            rootfiles.remove(real_file(self.path))
         backup = backup_path(self.path)
         if old_backup is None:
-            backup.unlink(missing_ok=True)
+            rootfiles.remove(backup)
         else:
-            atomic_write(backup, old_backup)
+            rootfiles.write(backup, old_backup)
 
     def _write(self, text: str, *, keep_backup: bool = True) -> None:
         try:
-            atomic_write(
+            rootfiles.write(
                 self.path, text.encode("utf-8"), keep_backup=keep_backup and self.path.exists()
             )
         except OSError as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
 import uuid
 from abc import abstractmethod
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.formats import ownedblock
 from vmshare.fsutil import read_text
+from vmshare.host import rootfiles
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.spec import NfsHost
 
@@ -108,11 +108,23 @@ def _octal_escape(path: str) -> str:
     )
 
 
+# what nfs-utils' xgettok decodes as \ooo (a value below 256)
+_DECODED_AGAIN = re.compile(r"\\[0-3][0-7]{2}")
+
+
 class KernelNfsExporter(NfsExporter):
     name = "kernel"
     default_file = "/etc/exports.d/vmshare.exports"
 
     def render(self, export: NfsExport) -> str:
+        if _DECODED_AGAIN.search(export.path):
+            # exportfs decodes \ooo in what it has already decoded: the \134 vmshare writes for
+            # this backslash would turn back into it and then, with the digits, into one byte
+            raise UsageError(
+                f"the kernel NFS server cannot export {export.path!r}: exportfs reads a "
+                "backslash followed by three octal digits as one character",
+                hint="rename the folder, or use nfs-ganesha ([nfs] exporter in host.toml)",
+            )
         options = [
             "ro" if export.readonly else "rw",
             "sync",
@@ -145,6 +157,11 @@ class GaneshaExporter(NfsExporter):
     def quote(value: str) -> str:
         """A ganesha config string: double quotes, with \\ and \" escaped (its lexer decodes
         both; an unescaped backslash would be eaten, a bare quote would end the string)."""
+        if any(ch in value for ch in "\n\r\x00"):
+            raise UsageError(
+                f"nfs-ganesha's config cannot carry a line break or NUL: {value!r}",
+                hint="rename the folder",
+            )
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     def remote_path(self, export: NfsExport) -> str:
@@ -181,9 +198,10 @@ class GaneshaExporter(NfsExporter):
         for included in re.findall(r'^\s*%include\s+"?([^"\n]+?)"?\s*$', read_text(main), re.M):
             if (main.parent / included).resolve() == self.path.resolve():
                 return
-        if " " in str(self.path):
+        if any(ch in str(self.path) for ch in ' "\n\r\x00'):
             raise UsageError(
-                f"nfs-ganesha cannot include a file whose path has a space: {self.path}",
+                f"nfs-ganesha cannot include a file whose path has a space, a quote or a line "
+                f"break: {str(self.path)!r}",
                 hint="set [nfs] exports_file in host.toml to a path without spaces",
             )
         include = f'%include "{self.path}"'
@@ -198,19 +216,25 @@ class GaneshaExporter(NfsExporter):
             return
         main = MainConfig(Path(self.settings.ganesha_config), self)
         if main.edit(lambda text: ownedblock.without_entry(text, "include")):
-            self.path.unlink(missing_ok=True)
-            self.path.with_name(self.path.name + ".vmshare-bak").unlink(missing_ok=True)
+            rootfiles.remove(self.path)
+            rootfiles.remove(self.path.with_name(self.path.name + ".vmshare-bak"))
 
     def reload(self) -> None:
+        """SIGHUP to the pid in ganesha's pidfile, through pkill (one exact command that sudo
+        can allow, where a pid would need a wildcard)."""
         pidfile = Path(self.settings.ganesha_pidfile)
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGHUP)
-        except (OSError, ValueError, IndexError) as exc:
+        result = hostexec.run(
+            ["pkill", "-HUP", "-F", str(pidfile)],
+            privileged=True,
+            check=False,
+            timeout=hostexec.QUICK,
+        )
+        if result.returncode != 0:
+            detail = result.stderr.decode("utf-8", "replace").strip() or "no such process"
             raise HostCommandError(
-                f"cannot signal nfs-ganesha to reload ({pidfile}: {exc})",
+                f"cannot signal nfs-ganesha to reload ({pidfile}: {detail})",
                 hint="is ganesha.nfsd running? set [nfs] ganesha_pidfile in host.toml",
-            ) from None
+            )
 
 
 class MacNfsExporter(NfsExporter):
@@ -247,6 +271,15 @@ EXPORTERS: dict[str, type[NfsExporter]] = {
 }
 
 
+def _exists(path: Path) -> bool:
+    """Whether the file exists; a folder this user may not enter (ganesha's pid folder, to a
+    user running vmshare through sudo) counts as present."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return True
+
+
 def exporter_for(settings: NfsHost) -> NfsExporter:
     """The exporter the settings name; ``auto``: macOS on Darwin, else ganesha if it runs,
     else the kernel server."""
@@ -254,7 +287,7 @@ def exporter_for(settings: NfsHost) -> NfsExporter:
     if name == "auto":
         if os.uname().sysname == "Darwin":
             name = "macos"
-        elif Path(settings.ganesha_pidfile).exists():
+        elif _exists(Path(settings.ganesha_pidfile)):
             name = "ganesha"
         else:
             name = "kernel"

@@ -16,9 +16,12 @@ from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.formats import ownedblock
 from vmshare.fsutil import backup_path
+from vmshare.host import rootfiles
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.secrets import Secret
 from vmshare.spec import SmbHost
+
+USERADD = ("--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group")
 
 # Measured on vmshare's own share (Samba): benchmarks/semantics.py, docs/semantics.md.
 SEMANTICS = (
@@ -70,8 +73,13 @@ def check_path(path: str) -> None:
 
 
 def _value(text: str) -> str:
-    if any(ch in text for ch in "\n\r\x00"):
-        raise UsageError("an smb.conf value cannot hold a line break", hint="rename it")
+    """``text`` as an smb.conf value: Samba trims blanks at either end and substitutes '%'
+    (force user = %U would be whoever connects), so neither can be carried."""
+    if any(ch in text for ch in "\n\r\x00%") or text != text.strip():
+        raise UsageError(
+            f"an smb.conf value cannot hold a line break, '%' or blanks at either end: {text!r}",
+            hint="rename it",
+        )
     return text
 
 
@@ -148,8 +156,8 @@ class SambaExporter(OwnedConfigFile):
         user made there stays, to its emptied target."""
         if self.entries() or self.path.is_symlink():
             return
-        backup_path(self.path).unlink(missing_ok=True)
-        self.path.unlink(missing_ok=True)
+        rootfiles.remove(backup_path(self.path))
+        rootfiles.remove(self.path)
 
     def _include(self, present: bool) -> None:
         line = f"include = {_value(str(self.path))}"
@@ -167,15 +175,7 @@ class SambaExporter(OwnedConfigFile):
         if hostexec.run(["id", "-u", account], check=False, timeout=hostexec.QUICK).returncode != 0:
             created["unix_user"] = True
             hostexec.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    "--user-group",
-                    account,
-                ],
+                ["useradd", *USERADD, account],
                 privileged=True,
                 timeout=hostexec.QUICK,
             )
@@ -198,10 +198,13 @@ class SambaExporter(OwnedConfigFile):
         return created
 
     def _has_samba_entry(self) -> bool:
-        argv = ["pdbedit", "-s", self.settings.smb_conf, "-u", self.settings.account]
-        return (
-            hostexec.run(argv, check=False, privileged=True, timeout=hostexec.QUICK).returncode == 0
+        found = hostexec.run(
+            ["pdbedit", "-s", self.settings.smb_conf, "-u", self.settings.account],
+            check=False,
+            privileged=True,
+            timeout=hostexec.QUICK,
         )
+        return found.returncode == 0
 
     def account_in_use(self) -> bool:
         """Whether a vmshare share section still lets the account in."""

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from typing import Literal
 
+from vmshare.errors import UsageError
 from vmshare.facts import FsDevice
 
 ET.register_namespace("qemu", "http://libvirt.org/schemas/domain/qemu/1.0")
+# what XML 1.0 cannot hold at all (ElementTree would write it, and libvirt refuse the document)
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(value: str, what: str) -> str:
+    if _NOT_XML.search(value):
+        raise UsageError(
+            f"{what} {value!r} holds a character XML cannot carry (a control character or NUL)",
+            hint="rename the folder",
+        )
+    return value
 
 
 def filesystem_xml(device: FsDevice) -> str:
@@ -16,8 +29,8 @@ def filesystem_xml(device: FsDevice) -> str:
     fs = ET.Element("filesystem", {"type": "mount", "accessmode": accessmode})
     if device.protocol == "virtiofs":
         ET.SubElement(fs, "driver", {"type": "virtiofs"})
-    ET.SubElement(fs, "source", {"dir": device.source})
-    ET.SubElement(fs, "target", {"dir": device.tag})
+    ET.SubElement(fs, "source", {"dir": _xml_text(device.source, "the host path")})
+    ET.SubElement(fs, "target", {"dir": _xml_text(device.tag, "the device tag")})
     if device.readonly:
         ET.SubElement(fs, "readonly")
     return ET.tostring(fs, encoding="unicode")

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from vmshare import hostexec
 from vmshare.backends.virtualbox.adapter import Adapter, Folder, Machine, Quote, shell_quote
 from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, from_vboxmanage
-from vmshare.errors import GuestError, GuestTimeout, HostCommandTimeout
+from vmshare.errors import GuestError, GuestTimeout, HostCommandTimeout, UsageError
 from vmshare.guest.channel import GuestResult
 from vmshare.secrets import Secret
 
@@ -34,6 +34,17 @@ _FOLDER = re.compile(
 )
 _PROP_61 = re.compile(r"^Name: (?P<name>\S+), value: (?P<value>.*), timestamp: \d+, flags: .*$")
 _PROP_7 = re.compile(r"^(?P<name>/\S+)\s+= '(?P<value>.*)'(?: @ .*)?$")
+
+
+def vm_ref(vm: str) -> str:
+    """``vm`` as VBoxManage's VM argument: a name starting with '-' would be read as an option
+    (VBoxManage parses it with its other options), so it is refused; the UUID never does."""
+    if not vm or vm.startswith("-"):
+        raise UsageError(
+            f"VBoxManage would read the VM name {vm!r} as an option",
+            hint="set [vm.NAME] machine to the VM's UUID (VBoxManage list vms shows it)",
+        )
+    return vm
 
 
 class VBoxManageAdapter(Adapter):
@@ -65,7 +76,9 @@ class VBoxManageAdapter(Adapter):
 
     def machine(self, vm: str) -> Machine | None:
         proc = hostexec.run(
-            [TOOL, "showvminfo", vm, "--machinereadable"], check=False, timeout=hostexec.QUICK
+            [TOOL, "showvminfo", vm_ref(vm), "--machinereadable"],
+            check=False,
+            timeout=hostexec.QUICK,
         )
         if proc.returncode != 0:
             stderr = proc.stderr.decode("utf-8", "replace")
@@ -73,8 +86,10 @@ class VBoxManageAdapter(Adapter):
                 return None
             raise from_vboxmanage(stderr, f"find VM {vm!r}")
         values = parse_machinereadable(proc.text)
-        human = self._run(["showvminfo", vm], f"read VM {vm!r}").text
-        props = self._run(["guestproperty", "enumerate", vm], f"read VM {vm!r}'s properties")
+        human = self._run(["showvminfo", vm_ref(vm)], f"read VM {vm!r}").text
+        props = self._run(
+            ["guestproperty", "enumerate", vm_ref(vm)], f"read VM {vm!r}'s properties"
+        )
         return Machine(
             name=values.get("name", vm),
             uuid=values.get("UUID", ""),
@@ -85,7 +100,7 @@ class VBoxManageAdapter(Adapter):
         )
 
     def extradata(self, vm: str, key: str) -> str:
-        text = self._run(["getextradata", vm, key], f"read extradata of VM {vm!r}").text
+        text = self._run(["getextradata", vm_ref(vm), key], f"read extradata of VM {vm!r}").text
         return text.strip().removeprefix("Value: ") if text.startswith("Value: ") else ""
 
     # ------------------------------------------------------------------ changes
@@ -101,11 +116,13 @@ class VBoxManageAdapter(Adapter):
         self._run(argv[1:], f"remove shared folder {name} from VM {vm!r}")
 
     def start(self, vm: str) -> None:
-        self._run(["startvm", vm, "--type", "headless"], f"start VM {vm!r}", timeout=START_TIMEOUT)
+        self._run(
+            ["startvm", vm_ref(vm), "--type", "headless"], f"start VM {vm!r}", timeout=START_TIMEOUT
+        )
 
     def stop(self, vm: str, *, force: bool) -> None:
         verb = "poweroff" if force else "acpipowerbutton"
-        self._run(["controlvm", vm, verb], f"stop VM {vm!r}")
+        self._run(["controlvm", vm_ref(vm), verb], f"stop VM {vm!r}")
 
     def guest_run(
         self,
@@ -148,11 +165,11 @@ class VBoxManageAdapter(Adapter):
 
     def describe_power(self, vm: str, action: str, quote: Quote = shell_quote) -> list[str]:
         stop = [
-            " ".join(map(quote, [TOOL, "controlvm", vm, "acpipowerbutton"])),
+            " ".join(map(quote, [TOOL, "controlvm", vm_ref(vm), "acpipowerbutton"])),
             "# only if it is still running at the deadline:",
-            " ".join(map(quote, [TOOL, "controlvm", vm, "poweroff"])),
+            " ".join(map(quote, [TOOL, "controlvm", vm_ref(vm), "poweroff"])),
         ]
-        start = [" ".join(map(quote, [TOOL, "startvm", vm, "--type", "headless"]))]
+        start = [" ".join(map(quote, [TOOL, "startvm", vm_ref(vm), "--type", "headless"]))]
         return {"stop": stop, "start": start, "restart": stop + start}.get(action, [])
 
 
@@ -209,7 +226,16 @@ def guest_exit_code(proc: hostexec.CommandResult, program: str, timeout: float) 
 
 
 def add_argv(vm: str, folder: Folder) -> list[str]:
-    argv = [TOOL, "sharedfolder", "add", vm, "--name", folder.name, "--hostpath", folder.host_path]
+    argv = [
+        TOOL,
+        "sharedfolder",
+        "add",
+        vm_ref(vm),
+        "--name",
+        folder.name,
+        "--hostpath",
+        folder.host_path,
+    ]
     if not folder.writable:
         argv.append("--readonly")
     if folder.transient:
@@ -222,12 +248,20 @@ def add_argv(vm: str, folder: Folder) -> list[str]:
 
 
 def remove_argv(vm: str, name: str, *, transient: bool) -> list[str]:
-    return [TOOL, "sharedfolder", "remove", vm, "--name", name, *(["--transient"] * transient)]
+    return [
+        TOOL,
+        "sharedfolder",
+        "remove",
+        vm_ref(vm),
+        "--name",
+        name,
+        *(["--transient"] * transient),
+    ]
 
 
 def extradata_argv(vm: str, key: str, value: str) -> list[str]:
     # without a value VBoxManage deletes the key
-    return [TOOL, "setextradata", vm, key, *([value] if value else [])]
+    return [TOOL, "setextradata", vm_ref(vm), key, *([value] if value else [])]
 
 
 def run_argv(
@@ -241,7 +275,7 @@ def run_argv(
     data = base64.b64encode(stdin).decode() if stdin else ""
     chunks = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
     return [
-        TOOL, "guestcontrol", vm, "run",
+        TOOL, "guestcontrol", vm_ref(vm), "run",
         "--exe", "/bin/sh",
         "--username", user,
         "--passwordfile", passwordfile,
