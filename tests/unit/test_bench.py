@@ -166,7 +166,7 @@ def test_bad_arguments_give_the_json_error_envelope(capsys, tmp_path, monkeypatc
 class HostChannel(LocalChannel):
     """Runs the guest scripts here; their cache drop writes to a file instead of this host's
     /proc/sys/vm/drop_caches (a test must not empty the machine's caches). ``fail_on``: a
-    script fragment whose run fails, or is interrupted, as a guest command can."""
+    workload whose run fails, or is interrupted, as a guest command can."""
 
     def __init__(self, drop_file: Path, fail_on: str | None = None, interrupt: bool = False):
         super().__init__()
@@ -178,7 +178,7 @@ class HostChannel(LocalChannel):
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 60
     ) -> GuestResult:
         argv = [a.replace("/proc/sys/vm/drop_caches", str(self.drop_file)) for a in argv]
-        if self.fail_on is not None and any(self.fail_on in a for a in argv):
+        if self.fail_on is not None and argv[4:5] == [self.fail_on]:
             if self.interrupt:
                 raise KeyboardInterrupt
             return GuestResult(1, b"", b"tar: short read\n")
@@ -227,12 +227,12 @@ def test_a_failed_or_interrupted_run_leaves_no_temp_dir(tmp_path, interrupt):
     dst.mkdir()
     base.mkdir()
     # it fails (or Ctrl-C comes) in the metadata phase, after files were written in both dirs
-    channel = HostChannel(tmp_path / "drop", fail_on="t create", interrupt=interrupt)
+    channel = HostChannel(tmp_path / "drop", fail_on=workloads.METADATA, interrupt=interrupt)
     config = Config(size_mib=1, files=5, runs=1, samples=0)
     with pytest.raises(KeyboardInterrupt if interrupt else GuestError) as raised:
         run_bench(channel, report_for(dst, base), config)
     assert interrupt or "tar: short read" in str(raised.value)
-    assert any(workloads.SEQ_WRITE in " ".join(call) for call in channel.calls)
+    assert any(call[4] == workloads.SEQ_WRITE for call in channel.calls)
     assert list(dst.iterdir()) == [] and list(base.iterdir()) == []
 
 

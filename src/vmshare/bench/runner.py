@@ -59,8 +59,8 @@ class Bench:
         self.config = config
         self.progress = progress or _quiet
 
-    def guest(self, body: str, *args: str) -> workloads.Output:
-        argv = workloads.argv(body, *args)
+    def guest(self, workload: str, *args: str) -> workloads.Output:
+        argv = workloads.argv(workload, *args)
         result = self.channel.run(argv, timeout=self.config.command_timeout)
         if result.exit_code != 0:
             raise GuestError(
