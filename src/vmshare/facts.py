@@ -64,6 +64,7 @@ class DeviceCapability(BaseModel):
     # the words for each scope in the plan ("transient folder", "permanent folder")
     scope_words: dict[str, str] = {}
     attach_note: str | None = None  # said with every attach (e.g. a setting that applies)
+    measured: str | None = None  # the benchmark figure behind its rank, said when auto picks it
     # what the detach needs to put the VM's config back as it was before the attach (the .vmx's
     # sharedFolder.maxNum): given to Backend.detach_share with the tag
     detach_args: dict[str, str] = {}

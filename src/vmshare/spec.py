@@ -231,6 +231,9 @@ class NfsHost(BaseModel):
     ganesha_config: str = "/etc/ganesha/ganesha.conf"  # must include exports_file (vmshare adds it)
     ganesha_pidfile: str = "/run/ganesha/ganesha.pid"
     pseudo_root: str = "/vmshare"  # ganesha: NFSv4 pseudo path prefix of vmshare's exports
+    # actimeo=1 kept by measurement (benchmarks/defaults.py, docs/performance.md): it costs the warm
+    # tree walk (file attributes expire after 1 s), and only caching file attributes 3-60 s
+    # (kernel defaults) wins it back, which a stat-based build (make) would then see late.
     mount_options: list[str] = ["hard", "proto=tcp", "rsize=1048576", "wsize=1048576", "actimeo=1"]
 
     @field_validator("mount_options")
@@ -251,7 +254,8 @@ class SmbHost(BaseModel):
     encrypt: bool = True
     # cache=loose: without leases, Linux 6.1's strict mode reads uncached, and a spliced read
     # (cat into a pipe) of such a file came back padded with NULs; loose reads through the page
-    # cache and revalidates every actimeo seconds (docs/semantics.md).
+    # cache and revalidates every actimeo seconds (docs/semantics.md). acdirmax=30 measured no
+    # faster but for a warm walk, and would hide new host files for 30 s (docs/performance.md).
     mount_options: list[str] = ["vers=3.1.1", "mfsymlinks", "cache=loose", "actimeo=1"]
 
     @field_validator("mount_options")

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,10 @@ NETWORK_OWNER = (33, 33)
 
 
 @contextlib.contextmanager
-def share_bed(name: str, memory_mib: int = 512) -> Iterator[ShareBed]:
+def share_bed(
+    name: str, memory_mib: int = 512, extra_devices: Sequence[ET.Element] = ()
+) -> Iterator[ShareBed]:
+    """extra_devices: more <filesystem> devices the guest boots with (benchmarks/defaults.py)."""
     ensure_libvirtd(URI)
     work = Path(tempfile.mkdtemp(prefix=f"vmshare-{name}-"))
     work.chmod(0o755)  # the network shares' non-root owner must reach its folder
@@ -90,7 +94,12 @@ def share_bed(name: str, memory_mib: int = 512) -> Iterator[ShareBed]:
             "VMSHARE_HOST_CONFIG": str(host_config),
         }
         dom, boot = boot_domain(
-            URI, name, Path("/var/tmp/vmshare-testbed") / name, build_image(), memory_mib
+            URI,
+            name,
+            Path("/var/tmp/vmshare-testbed") / name,
+            build_image(),
+            memory_mib,
+            extra_devices=extra_devices,
         )
         try:
             yield ShareBed(dom, name, work, env, boot)

@@ -213,3 +213,22 @@ def test_a_vms_warnings_are_plan_notes_once_per_vm():
     plan = plan_for(spec, vm)
     assert plan.notes.count("certificate checks are off for x") == 1
     assert plan_for(spec, fresh_vm()).notes == []
+
+
+def test_auto_says_which_measurement_ranks_its_pick():
+    # libvirt's virtiofs, and nfs before smb for a VM without device shares: the reason quotes
+    # the figure from benchmarks/defaults.py (docs/performance.md), not just "the best"
+    spec = spec_of("/srv/x testvm:/mnt/x")
+    reason = plan_for(spec, fresh_vm()).choices[0].reason
+    assert (
+        "best device share" in reason and "than 9p with Lima" in reason and "defaults.py" in reason
+    )
+    from vmshare.facts import Capabilities
+    from vmshare.plan.choice import choose_protocol
+
+    vm = fresh_vm()
+    network = vm.model_copy(update={"capabilities": Capabilities(network=["nfs", "smb"])})
+    choice = choose_protocol(spec.share[0], network)
+    assert choice.protocol == "nfs" and "than smb" in choice.reason
+    smb_only = vm.model_copy(update={"capabilities": Capabilities(network=["smb"])})
+    assert "than smb" not in choose_protocol(spec.share[0], smb_only).reason

@@ -80,7 +80,8 @@ def _auto(share: ShareSpec, vm: VmFacts) -> tuple[str, str]:
                     f"read-only: the hypervisor itself refuses writes to {enforced.protocol} "
                     f"devices, while {why}"
                 )
-        return best.protocol, f"the best device share that {vm.backend} offers"
+        measured = f" ({best.measured})" if best.measured else ""
+        return best.protocol, f"the best device share that {vm.backend} offers{measured}"
     if not caps.network:
         raise UsageError(
             f"VM {share.vm!r} offers no share protocol that vmshare can use",
@@ -90,7 +91,8 @@ def _auto(share: ShareSpec, vm: VmFacts) -> tuple[str, str]:
     if caps.guest_os == "windows":
         return name, f"a Windows guest mounts {name} natively"
     why = caps.no_device_reason or f"{vm.backend} has no device share for this VM"
-    return name, f"{why}; {name} is the network share it supports"
+    measured = f" ({nfs.MEASURED})" if name == "nfs" and "smb" in caps.network else ""
+    return name, f"{why}; {name} is the network share it supports{measured}"
 
 
 def _enforced_by(devices: list[DeviceCapability]) -> str:

@@ -13,6 +13,12 @@ SHARED_MEMORY = "shared-memory"  # the prerequisite of virtiofs: memory shared w
 # virtiofsd gets the host path inside "-o source=...", where ',' separates options and '\\'
 # escapes: libvirt 9.0 passes both through unescaped, and the path arrives mangled.
 VIRTIOFS_UNSAFE = ",\\"
+# What ranks virtiofs first, quoted when auto picks it: benchmarks/defaults.py, interleaved with
+# 9p as Lima mounts it (docs/performance.md, "Defaults by measurement").
+VIRTIOFS_MEASURED = (
+    "measured 9-16x faster than 9p with Lima's options on stat and tree walks, 1.2x on reads, "
+    "0.64x on writes; benchmarks/defaults.py"
+)
 
 
 def capabilities(
@@ -23,7 +29,7 @@ def capabilities(
     shared_memory_live: bool,
     user_networking: bool,
 ) -> Capabilities:
-    """virtiofs first (measured 5-7x faster than 9p for metadata): it hot-plugs through PCI
+    """virtiofs first (VIRTIOFS_MEASURED): it hot-plugs through PCI
     when QEMU runs with shared memory and ACPI. 9p never hot-plugs (nor unplugs) and is the one
     whose read-only QEMU enforces."""
     if not running:
@@ -50,6 +56,7 @@ def capabilities(
         unsafe_path_chars=VIRTIOFS_UNSAFE,
         unsafe_path_reason="libvirt hands it to virtiofsd inside an option list",
         missing=[] if shared_memory_config else missing,
+        measured=VIRTIOFS_MEASURED,
     )
     ninep = DeviceCapability(
         protocol="9p",

@@ -28,6 +28,9 @@ def filesystem_xml(device: FsDevice) -> str:
     accessmode = "passthrough" if device.protocol == "virtiofs" else "mapped"
     fs = ET.Element("filesystem", {"type": "mount", "accessmode": accessmode})
     if device.protocol == "virtiofs":
+        # libvirt's defaults on purpose (virtiofsd cache=auto, QEMU's queue): measured against
+        # cache=always (host edits never seen), none (walks 9-16x slower) and queue=1024 (no
+        # faster); benchmarks/defaults.py, docs/performance.md "Defaults by measurement"
         ET.SubElement(fs, "driver", {"type": "virtiofs"})
     ET.SubElement(fs, "source", {"dir": _xml_text(device.source, "the host path")})
     ET.SubElement(fs, "target", {"dir": _xml_text(device.tag, "the device tag")})
