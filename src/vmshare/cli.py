@@ -778,6 +778,107 @@ def doctor(
 
 
 @app.command()
+def bench(
+    vm_target: Annotated[
+        str,
+        typer.Argument(
+            metavar="VM:DST", help="VM and a guest directory: a share, or any writable dir."
+        ),
+    ],
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            metavar="DIR",
+            help="Guest-local directory measured next to DST, in the same run (default /tmp).",
+        ),
+    ] = None,
+    size: Annotated[
+        str, typer.Option("--size", metavar="SIZE", help="File size for sequential I/O: 64M, 1G.")
+    ] = "64M",
+    files: Annotated[
+        int, typer.Option("--files", metavar="N", help="Small files to create, stat, delete.")
+    ] = 1000,
+    runs: Annotated[
+        int, typer.Option("--runs", metavar="N", help="Repetitions; figures are medians.")
+    ] = 3,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples",
+            metavar="N",
+            help="Host edits timed for visibility (at least 20; 0 skips the test).",
+        ),
+    ] = 20,
+    visibility_timeout: Annotated[
+        float,
+        typer.Option(
+            "--visibility-timeout",
+            metavar="SECONDS",
+            help="A host edit not seen in the guest within this counts as unseen.",
+        ),
+    ] = 10.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure a share inside the guest, next to a guest-local directory, in one run.
+
+    Sequential write and read (cold caches), create/stat/delete of small files, a tree walk
+    cold and warm, unpacking a source tree and stat'ing every file, and (when the share's
+    folder is on this host) how soon a host edit is seen in the guest (p50/p95). Timings are
+    taken in the guest, so guest channel round trips are excluded. Everything it writes goes in
+    one temp dir in DST, removed at the end (also on error and Ctrl-C). See docs/performance.md.
+
+    Examples: vmshare bench devvm:/mnt/src · vmshare bench devvm:/mnt/src --size 16M --runs 5 --json
+    """
+    from vmshare.bench import workloads
+    from vmshare.bench.command import bench as run
+    from vmshare.bench.runner import Config
+
+    try:
+        size_mib = workloads.parse_size(size)
+    except ValueError as exc:
+        raise UsageError(f"--size: {exc}", hint="e.g. --size 64M") from None
+    config = Config(
+        size_mib=size_mib,
+        files=files,
+        runs=runs,
+        samples=samples,
+        visibility_timeout=visibility_timeout,
+    )
+    report = run(vm_target, _store(), config, baseline=baseline, progress=_bench_progress(json_out))
+    if json_out:
+        from vmshare import render
+
+        out.print_json(render.envelope("bench", report.as_json()))
+        return
+    from vmshare.bench.view import report_view
+
+    for item in report_view(report):
+        out.print(item)
+
+
+def _bench_progress(json_out: bool) -> Any:
+    """bench's phases on stderr, as the other commands show their steps."""
+    if json_out:
+        return None
+    status = err.status("") if err.is_terminal else None
+
+    def report(event: str, text: str) -> None:
+        if event == "start":
+            if status is not None:
+                status.update(Text(text))
+                status.start()
+            else:
+                err.print(Text.assemble(("… ", "dim"), text))
+            return
+        if status is not None:
+            status.stop()
+        err.print(Text.assemble(("✓ ", "green"), text))
+
+    return report
+
+
+@app.command()
 def schema(json_out: JsonOpt = False) -> None:
     """Print the JSON Schema of the spec file (vmshare.toml); with --json, inside the envelope.
 
