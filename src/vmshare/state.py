@@ -3,7 +3,8 @@
 The journal is write-ahead: a step is recorded as *pending* (maybe done) before it runs and moved
 to the completed steps after, so ``remove`` and a crashed run's recovery undo exactly what was
 done, including a step that a crash interrupted. Writes are atomic; a file lock serialises
-concurrent vmshare runs. Older files are brought up to date by ``MIGRATIONS``.
+the writes (taken per write, see statewriter.py), and a lock per VM serialises the runs that
+change one VM (see locks.py). Older files are brought up to date by ``MIGRATIONS``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from pydantic import BaseModel, ValidationError
@@ -23,6 +24,9 @@ from vmshare.errors import LockTimeout, StateError
 from vmshare.fsutil import atomic_write
 from vmshare.plan.step import Step
 from vmshare.spec import VmSpec, share_ref
+
+if TYPE_CHECKING:
+    from vmshare.statewriter import StateWriter
 
 STATE_VERSION = 3
 
@@ -154,6 +158,25 @@ class StateStore:
         self.directory = directory or default_state_dir()
         self.path = self.directory / "state.json"
         self.lock_timeout = lock_timeout
+        self._writer: StateWriter | None = None
+
+    @property
+    def writer(self) -> StateWriter:
+        """The one writer of this store's journal records in this process (see statewriter)."""
+        if self._writer is None:
+            from vmshare.statewriter import StateWriter
+
+            self._writer = StateWriter(self)
+        return self._writer
+
+    @contextmanager
+    def vms_locked(self, vms: list[str] | set[str]) -> Iterator[None]:
+        """Hold the lock of each VM a changing command works on, for the whole command."""
+        from vmshare.locks import vms_locked
+
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with vms_locked(self.directory, vms, self.lock_timeout):
+            yield
 
     def load(self) -> State:
         try:
@@ -175,7 +198,7 @@ class StateStore:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the lock that serialises every vmshare run that changes something."""
+        """Hold the state file's lock: taken for each journal write (read, merge, save)."""
         import filelock  # only commands that change something pay for it
 
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
