@@ -7,7 +7,9 @@ the interrupted one included, newest first, with Ctrl-C ignored while undoing; a
 was replacing is then made again exactly as the journal recorded it, so a failed run leaves the
 systems as they were. Ctrl-C is acted on inside a step or between steps, never in the middle of
 a journal write. Steps that only unwind a share (remove, prune) are not redone on failure: a
-rerun resumes where it stopped.
+rerun resumes where it stopped. An apply on several VMs in parallel (fleet.py) runs each VM's
+part of the plan as such a run of its own; every journal write goes to the shared state file
+through the store's writer (statewriter.py), durable before the step it records runs.
 """
 
 from __future__ import annotations
