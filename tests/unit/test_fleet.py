@@ -307,3 +307,48 @@ def test_the_state_lock_is_free_during_a_slow_step_and_only_that_vm_is_locked(
         gate.set()
         runner.join(60)
     assert results and sorted(r.vm for r in store.load().shares.values()) == ["vm0", "vm1"]
+
+
+def test_one_vms_consecutive_host_steps_run_as_one_against_other_vms(tmp_path, store):
+    """An SMB account and the share that uses it are made with no other VM's host step between
+    them (another VM's rollback removes the account once no share uses it)."""
+    from vmshare.facts import Capabilities
+    from vmshare.plan.network import HostServers
+    from vmshare.spec import HostSettings, SmbHost
+
+    world = FakeWorld(
+        FakeBackend(*(FakeVm(f"vm{i}", Capabilities(network=["smb"])) for i in range(4)))
+    )
+    text = ""
+    for i in range(4):
+        folder = tmp_path / f"src{i}"
+        folder.mkdir()
+        os.chown(folder, 33, 33)
+        text += f'[[share]]\nsource = "{folder}"\nvm = "vm{i}"\ntarget = "/mnt/s"\n'
+        text += 'protocol = "smb"\nowner = "33:33"\n'
+    spec = parse_spec(text)
+    servers = HostServers.from_settings(
+        HostSettings(smb=SmbHost(exporter="samba", include_file=str(tmp_path / "smb.conf")))
+    )
+    plan = resolve(spec, world.facts(spec), State(), origin="cli", servers=servers)
+    host, calls = world.host, []
+
+    class SlowHost:
+        def __getattr__(self, action):
+            def call(**kwargs):
+                calls.append((threading.current_thread().name, action))
+                time.sleep(0.05)  # long enough for another worker to come in between
+                return getattr(host, action)(**kwargs)
+
+            return call
+
+    class Runtime:
+        def layer(self, layer, vm):
+            return SlowHost() if layer == "host" else world.layer(layer, vm)
+
+    parts = fleet.split(plan, State())
+    result = fleet.run_parts(parts, State(), store, Runtime, parallel=4)
+    assert all(r.ok for r in result.results)
+    actions = [action for _, action in calls]
+    assert actions == ["smb_account", "smb_share"] * 4
+    assert all(calls[i][0] == calls[i + 1][0] for i in range(0, 8, 2))
