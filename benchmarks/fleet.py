@@ -64,7 +64,11 @@ def timed_apply(env: dict[str, str], spec: Path, *extra: str) -> tuple[float, di
     )
     seconds = time.monotonic() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"apply {spec.name} {extra} -> {proc.returncode}: {proc.stdout[-3000:]}")
+        try:
+            error = json.loads(proc.stdout)["data"]["error"]["message"]
+        except (ValueError, KeyError):
+            error = proc.stdout[-3000:] + proc.stderr[-3000:]
+        raise RuntimeError(f"apply {spec.name} {extra} -> {proc.returncode}: {error}")
     return seconds, json.loads(proc.stdout)
 
 
