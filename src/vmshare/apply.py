@@ -7,13 +7,16 @@ the interrupted one included, newest first, with Ctrl-C ignored while undoing; a
 was replacing is then made again exactly as the journal recorded it, so a failed run leaves the
 systems as they were. Ctrl-C is acted on inside a step or between steps, never in the middle of
 a journal write. Steps that only unwind a share (remove, prune) are not redone on failure: a
-rerun resumes where it stopped.
+rerun resumes where it stopped. An apply on several VMs in parallel (fleet.py) runs each VM's
+part of the plan as such a run of its own; every journal write goes to the shared state file
+through the store's writer (statewriter.py), durable before the step it records runs.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -79,7 +82,7 @@ class Journal:
         record = self._record_for(step)
         if record is not None:
             record.pending.append(step)
-            self.store.save(self.state)
+            self._save(step.share)
 
     def completed(self, step: Step) -> bool:
         """Record ``step`` as done; True when it unwound an earlier journalled step."""
@@ -100,7 +103,7 @@ class Journal:
                 if step in record.pending:
                     record.pending.remove(step)
                 record.steps.append(step)
-        self.store.save(self.state)
+        self._save(step.share)
         return unwound
 
     def undone(self, step: Step) -> None:
@@ -112,18 +115,18 @@ class Journal:
                     steps.remove(step)
                     break
             self._drop_if_done(record)
-        self.store.save(self.state)
+        self._save(step.share)
 
     def restoring(self, record: ShareRecord) -> None:
         """A replaced share is about to be made again: until it is, every step is maybe done."""
         redo = [step for step in record.steps if step.undo is not None]
         self.state.shares[record.key] = record.model_copy(update={"steps": [], "pending": redo})
-        self.store.save(self.state)
+        self._save(record.key)
 
     def restored(self, record: ShareRecord) -> None:
         """A replaced share was made again as ``record`` describes."""
         self.state.shares[record.key] = record.model_copy(update={"pending": []})
-        self.store.save(self.state)
+        self._save(record.key)
 
     def finish(self) -> None:
         """Shares this plan touched are forgotten once nothing of them is left to undo, also
@@ -132,7 +135,13 @@ class Journal:
             record = self.state.shares.get(key)
             if record is not None and not record.undoable:
                 del self.state.shares[key]
-                self.store.save(self.state)
+                self._save(key)
+
+    def _save(self, key: str) -> None:
+        """Write this share's record as it is now (or its absence) to the shared state file;
+        other shares' records there are left as other runs and parts wrote them."""
+        record = self.state.shares.get(key)
+        self.store.writer.commit({key: record.model_copy(deep=True) if record else None})
 
     def _record_for(self, step: Step) -> ShareRecord | None:
         record = self.state.shares.get(step.share)
@@ -172,14 +181,21 @@ def run_step(runtime: Runtime, step: Step) -> str | None:
 
 class _CtrlC:
     """SIGINT during an apply: raised inside a step (which is then undone as maybe done),
-    remembered between steps and acted on at the next step boundary."""
+    remembered between steps and acted on at the next step boundary. A VM's part of a fleet
+    runs in a worker thread, where no signal arrives: there ``stop`` (set by the main thread's
+    handler) is acted on at the next step boundary, after the running step finished."""
 
-    def __init__(self) -> None:
-        self.pressed = False
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self._pressed = False
         self.in_step = False
+        self.stop = stop
+
+    @property
+    def pressed(self) -> bool:
+        return self._pressed or (self.stop is not None and self.stop.is_set())
 
     def _handler(self, _signum: int, _frame: FrameType | None) -> None:
-        self.pressed = True
+        self._pressed = True
         if self.in_step:
             self.in_step = False
             raise KeyboardInterrupt
@@ -221,12 +237,18 @@ def _fault(point: str, index: int) -> None:
 
 
 def execute(
-    plan: Plan, runtime: Runtime, journal: Journal, progress: Progress | None = None
+    plan: Plan,
+    runtime: Runtime,
+    journal: Journal,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
+    """Run ``plan``; ``stop`` (a fleet's Ctrl-C, set by another thread) is acted on as Ctrl-C
+    is between steps."""
     report = progress or (lambda _event, _step: None)
     outcome = Outcome()
     begun: list[Step] = []  # steps of this run that have an undo and may be rolled back
-    ctrl_c = _CtrlC()
+    ctrl_c = _CtrlC(stop)
     replaced = {
         key: journal.state.shares[key].model_copy(deep=True)
         for key in plan.removes

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 EXIT_CODES = """Exit codes: 0 success · 1 failure · 2 usage or spec error, or a blocked plan ·
 3 failed and rolled back · 4 failed and the rollback was incomplete ·
-5 changes pending (`plan --exit-code`) · 130 interrupted."""
+5 changes pending (`plan --exit-code`) · 6 some VMs failed (each rolled back), the others done ·
+130 interrupted."""
 
 # The choices of spec.BackendName (then its aliases) and spec.ProtocolName, spelled out here so
 # that parsing the command line imports no pydantic (a unit test keeps them equal).
@@ -143,25 +144,36 @@ def _progress(json_out: bool) -> Any:
     if json_out:
         return None
     status = err.status("") if err.is_terminal else None
+    running: dict[str, str] = {}  # VM -> its running step: several at once with --parallel
+    vms: set[str] = set()
 
     def report(event: str, step: Step) -> None:
+        vms.add(step.vm)
+        # with several VMs at work, each line says which VM it is about
+        summary = step.summary if len(vms) < 2 else f"{step.vm}: {step.summary}"
         if event == "start":
+            running[step.vm] = summary
             if status is not None:
-                status.update(Text(step.summary))
+                more = f" (+{len(running) - 1} VM(s))" if len(running) > 1 else ""
+                status.update(Text(summary + more))
                 status.start()
             else:
-                err.print(Text.assemble(("… ", "dim"), step.summary))
+                err.print(Text.assemble(("… ", "dim"), summary))
             return
+        running.pop(step.vm, None)
         if status is not None:
             status.stop()
         if event == "done":
-            err.print(Text.assemble(("✓ ", "green"), step.summary))
+            err.print(Text.assemble(("✓ ", "green"), summary))
         elif event == "failed":
-            err.print(Text.assemble(("✗ ", "red"), step.summary))
+            err.print(Text.assemble(("✗ ", "red"), summary))
         elif event == "undo":  # the step that takes a change back, e.g. "unmount /mnt/src"
-            err.print(Text.assemble(("↶ ", "yellow"), step.summary, (" (rolling back)", "yellow")))
+            err.print(Text.assemble(("↶ ", "yellow"), summary, (" (rolling back)", "yellow")))
         elif event == "redo":
-            err.print(Text.assemble(("↷ ", "yellow"), step.summary, (" (restoring)", "yellow")))
+            err.print(Text.assemble(("↷ ", "yellow"), summary, (" (restoring)", "yellow")))
+        if status is not None and running:
+            status.update(Text(next(reversed(running.values()))))
+            status.start()
 
     return report
 
@@ -235,6 +247,8 @@ def _show_result(command: str, result: Result, json_out: bool, *, exit_code: boo
             "notes": notes,
             "saved_to": result.saved_to,
         }
+        if result.vms is not None:  # an apply on several VMs in parallel: each VM's result
+            data["vms"] = result.vms
         out.print_json(render.envelope(command, data, ok=not blocked))
     else:
         if result.dry_run or result.plan.empty:
@@ -248,6 +262,8 @@ def _show_result(command: str, result: Result, json_out: bool, *, exit_code: boo
                 if command == "remove"
                 else f"Done: {count} step(s) applied."
             )
+            if result.vms is not None:
+                summary = summary[:-1] + f" on {len(result.vms)} VMs in parallel."
             out.print(Text(summary, style="green"))
         for note in notes:
             out.print(Text.assemble(("note: ", "bold"), note))
@@ -518,11 +534,22 @@ def apply_cmd(
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     json_out: JsonOpt = False,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--parallel",
+            min=1,
+            metavar="N",
+            help="Work on up to N VMs at once (default: one per VM, at most 8); each VM rolls "
+            "back on its own failure and the others go on (exit 6 if some failed). "
+            "1: one VM after the other, as one transaction.",
+        ),
+    ] = None,
 ) -> None:
     """Make every share in a spec file real; idempotent (a second run does nothing).
 
     A plan that removes or replaces shares (changed settings, --prune) is shown and asked
-    about first; --yes skips the question.
+    about first; --yes skips the question. The VMs of the spec are worked on in parallel.
 
     Example: vmshare apply -f vmshare.toml --prune
     """
@@ -543,6 +570,7 @@ def apply_cmd(
         progress=_progress(json_out),
         confirm=_confirmer("apply", yes=yes, json_out=json_out, preview=preview),
         preview=preview,
+        parallel=parallel,
     )
     _show_result("apply", result, json_out)
 

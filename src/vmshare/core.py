@@ -6,11 +6,14 @@ runtime: it maps a step's layer to the object that carries out its action.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmshare import fleet
 from vmshare.apply import Journal, Outcome, Progress, execute
 from vmshare.backends import load_backend
 from vmshare.backends.base import Backend
@@ -44,7 +47,7 @@ Confirm = Callable[[Plan], bool]
 
 class Session:
     def __init__(self, vms: dict[str, VmSpec], store: StateStore, spec: Spec | None = None) -> None:
-        self.vms = vms
+        self.vms, self.store = vms, store
         self.spec = spec  # its [host] table, if any, overrides host.toml
         self.secrets = SecretStore(store.directory)
         self.local_host = LocalHost(self.secrets)
@@ -192,6 +195,7 @@ class Result:
     dry_run: bool = False
     saved_to: str | None = None
     notes: list[str] = field(default_factory=list)
+    vms: list[dict[str, Any]] | None = None  # an apply on several VMs: each VM's result
 
 
 def _plan(
@@ -202,10 +206,11 @@ def _plan(
     allow_restart: bool,
     prune: bool,
     replace: bool = False,
+    parallel: int = 1,
 ) -> Plan:
     # VM facts first: they say which protocols each share will use, and only the exports of
     # those are probed (a backend with no device share needs no NFS server to plan SMB).
-    facts = gather(spec, session.probe_vm)
+    facts = gather(spec, _probes(spec, session, parallel))
     for share in spec.share:
         # a folder of a Windows host (Hyper-V) is looked at there, not on this machine
         if facts.vms[share.vm].capabilities.host_os == "windows":
@@ -225,6 +230,37 @@ def _plan(
     )
     _stop_where_needed(plan, session, allow_restart)
     return plan
+
+
+def _probes(spec: Spec, session: Session, parallel: int) -> Callable[[str, list[str]], VmFacts]:
+    """``probe_vm`` for ``gather``: with ``parallel`` > 1 every VM is probed first, that many at
+    once, each worker through a Session of its own (hypervisor connections are per thread)."""
+    targets: dict[str, list[str]] = {}
+    for share in spec.share:
+        targets.setdefault(share.vm, []).append(share.target)
+    if parallel <= 1 or len(targets) <= 1:
+        return session.probe_vm
+    from concurrent.futures import ThreadPoolExecutor
+
+    local = threading.local()
+    made: list[Session] = []
+
+    def probe(vm: str) -> VmFacts:
+        if not hasattr(local, "session"):
+            local.session = Session(session.vms, session.store, session.spec)
+            made.append(local.session)
+        facts: VmFacts = local.session.probe_vm(vm, targets[vm])
+        return facts
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(targets))) as pool:
+            found = dict(zip(targets, pool.map(probe, targets), strict=True))
+    finally:
+        for each in made:
+            each.close()
+    for vm, facts in found.items():
+        session._guest_os.setdefault(vm, facts.capabilities.guest_os)
+    return lambda vm, _targets: found[vm]
 
 
 def _stop_where_needed(plan: Plan, session: Session, allow_restart: bool) -> None:
@@ -337,30 +373,93 @@ def apply_shares(
     progress: Progress | None = None,
     confirm: Confirm | None = None,
     preview: str = "vmshare plan",
+    parallel: int | None = None,
 ) -> Result:
     """Make the systems match ``spec``; on failure undo this run's steps (and bring back a
     share it was replacing). A share vmshare made with other settings is replaced only with
-    ``replace``. ``preview`` is the command that shows this plan, for hints."""
+    ``replace``. ``preview`` is the command that shows this plan, for hints.
+
+    The VMs' parts of the plan run ``parallel`` at once (default: ``fleet.default_parallel``;
+    1: one plan, in order, as one transaction); each part rolls back on its own failure, and
+    the failures are raised together at the end (``FleetFailed`` when others succeeded)."""
     if dry_run:
         return plan_shares(
             spec, origin, store, allow_restart=allow_restart, prune=prune, replace=replace
         )
     spec = with_known_vms(spec)
-    with store.locked():
-        state = store.load()
+
+    def changed_vms(state: State) -> set[str]:
+        vms = {share.vm for share in spec.share}
+        if prune:  # the VMs of shares this file made and no longer lists
+            vms |= {r.vm for r in state.shares.values() if r.origin == origin}
+        return vms
+
+    with _vms_locked(store, changed_vms) as state:
         session = Session(_vms_of(spec), store, spec)
+        workers = parallel or fleet.default_parallel(len(_vms_of(spec)))
         try:
             _check_names(spec, state, origin, prune)
             _recover(spec, store, state, session, progress)
-            plan = _plan(spec, origin, state, session, allow_restart, prune, replace)
+            plan = _plan(spec, origin, state, session, allow_restart, prune, replace, workers)
             if plan.blockers:
                 raise UsageError(plan.blockers[0], hint=f"`{preview}` shows every step and why")
             _confirmed(plan, confirm, session)
             session.restart_follows.update(restarted_after_detach(plan))
-            outcome = execute(plan, session, Journal(store, state, plan), progress)
-            return Result(plan=plan, outcome=outcome)
+            parts = fleet.split(plan, state)
+            if workers <= 1 or len(parts) <= 1:
+                outcome = execute(plan, session, Journal(store, state, plan), progress)
+                return Result(plan=plan, outcome=outcome)
+            return _apply_parts(plan, parts, state, store, session, workers, progress)
         finally:
             session.close()
+
+
+def _apply_parts(
+    plan: Plan,
+    parts: list[Plan],
+    state: State,
+    store: StateStore,
+    session: Session,
+    workers: int,
+    progress: Progress | None,
+) -> Result:
+    """Each VM's part of ``plan`` through the executor, ``workers`` at once (see fleet.py)."""
+    made: list[Session] = []
+
+    def runtime() -> Session:
+        worker = Session(session.vms, store, session.spec)
+        worker.restart_follows.update(session.restart_follows)
+        made.append(worker)
+        return worker
+
+    stop = threading.Event()
+    try:
+        result = fleet.run_parts(
+            parts, state, store, runtime, parallel=workers, progress=progress, stop=stop
+        )
+    finally:
+        for each in made:
+            each.close()
+    fleet.raise_failures(result, interrupted=stop.is_set())
+    vms = [r.as_json() for r in result.results]
+    return Result(plan=plan, outcome=result.outcome, vms=vms)
+
+
+@contextmanager
+def _vms_locked(store: StateStore, vms_of: Callable[[State], set[str]]) -> Iterator[State]:
+    """Hold the locks of the VMs a command changes (``vms_of`` the state, which can change
+    until they are held), and give the state as it is once they are."""
+    wanted = vms_of(store.load())
+    for _ in range(3):
+        with store.vms_locked(wanted):
+            state = store.load()
+            now = vms_of(state)
+            if now <= wanted:
+                yield state
+                return
+        wanted |= now
+    with store.vms_locked(wanted):
+        yield store.load()
 
 
 def _confirmed(plan: Plan, confirm: Confirm | None, session: Session) -> None:
@@ -485,8 +584,17 @@ def remove_shares(
 ) -> Result:
     """Undo every layer vmshare set up for these shares (a VM's name: all of its shares) in one
     plan; the user's files are not touched."""
-    with store.locked():
-        state = store.load()
+
+    def changed_vms(state: State) -> set[str]:
+        try:
+            records = find_records(refs, state)
+        except NotFoundError:
+            records = []
+        if records is None:  # an unrecorded share: its leftovers are looked for on its VM
+            return {share_ref(refs[0]).partition(":")[0]}
+        return {r.vm for r in records}
+
+    with _vms_locked(store, changed_vms) as state:
         records = find_records(refs, state)
         if records is None:
             return _remove_orphans(

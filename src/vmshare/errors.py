@@ -18,7 +18,8 @@ do, and the process exit code. Only ``cli.py`` catches them and prints.
     ├── Declined                    exit 1: the user answered no; nothing changed
     ├── Interrupted                 exit 130 (INTERRUPTED): Ctrl-C before any change
     └── ApplyFailed                 exit 3  (ROLLED_BACK): a step failed, completed steps undone
-        └── RollbackIncomplete      exit 4  (ROLLBACK_INCOMPLETE): some undo failed too
+        ├── RollbackIncomplete      exit 4  (ROLLBACK_INCOMPLETE): some undo failed too
+        └── FleetFailed             exit 6  (PARTIAL): some VMs failed and rolled back, others done
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from enum import IntEnum
+from typing import Any
 
 
 def closest(value: str, choices: Iterable[str]) -> str | None:
@@ -51,6 +53,7 @@ class ExitCode(IntEnum):
     ROLLED_BACK = 3
     ROLLBACK_INCOMPLETE = 4
     CHANGES_PENDING = 5  # `plan --exit-code`: the plan would change something
+    PARTIAL = 6  # apply on several VMs: some failed (each rolled back), the others are done
     INTERRUPTED = 130
 
 
@@ -153,7 +156,15 @@ class ApplyFailed(VmshareError):
         self.failed_step = failed_step
         self.undone = undone or []
         self.undo_failures = undo_failures or []
+        self.vms: list[dict[str, Any]] = []  # a fleet's result per VM (``fleet.VmResult``)
 
 
 class RollbackIncomplete(ApplyFailed):
     exit_code = ExitCode.ROLLBACK_INCOMPLETE
+
+
+class FleetFailed(ApplyFailed):
+    """An apply on several VMs: some VMs' parts failed and were each rolled back; the others
+    are done and stay so."""
+
+    exit_code = ExitCode.PARTIAL

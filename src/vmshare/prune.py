@@ -20,6 +20,7 @@ from vmshare.core import (
     Session,
     _confirmed,
     _stop_where_needed,
+    _vms_locked,
     host_exports,
     restarted_after_detach,
 )
@@ -183,8 +184,9 @@ def prune(
 ) -> PruneResult:
     """Find and (unless ``dry_run``) take away every leftover; shares the state records and
     objects without vmshare's names are never touched."""
-    with store.locked():
-        state = store.load()
+    # the VMs it looks into are locked as `apply` and `remove` lock theirs; the state file's own
+    # lock is the journal writer's, taken per write (statewriter.py)
+    with _vms_locked(store, lambda state: set(vms_to_search(state, vms or [])[0])) as state:
         settings, problems = vms_to_search(state, vms or [])
         session = Session(settings, store)
         try:

@@ -54,6 +54,9 @@ def error_envelope(command: str, error: VmshareError) -> str:
     if undone is not None:
         data["undone"] = undone
         data["undo_failures"] = getattr(error, "undo_failures", [])
+    vms = getattr(error, "vms", None)
+    if vms:  # an apply on several VMs: each VM's result
+        data["vms"] = vms
     return envelope(command, {"error": data}, ok=False)
 
 

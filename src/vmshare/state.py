@@ -3,7 +3,8 @@
 The journal is write-ahead: a step is recorded as *pending* (maybe done) before it runs and moved
 to the completed steps after, so ``remove`` and a crashed run's recovery undo exactly what was
 done, including a step that a crash interrupted. Writes are atomic; a file lock serialises
-concurrent vmshare runs. Older files are brought up to date by ``MIGRATIONS``.
+the writes (taken per write, see statewriter.py), and a lock per VM serialises the runs that
+change one VM (see locks.py). Older files are brought up to date by ``MIGRATIONS``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,6 +23,9 @@ from vmshare.fsutil import atomic_write, private_dir
 from vmshare.plan.step import Step
 from vmshare.spec import VmSpec, share_ref
 from vmshare.statefile import STATE_FILE, STATE_VERSION, default_state_dir
+
+if TYPE_CHECKING:
+    from vmshare.statewriter import StateWriter
 
 
 def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +150,25 @@ class StateStore:
         self.directory = directory or default_state_dir()
         self.path = self.directory / STATE_FILE
         self.lock_timeout = lock_timeout
+        self._writer: StateWriter | None = None
+
+    @property
+    def writer(self) -> StateWriter:
+        """The one writer of this store's journal records in this process (see statewriter)."""
+        if self._writer is None:
+            from vmshare.statewriter import StateWriter
+
+            self._writer = StateWriter(self)
+        return self._writer
+
+    @contextmanager
+    def vms_locked(self, vms: list[str] | set[str]) -> Iterator[None]:
+        """Hold the lock of each VM a changing command works on, for the whole command."""
+        from vmshare.locks import vms_locked
+
+        private_dir(self.directory)
+        with vms_locked(self.directory, vms, self.lock_timeout):
+            yield
 
     def load(self) -> State:
         try:
@@ -167,7 +190,7 @@ class StateStore:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the lock that serialises every vmshare run that changes something."""
+        """Hold the state file's lock: taken for each journal write (read, merge, save)."""
         import filelock  # only commands that change something pay for it
 
         private_dir(self.directory)

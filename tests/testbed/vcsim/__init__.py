@@ -194,7 +194,8 @@ class Vcsim:
     """The simulator, running: ``with Vcsim(vms=4, guest_exec=...) as sim: sim.url ...``.
 
     Attributes once started: url, host, port, username, password, thumbprint, ca_file (PEM of
-    this run's self-signed certificate), vm (the guest VM's name), vm_ref, vms, guest_ip,
+    this run's self-signed certificate), vm (the guest VM's name), vm_ref, guest_vms (with
+    ``guest_vms=N``: N VMs, ``vm`` and ``vm``-2 .., all forwarding to the one guest), vms, guest_ip,
     guest_user, guest_password, start_seconds (launch to first answer), launcher.
     """
 
@@ -204,6 +205,7 @@ class Vcsim:
         vms: int = 4,
         hosts: int = 3,
         vm: str = "vmshare-vc",
+        guest_vms: int = 1,
         guest_exec: GuestExec | None = None,
         guest_ip: str = "127.0.0.1",
         guest_user: str = "root",
@@ -214,6 +216,7 @@ class Vcsim:
         start_timeout: float = 60,
     ) -> None:
         self.vms, self.hosts, self.vm = vms, hosts, vm
+        self.guest_vm_count = guest_vms
         self.guest_exec = guest_exec
         self.guest_ip = guest_ip
         self.guest_user = guest_user
@@ -277,6 +280,7 @@ class Vcsim:
             f"-user={self.username}",
             f"-password={self.password}",
             f"-guest-vm={self.vm}",
+            f"-guest-vms={self.guest_vm_count}",
             f"-guest-ip={self.guest_ip}",
             f"-guest-user={self.guest_user}",
             f"-guest-password={self.guest_password}",
@@ -301,6 +305,8 @@ class Vcsim:
         self.port: int = info["port"]
         self.thumbprint: str = info["thumbprint"]
         self.vm_ref: str = info["vm_ref"]
+        # the VMs that stand for the real guest (``guest_vms``), ``vm`` first
+        self.guest_vms: list[str] = list(info.get("guest_vms") or [self.vm])
         self.info = info
         self.ca_file = self.workdir / "vcsim-ca.pem"
         self.ca_file.write_text(info["cert_pem"])

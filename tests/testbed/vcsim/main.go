@@ -71,6 +71,7 @@ type config struct {
 	user          string
 	password      string
 	guestVM       string
+	guestVMs      int
 	guestIP       string
 	toolsVersion  string
 	guestUser     string
@@ -87,6 +88,7 @@ func main() {
 	flag.StringVar(&c.user, "user", "vmshare@vsphere.local", "vCenter user name")
 	flag.StringVar(&c.password, "password", "vcsim-pass", "vCenter password")
 	flag.StringVar(&c.guestVM, "guest-vm", "vmshare-vc", "name of the VM that stands for the real test guest")
+	flag.IntVar(&c.guestVMs, "guest-vms", 1, "how many VMs stand for the test guest: -guest-vm, then -guest-vm-2 .. -guest-vm-N (all forward to the same guest)")
 	flag.StringVar(&c.guestIP, "guest-ip", "127.0.0.1", "IP address VMware Tools reports for that VM")
 	flag.StringVar(&c.toolsVersion, "tools-version", "12325", "VMware Tools version number reported")
 	flag.StringVar(&c.guestUser, "guest-user", "root", "guest operations user name")
@@ -97,6 +99,9 @@ func main() {
 	log.SetPrefix("vmshare-vcsim: ")
 	if c.vms < 1 || c.hosts < 1 {
 		log.Fatal("-vms and -hosts must be at least 1")
+	}
+	if c.guestVMs < 1 || c.guestVMs > c.vms {
+		log.Fatal("-guest-vms must be between 1 and -vms")
 	}
 	if err := run(c); err != nil {
 		log.Fatal(err)
@@ -129,11 +134,14 @@ func run(c config) error {
 	server := model.Service.NewServer()
 	defer server.Close()
 
-	vmRef, err := prepareGuestVM(c, server.URL)
+	refs, names, err := prepareGuestVMs(c, server.URL)
 	if err != nil {
 		return fmt.Errorf("preparing %s: %w", c.guestVM, err)
 	}
-	guest.vm = vmRef
+	vmRef := refs[0]
+	for _, ref := range refs {
+		guest.vms[ref] = true
+	}
 	if err := guest.register(model.ServiceContent); err != nil {
 		return err
 	}
@@ -150,6 +158,7 @@ func run(c config) error {
 		"cert_pem":   certPEM,
 		"vm":         c.guestVM,
 		"vm_ref":     vmRef.Value,
+		"guest_vms":  names,
 		"vms":        len(simulator.Map.All("VirtualMachine")),
 		"hosts":      len(simulator.Map.All("HostSystem")),
 		"guest_ip":   c.guestIP,
@@ -226,12 +235,14 @@ func selfSignedCertificate() (tls.Certificate, string, string, error) {
 
 // prepareGuestVM renames the inventory's first VM to c.guestVM and sets its guest info through
 // the vSphere API, as any client would (ReconfigVM_Task with SET.guest.* extraConfig keys).
-func prepareGuestVM(c config, u *url.URL) (types.ManagedObjectReference, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+// prepareGuestVMs makes the first -guest-vms VMs (by name) stand for the test guest: the first
+// is renamed -guest-vm, the others -guest-vm-2 ..; every one forwards to the same real guest.
+func prepareGuestVMs(c config, u *url.URL) ([]types.ManagedObjectReference, []string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	client, err := govmomi.NewClient(ctx, u, true)
 	if err != nil {
-		return types.ManagedObjectReference{}, err
+		return nil, nil, err
 	}
 	defer func() { _ = client.Logout(context.Background()) }()
 
@@ -243,10 +254,27 @@ func prepareGuestVM(c config, u *url.URL) (types.ManagedObjectReference, error) 
 		byName[vm.Name] = vm.Self
 	}
 	sort.Strings(names)
-	ref := byName[names[0]]
+	var refs []types.ManagedObjectReference
+	var renamed []string
+	for i := 0; i < c.guestVMs; i++ {
+		name := c.guestVM
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d", c.guestVM, i+1)
+		}
+		ref, err := prepareGuestVM(ctx, c, client, byName[names[i]], name)
+		if err != nil {
+			return nil, nil, err
+		}
+		refs = append(refs, ref)
+		renamed = append(renamed, name)
+	}
+	return refs, renamed, nil
+}
+
+func prepareGuestVM(ctx context.Context, c config, client *govmomi.Client, ref types.ManagedObjectReference, name string) (types.ManagedObjectReference, error) {
 	vm := object.NewVirtualMachine(client.Client, ref)
 
-	task, err := vm.Rename(ctx, c.guestVM)
+	task, err := vm.Rename(ctx, name)
 	if err != nil {
 		return ref, err
 	}
@@ -328,7 +356,7 @@ type transfer struct {
 type guestOps struct {
 	c   config
 	run string // this launcher run's id, in the guest's pid file names
-	vm  types.ManagedObjectReference
+	vms map[types.ManagedObjectReference]bool // the VMs that stand for the real guest
 	mu  sync.Mutex
 	pid int64
 
@@ -344,6 +372,7 @@ func newGuestOps(c config) *guestOps {
 		c:         c,
 		run:       hex.EncodeToString(id),
 		pid:       4000,
+		vms:       map[types.ManagedObjectReference]bool{},
 		processes: map[int64]*process{},
 		transfers: map[string]*transfer{},
 		http:      &http.Client{Timeout: c.execTimeout + time.Minute},
@@ -385,7 +414,7 @@ func (g *guestOps) check(ctx *simulator.Context, ref types.ManagedObjectReferenc
 	if power != types.VirtualMachinePowerStatePoweredOn {
 		return &types.InvalidPowerState{RequestedState: types.VirtualMachinePowerStatePoweredOn, ExistingState: power}
 	}
-	if tools != string(types.VirtualMachineToolsRunningStatusGuestToolsRunning) || ref != g.vm || g.c.forward == "" {
+	if tools != string(types.VirtualMachineToolsRunningStatusGuestToolsRunning) || !g.vms[ref] || g.c.forward == "" {
 		return &types.GuestOperationsUnavailable{}
 	}
 	login, ok := auth.(*types.NamePasswordAuthentication)
