@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.testbed.domain import agent_exec
+from tests.testbed.domain import agent_exec, guest_seconds
 from tests.testbed.semantics import Visibility, visibility
 from tests.testbed.sharebed import NETWORK_OWNER, ShareBed, share_bed
 
@@ -130,13 +129,7 @@ def guest(dom: object, script: str, *args: str, timeout: float = 600) -> str:
 
 
 def timed(dom: object, script: str, *args: str) -> float:
-    code, _, err = agent_exec(dom, ["time", "sh", "-c", script, "sh", *args], timeout=240)
-    if code != 0:
-        raise RuntimeError(f"guest command failed: {err.decode(errors='replace')}")
-    match = re.search(r"real\s+(\d+)m\s*([\d.]+)s", err.decode())
-    if not match:
-        raise RuntimeError(f"no timing in {err!r}")
-    return int(match.group(1)) * 60 + float(match.group(2))
+    return guest_seconds(dom, script, *args, timeout=240)
 
 
 def fstab_entry(dom: object, target: str) -> tuple[str, str, list[str]]:

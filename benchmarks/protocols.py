@@ -9,14 +9,13 @@ from busybox `time` inside the guest, so the agent round trip is excluded.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.testbed.domain import agent_exec
+from tests.testbed.domain import agent_exec, guest_seconds
 from tests.testbed.sharebed import PROTOCOLS, share_bed
 
 NAME = "vmshare-bench"
@@ -30,14 +29,7 @@ META = (
 
 
 def timed(dom: object, script: str, *args: str) -> float:
-    """Seconds the script took in the guest, measured there by busybox time."""
-    code, _, err = agent_exec(dom, ["time", "sh", "-c", script, "sh", *args], timeout=600)
-    if code != 0:
-        raise RuntimeError(f"guest command failed: {err.decode(errors='replace')}")
-    match = re.search(r"real\s+(\d+)m\s*([\d.]+)s", err.decode())
-    if not match:
-        raise RuntimeError(f"no timing in {err!r}")
-    return int(match.group(1)) * 60 + float(match.group(2))
+    return guest_seconds(dom, script, *args, timeout=600)
 
 
 def measure(dom: object, path: str, mib: int, files: int, runs: int) -> tuple[float, float, float]:

@@ -201,7 +201,7 @@ class _CtrlC:
             raise KeyboardInterrupt
 
     def installed(self) -> AbstractContextManager[None]:
-        return _sigint_handled_by(self._handler)
+        return sigint_handled_by(self._handler)
 
     @contextmanager
     def step(self) -> Iterator[None]:
@@ -215,7 +215,7 @@ class _CtrlC:
 
 
 @contextmanager
-def _sigint_handled_by(handler: Callable[[int, FrameType | None], None] | int) -> Iterator[None]:
+def sigint_handled_by(handler: Callable[[int, FrameType | None], None] | int) -> Iterator[None]:
     """SIGINT goes to ``handler`` (or SIG_IGN) inside the block, as before after it."""
     try:
         previous = signal.signal(signal.SIGINT, handler)
@@ -310,7 +310,7 @@ def _rollback(
 ) -> ApplyFailed:
     undone: list[str] = []
     failures: list[str] = []
-    with _sigint_handled_by(signal.SIG_IGN):
+    with sigint_handled_by(signal.SIG_IGN):
         for step in reversed(begun):
             assert step.undo is not None
             report("undo", step.undo)

@@ -13,17 +13,16 @@ boundary and rolls back what it began; parts not yet started do not start.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from vmshare.apply import Journal, Outcome, Progress, Runtime, execute
+from vmshare.apply import Journal, Outcome, Progress, Runtime, execute, sigint_handled_by
 from vmshare.errors import ApplyFailed, Interrupted, VmshareError
 from vmshare.locks import HostLock
 from vmshare.plan.model import Plan
@@ -140,22 +139,14 @@ class _HostSerialized:
             held.__exit__(None, None, None)
 
 
-@contextmanager
-def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
-    """In the main thread, SIGINT sets ``stop`` for the workers instead of interrupting."""
+def _ctrl_c_sets(stop: threading.Event) -> AbstractContextManager[None]:
+    """In the main thread, SIGINT sets ``stop`` for the workers instead of interrupting (in
+    another thread the caller sets ``stop`` itself)."""
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: the caller sets ``stop`` itself
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return sigint_handled_by(handler)
 
 
 def run_parts(

@@ -331,3 +331,15 @@ def _text(parent: ET.Element, tag: str, text: str, **attrib: str) -> ET.Element:
     element = ET.SubElement(parent, tag, attrib)
     element.text = text
     return element
+
+
+def guest_seconds(dom: libvirt.virDomain, script: str, *args: str, timeout: float = 600) -> float:
+    """Seconds ``sh -c script`` took in the guest, timed there by busybox ``time`` (so the
+    agent's round trip is not counted); the benchmarks' one timer of guest work."""
+    code, _, err = agent_exec(dom, ["time", "sh", "-c", script, "sh", *args], timeout=timeout)
+    if code != 0:
+        raise RuntimeError(f"guest command failed: {err.decode(errors='replace')}")
+    match = re.search(r"real\s+(\d+)m\s*([\d.]+)s", err.decode())
+    if not match:
+        raise RuntimeError(f"no timing in {err!r}")
+    return int(match.group(1)) * 60 + float(match.group(2))
