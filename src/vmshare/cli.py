@@ -640,12 +640,15 @@ def list_cmd(
     if on_vm is not None or file is not None:
         _list_vm(on_vm or vm, vm, file, json_out)
         return
-    if not json_out and _no_shares():  # nothing to print: no models, no tables
+    # the table needs no models (pydantic would double the start-up); --json prints records whole
+    records: list[Any] | None = None if json_out else _listed_without_models(vm)
+    if records == []:  # nothing to print: no tables either
         out.print(NO_SHARES)
         return
     from vmshare import render  # no vmshare.core: listing needs only the state file
 
-    records = _store().load().listed(vm)
+    if records is None:
+        records = _store().load().listed(vm)
     if json_out:
         data = [r.model_dump(mode="json", exclude={"steps"}) for r in records]
         out.print_json(render.envelope("list", data))
@@ -663,10 +666,10 @@ NO_SHARES = "No shares. Add one with: vmshare add SRC VM:DST"
 _BARE_LIST = (["list"], ["ls"])
 
 
-def _no_shares() -> bool:
-    from vmshare.statefile import STATE_FILE, default_state_dir, holds_no_shares
+def _listed_without_models(vm: str | None) -> list[Any] | None:
+    from vmshare.statefile import STATE_FILE, default_state_dir, listed_shares
 
-    return holds_no_shares(default_state_dir() / STATE_FILE)
+    return listed_shares(default_state_dir() / STATE_FILE, vm)
 
 
 def _list_vm(vm: str | None, argument: str | None, file: Path | None, json_out: bool) -> None:

@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from vmshare.secrets import redact
+from vmshare.secret_value import redact
 
 if TYPE_CHECKING:
     from vmshare.doctor import Check
     from vmshare.errors import VmshareError
     from vmshare.plan.model import Plan
     from vmshare.state import ShareRecord
+    from vmshare.statefile import ListedShare
     from vmshare.status import ShareHealth, VmShare
 
 ENVELOPE_VERSION = 1
@@ -112,7 +113,7 @@ def plan_view(plan: Plan) -> list[Any]:
     return out
 
 
-def records_table(records: Iterable[ShareRecord]) -> Table:
+def records_table(records: Iterable[ShareRecord | ListedShare]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("share", "vm", "guest path", "host path", "protocol", "mode"):
         table.add_column(column)

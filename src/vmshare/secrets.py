@@ -21,33 +21,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, mo
 
 from vmshare.errors import BackendUnavailable, NotFoundError, StateError, UsageError
 from vmshare.fsutil import atomic_write, private_dir, private_file
+from vmshare.secret_value import Secret
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_KNOWN: set[str] = set()
-
-
-class Secret:
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        _KNOWN.add(value)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
-def redact(text: str) -> str:
-    for value in _KNOWN:
-        text = text.replace(value, "***")
-    return text
 
 
 class SecretStore:

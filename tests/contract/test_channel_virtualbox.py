@@ -9,7 +9,7 @@ import pytest
 from tests.contract.channel import GuestChannelContract
 from tests.testbed.fixtures import VBOX_GUEST_PASSWORD, Guest, VboxBed
 from vmshare.backends.virtualbox.channel import GuestControlChannel
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 
 pytestmark = pytest.mark.integration
 

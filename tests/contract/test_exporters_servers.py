@@ -23,7 +23,7 @@ from tests.testbed.fixtures import VM, Guest
 from tests.testbed.servers import Ganesha, Samba
 from vmshare.protocols.nfs import GaneshaExporter, NfsExport
 from vmshare.protocols.smb import SambaExporter, SmbShare
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 from vmshare.spec import NfsHost, SmbHost
 
 pytestmark = pytest.mark.integration

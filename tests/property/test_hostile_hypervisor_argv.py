@@ -17,7 +17,7 @@ from vmshare.backends.virtualbox.adapter import Folder
 from vmshare.backends.virtualbox.names import folder_name
 from vmshare.backends.vmware_desktop.vmrun import HIDDEN, Login, Vmrun
 from vmshare.errors import UsageError
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 from vmshare.spec import GuestAccess
 
 RENDERER_VBOX, RENDERER_VMRUN = "VBoxManage argv", "vmrun argv"

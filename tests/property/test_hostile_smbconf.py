@@ -16,7 +16,7 @@ from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.formats import ownedblock
 from vmshare.protocols import smb
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 from vmshare.spec import SmbHost
 
 RENDERER = "smb.conf"

@@ -1,7 +1,9 @@
+import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +62,70 @@ def test_list_of_an_empty_state_imports_no_models(command, state, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("No shares")
+
+
+MODELS = ("pydantic", "vmshare.state", "vmshare.spec", "libvirt", "vmshare.core")
+V2_STATE = Path(__file__).parent / "data" / "state-v2-main-8e8ac77.json"
+
+
+def _state_with_shares(directory: Path) -> list[str]:
+    """A current state file with three shares (migrated by the real store); the table the
+    validated load prints for it, as lines."""
+    from rich.console import Console
+
+    from vmshare import render
+    from vmshare.state import StateStore
+
+    (directory / "state.json").write_bytes(V2_STATE.read_bytes())
+    store = StateStore(directory)
+    state = store.load()
+    with store.locked():
+        store.save(state)
+    text = io.StringIO()
+    Console(file=text, width=200).print(render.records_table(state.listed()))
+    return text.getvalue().splitlines()
+
+
+def _list_in_a_new_process(directory: Path, *args: str) -> tuple[list[str], list[str]]:
+    """``vmshare list ARGS``'s output lines, and the model modules it imported."""
+    code = (
+        "import sys\n"
+        "from vmshare.cli import main\n"
+        "try:\n"
+        f"    main(['list', *{args!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"print('LOADED', [m for m in {MODELS!r} if m in sys.modules])\n"
+    )
+    env = {
+        "VMSHARE_STATE_DIR": str(directory),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "COLUMNS": "200",
+    }
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    *lines, loaded = proc.stdout.splitlines()
+    return lines, eval(loaded.removeprefix("LOADED "))
+
+
+def test_list_of_shares_prints_the_validated_table_without_models(tmp_path):
+    expected = _state_with_shares(tmp_path)
+    lines, loaded = _list_in_a_new_process(tmp_path)
+    assert [line.rstrip() for line in lines] == [line.rstrip() for line in expected]
+    assert len(lines) == 4 and loaded == []
+
+
+def test_list_of_a_record_it_cannot_read_plainly_takes_the_validated_load(
+    capsys, tmp_path, monkeypatch
+):
+    _state_with_shares(tmp_path)
+    document = json.loads((tmp_path / "state.json").read_text())
+    del next(iter(document["shares"].values()))["readonly"]
+    (tmp_path / "state.json").write_text(json.dumps(document))
+    monkeypatch.setenv("VMSHARE_STATE_DIR", str(tmp_path))
+    code, _, err = vmshare(capsys, "list")
+    assert code != 0 and "damaged" in err  # the models' verdict, not a partial table
 
 
 def test_list_of_a_damaged_or_newer_state_still_says_so(capsys, tmp_path, monkeypatch):

@@ -35,7 +35,8 @@ from vmshare.errors import (
     VmshareError,
 )
 from vmshare.formats.powershell import command, json_result, script
-from vmshare.secrets import Secret, SecretRef
+from vmshare.secret_value import Secret
+from vmshare.secrets import SecretRef
 
 MARKER = "Marker-7f3a-Ünïcode-‘quoted’"
 

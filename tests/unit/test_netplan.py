@@ -10,7 +10,8 @@ from vmshare.plan.network import HostServers, nat_warning
 from vmshare.plan.removal import removal_plan
 from vmshare.plan.resolve import resolve
 from vmshare.protocols import mount_tag, nfs, smb
-from vmshare.secrets import Secret, SecretStore, redact
+from vmshare.secret_value import Secret, redact
+from vmshare.secrets import SecretStore
 from vmshare.spec import HostSettings, NfsHost, SmbHost
 from vmshare.state import State
 

@@ -9,7 +9,7 @@ from tests.testbed.wsman import CLIXML_PROGRESS, clixml_errors
 from vmshare.errors import HostCommandError
 from vmshare.formats.clixml import plain_stderr, unescape
 from vmshare.formats.powershell import PsResult, json_result
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 
 
 def test_progress_records_are_dropped_and_plain_text_kept() -> None:

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from vmshare.errors import BackendUnavailable, NotFoundError, UsageError
-from vmshare.secrets import SecretRef, redact, resolve_secret
+from vmshare.secret_value import redact
+from vmshare.secrets import SecretRef, resolve_secret
 from vmshare.spec import parse_spec
 from vmshare.state import ShareRecord, State
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from vmshare import hostexec
 from vmshare.errors import HostCommandError, UsageError
 from vmshare.formats.clixml import plain_stderr
-from vmshare.secrets import redact
+from vmshare.secret_value import redact
 
 # PowerShell ends a single-quoted string at any of these five, unless the next is one too.
 SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"

@@ -18,7 +18,7 @@ from vmshare.formats import ownedblock
 from vmshare.fsutil import backup_path
 from vmshare.host import rootfiles
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 from vmshare.spec import SmbHost
 
 USERADD = ("--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group")

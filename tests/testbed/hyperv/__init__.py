@@ -32,7 +32,7 @@ from tests.testbed.hyperv.evaluate import (
 from vmshare.backends.hyperv.psdirect import GUEST_BLOCK
 from vmshare.errors import UsageError
 from vmshare.protocols.smb import SambaExporter, SmbShare, check_path
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 from vmshare.spec import SmbHost
 
 

@@ -32,7 +32,8 @@ from vmshare.errors import (
 )
 from vmshare.formats.clixml import plain_stderr
 from vmshare.formats.powershell import PsResult, encoded_command
-from vmshare.secrets import Secret, redact, resolve_secret
+from vmshare.secret_value import Secret, redact
+from vmshare.secrets import resolve_secret
 
 log = logging.getLogger("vmshare.hyperv.winrm")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from vmshare.errors import BackendUnavailable
 from vmshare.guest.channel import GuestResult
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 
 RUNNING_STATES = frozenset({"running", "paused", "stuck"})  # a VM process holds the machine
 

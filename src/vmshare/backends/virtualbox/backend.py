@@ -38,7 +38,8 @@ from vmshare.guest.channel import GuestChannel
 from vmshare.guest.ssh import SshChannel
 from vmshare.plan.power import NeedsOff
 from vmshare.plan.step import POWER, Step
-from vmshare.secrets import Secret, resolve_secret
+from vmshare.secret_value import Secret
+from vmshare.secrets import resolve_secret
 from vmshare.spec import VmSpec
 
 START_TIMEOUT = 300.0  # s: for Guest Additions to report after the VM starts

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from vmshare.backends.virtualbox.adapter import Adapter
 from vmshare.errors import GuestError
 from vmshare.guest.channel import GuestResult
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 
 
 class GuestControlChannel:

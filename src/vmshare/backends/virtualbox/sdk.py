@@ -24,7 +24,7 @@ from vmshare.backends.virtualbox.adapter import Adapter, Folder, Machine, Quote,
 from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, vbox_error
 from vmshare.errors import GuestError, GuestTimeout, VmshareError
 from vmshare.guest.channel import GuestResult
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 
 # MachineState values in VBoxManage's words (pyvbox's str() of 5 is "FirstOnline", an alias)
 STATES = {

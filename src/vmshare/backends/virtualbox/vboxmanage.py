@@ -24,7 +24,7 @@ from vmshare.backends.virtualbox.adapter import Adapter, Folder, Machine, Quote,
 from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, from_vboxmanage
 from vmshare.errors import GuestError, GuestTimeout, HostCommandTimeout, UsageError
 from vmshare.guest.channel import GuestResult
-from vmshare.secrets import Secret
+from vmshare.secret_value import Secret
 
 TOOL = "VBoxManage"
 START_TIMEOUT = 120.0  # s: startvm returns once the VM process runs

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from vmshare.errors import BackendUnavailable, HypervisorError
-from vmshare.secrets import Secret, redact
+from vmshare.secret_value import Secret, redact
 
 QUICK = 30.0  # s: a query or a shared-folder change
 POWER = 300.0  # s: vmrun start/stop (a soft stop waits for the guest to shut down)
