@@ -15,6 +15,7 @@ An opt-in leaves out a test it cannot run by setting it to ``None`` with the rea
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.testbed.fixtures import Guest, Vmshare, make_tree, tree_digest
+from vmshare.apply import FAULT_ENV, FAULT_POINTS
 from vmshare.formats.fstab import parse_table
 from vmshare.protocols import mount_tag
 
@@ -33,6 +35,28 @@ HOSTILE_NAMES = [
     "sp  ace",
     "[bold]markup[/]",
 ]
+
+
+# the crash harness: every point of every step (scripts/crash-harness) or CI's reduced set
+CRASH_FULL = os.environ.get("VMSHARE_CRASH_FULL") == "1"
+
+
+def crash_points(steps: int) -> list[tuple[str, int]]:
+    """Where the crash harness stops `vmshare add` of a plan of ``steps`` steps: all of them in
+    full, else right after the middle step's effect (before its journal entry: the window the
+    write-ahead journal is for)."""
+    if CRASH_FULL:
+        return [(point, index) for index in range(steps) for point in FAULT_POINTS]
+    return [("effect", steps // 2)]
+
+
+class CrashHarnessInFullRunOnly:
+    """Put first among an opt-in's bases: its class runs the crash harness only in the full run
+    (scripts/crash-harness); CI runs it on one class per backend (its CI time)."""
+
+    if not CRASH_FULL:
+        test_sigkill_mid_add_then_rerun_converges_and_remove_leaves_nothing = None
+        test_sigint_mid_add_rolls_back_to_exactly_before = None
 
 
 # What a network share looks like from the guest and in a rollback, whichever hypervisor runs
@@ -117,6 +141,23 @@ class ShareTestbed:
     def snapshot(self) -> tuple[object, str, dict[str, str], dict[str, str]]:
         return (self.vm_config(), self.guest.fstab(), self.devices(False), self.exports())
 
+    def leftovers(self, target: str, before: object) -> list[str]:
+        """What is left of the share at ``target`` against a snapshot taken before it was
+        added (the goal: nothing): the checks of the round trip's remove, by name."""
+        tag, guest = mount_tag(f"{self.vm}:{target}"), self.guest
+        now = self.snapshot()
+        names = ("the VM's definition", "fstab", "device (persistent)", "export")
+        left = [name for name, a, b in zip(names, before, now, strict=True) if a != b]
+        if tag in self.devices(True):
+            left.append("device (live)")
+        if target in guest.mounts():
+            left.append("guest mount")
+        if guest.run("test", "-e", target)[0] == 0:
+            left.append("mount point")
+        if self.cli.shares():
+            left.append("state record")
+        return left
+
 
 class ShareContract:
     @pytest.fixture
@@ -194,6 +235,54 @@ class ShareContract:
         assert tree_digest(src) == digest
         again = tb.cli("prune", "--vm", tb.vm)
         assert again.returncode == 0 and "Nothing to prune." in again.stdout, again.stdout
+
+    def test_sigkill_mid_add_then_rerun_converges_and_remove_leaves_nothing(self, testbed):
+        """The crash harness: `vmshare add` SIGKILLed at each point of its plan (see
+        crash_points); a re-run converges, `remove` leaves nothing, the host tree is untouched."""
+        tb, guest = testbed, testbed.guest
+        src = tb.tree("crash")
+        target = "/mnt/crash"
+        share = f"{tb.vm}:{target}"
+        argv = ["add", tb.source(src), share, *tb.add_args]
+        planned = tb.cli.json(*argv, "--dry-run")["data"]["plan"]["steps"]
+        before, digest = tb.snapshot(), tree_digest(src)
+        points = crash_points(len(planned))
+        left: dict[str, list[str]] = {}
+        for point, index in points:
+            killed = tb.cli(*argv, env={FAULT_ENV: f"{point}:{index}:kill"})
+            assert killed.returncode == -9, (point, index, killed.stderr)
+            rerun = tb.cli(*argv)
+            assert rerun.returncode == 0, (point, index, rerun.stderr)
+            assert guest.read(f"{target}/hello.txt") == b"hello from the host\n"
+            assert tb.cli.json(*argv, "--dry-run")["data"]["plan"]["steps"] == []
+            removed = tb.cli("remove", share, *tb.remove_args)
+            assert removed.returncode == 0, (point, index, removed.stderr)
+            if found := tb.leftovers(target, before):
+                left[f"{point}:{index}"] = found
+            assert tree_digest(src) == digest
+        print(f"crash harness: {len(points)} SIGKILL point(s), {len(left)} left something")
+        assert left == {}
+
+    def test_sigint_mid_add_rolls_back_to_exactly_before(self, testbed):
+        """The crash harness's SIGINT: the rollback alone leaves nothing."""
+        tb = testbed
+        src = tb.tree("int")
+        target = "/mnt/int"
+        argv = ["add", tb.source(src), f"{tb.vm}:{target}", *tb.add_args]
+        planned = tb.cli.json(*argv, "--dry-run")["data"]["plan"]["steps"]
+        before, digest = tb.snapshot(), tree_digest(src)
+        points = crash_points(len(planned))
+        left: dict[str, list[str]] = {}
+        for point, index in points:
+            interrupted = tb.cli(*argv, env={FAULT_ENV: f"{point}:{index}:int"})
+            expected = 130 if (point, index) == ("intent", 0) else 3
+            assert interrupted.returncode == expected, (point, index, interrupted.stderr)
+            assert "interrupted" in interrupted.stderr
+            if found := tb.leftovers(target, before):
+                left[f"{point}:{index}"] = found
+            assert tree_digest(src) == digest
+        print(f"crash harness: {len(points)} SIGINT point(s), {len(left)} left something")
+        assert left == {}
 
     @pytest.mark.parametrize("name", HOSTILE_NAMES)
     def test_hostile_host_and_guest_paths_share_correctly(self, testbed, name):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.contract.share import ShareContract, ShareTestbed
+from tests.contract.share import CrashHarnessInFullRunOnly, ShareContract, ShareTestbed
 from tests.testbed.fixtures import FileServers, Guest, VboxBed, Vmshare, vbox_vm
 from tests.testbed.vbox.model import live_folders
 
@@ -65,7 +65,7 @@ VBOXMANAGE = {
 }
 
 
-class TestVirtualboxVBoxManage(ShareContract):
+class TestVirtualboxVBoxManage(CrashHarnessInFullRunOnly, ShareContract):
     @pytest.fixture
     def testbed(self, guest, vbox_bed, servers, vmshare, open_tmp):
         return share_testbed(

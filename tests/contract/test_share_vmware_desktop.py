@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract.share import ShareContract, ShareTestbed, network_expectations
+from tests.contract.share import (
+    CrashHarnessInFullRunOnly,
+    ShareContract,
+    ShareTestbed,
+    network_expectations,
+)
 from tests.testbed.fixtures import (
     OWNER,
     FileServers,
@@ -44,7 +49,7 @@ def vmx_config(bed: VmwareBed) -> bytes:
     return b"".join(line for line in lines if not line.startswith(b"sharedFolder.maxNum"))
 
 
-class TestVmwareDesktopHgfs(ShareContract):
+class TestVmwareDesktopHgfs(CrashHarnessInFullRunOnly, ShareContract):
     @pytest.fixture
     def testbed(self, vmware: VmwareBed, vmshare: Vmshare, open_tmp):
         vmshare.env.update(vmware.env)
@@ -103,7 +108,7 @@ class TestVmwareDesktopNfsOverSsh(ShareContract):
     test_prune_after_a_lost_state_leaves_nothing = None
 
 
-class TestVmwareDesktopSmbOverSsh(ShareContract):
+class TestVmwareDesktopSmbOverSsh(CrashHarnessInFullRunOnly, ShareContract):
     @pytest.fixture
     def testbed(self, vmware_ssh: VmwareSshBed, vmshare: Vmshare, servers: FileServers, open_tmp):
         return network_testbed(
