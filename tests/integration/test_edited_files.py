@@ -11,7 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.testbed.fixtures import OWNER, SMB_ACCOUNT, FileServers, Guest, Vmshare, make_tree
+from tests.testbed.fixtures import (
+    OWNER,
+    SMB_ACCOUNT,
+    FileServers,
+    Guest,
+    Vmshare,
+    make_tree,
+    smb_account_exists,
+)
 
 from vmshare.formats import ownedblock
 from vmshare.protocols import mount_tag
@@ -24,10 +32,6 @@ pytestmark = pytest.mark.integration
 def net(vmshare: Vmshare, servers: FileServers) -> Vmshare:
     vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
     return vmshare
-
-
-def _account_exists() -> bool:
-    return subprocess.run(["id", "-u", SMB_ACCOUNT], capture_output=True).returncode == 0
 
 
 def _samba_entry_exists(servers: FileServers) -> bool:
@@ -133,47 +137,47 @@ def test_a_failed_samba_run_leaves_no_include_file_and_no_account(
         .replace(str(servers.samba.config_path), str(conf))
         .replace(str(servers.host_config.parent / "samba" / "vmshare.conf"), str(down / "v.conf"))
     )
-    assert not _account_exists()
+    assert not smb_account_exists()
     net.env["VMSHARE_HOST_CONFIG"] = str(host)
     src = make_tree(open_tmp / "failed", OWNER)
     result = net("add", str(src), f"{guest.name}:/mnt/failed", "--protocol", "smb")
     assert result.returncode != 0
     assert sorted(p.name for p in down.iterdir()) == ["pid", "smb.conf"]
     assert conf.read_text() == text + "\n"
-    assert not _account_exists() and not _samba_entry_exists(servers)
+    assert not smb_account_exists() and not _samba_entry_exists(servers)
     assert not (net.state_dir / "secrets" / f"smb-{SMB_ACCOUNT}").exists()
 
 
 def test_the_last_smb_share_takes_the_credentials_dir_and_the_account_with_it(
     guest: Guest, net: Vmshare, servers: FileServers, tmp_path, open_tmp
 ):
-    assert not _account_exists()
+    assert not smb_account_exists()
     assert guest.run("test", "-e", "/etc/vmshare")[0] != 0
     sources = [make_tree(open_tmp / f"last{i}", OWNER) for i in range(2)]
     for i, src in enumerate(sources):
         net("add", str(src), f"{guest.name}:/mnt/last{i}", "--protocol", "smb", check=True)
-    assert _account_exists() and _samba_entry_exists(servers)
+    assert smb_account_exists() and _samba_entry_exists(servers)
     net("remove", f"{guest.name}:/mnt/last0", check=True)  # the other share still needs it
-    assert _account_exists() and _samba_entry_exists(servers)
+    assert smb_account_exists() and _samba_entry_exists(servers)
     assert guest.run("test", "-d", "/etc/vmshare")[0] == 0
     assert guest.read("/mnt/last1/hello.txt") == b"hello from the host\n"
     net("remove", f"{guest.name}:/mnt/last1", check=True)
     assert guest.run("test", "-e", "/etc/vmshare")[0] != 0
-    assert not _account_exists() and not _samba_entry_exists(servers)
+    assert not smb_account_exists() and not _samba_entry_exists(servers)
     assert not (net.state_dir / "secrets" / f"smb-{SMB_ACCOUNT}").exists()
 
 
 def test_an_account_vmshare_did_not_create_stays(
     guest: Guest, net: Vmshare, servers: FileServers, tmp_path, open_tmp
 ):
-    assert not _account_exists()
+    assert not smb_account_exists()
     subprocess.run(["useradd", "--system", "--user-group", SMB_ACCOUNT], check=True)
     try:
         src = make_tree(open_tmp / "theirs", OWNER)
         net("add", str(src), f"{guest.name}:/mnt/theirs", "--protocol", "smb", check=True)
         assert _samba_entry_exists(servers)
         net("remove", f"{guest.name}:/mnt/theirs", check=True)
-        assert _account_exists()  # the Unix user was there before vmshare
+        assert smb_account_exists()  # the Unix user was there before vmshare
         assert not _samba_entry_exists(servers)  # its Samba entry was vmshare's own
     finally:
         subprocess.run(["userdel", SMB_ACCOUNT], check=True)

@@ -154,6 +154,22 @@ class FileServers:
     host_config: Path
 
 
+def smb_account_exists() -> bool:
+    return subprocess.run(["id", "-u", SMB_ACCOUNT], capture_output=True).returncode == 0
+
+
+def drop_smb_account(host_config: str | None) -> None:
+    """Take the tests' Samba account away (its Unix user and its entry in the smb.conf that
+    ``host_config`` names): what a test leaves when it loses vmshare's record of the share
+    that made it (`vmshare prune` leaves the account: it cannot tell it was vmshare's)."""
+    if host_config:
+        smb = tomllib.loads(Path(host_config).read_text()).get("smb", {})
+        if "smb_conf" in smb:
+            argv = ["smbpasswd", "-c", smb["smb_conf"], "-x", SMB_ACCOUNT]
+            subprocess.run(argv, capture_output=True, check=False)
+    subprocess.run(["userdel", SMB_ACCOUNT], capture_output=True, check=False)
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServers]:
     """nfs-ganesha and smbd on loopback, and the host.toml that points vmshare at them."""
