@@ -16,8 +16,8 @@ VIRTIOFS_UNSAFE = ",\\"
 # What ranks virtiofs first, quoted when auto picks it: benchmarks/defaults.py, interleaved with
 # 9p as Lima mounts it (docs/performance.md, "Defaults by measurement").
 VIRTIOFS_MEASURED = (
-    "measured 9-16x faster than 9p with Lima's options on stat and tree walks, 1.2x on reads, "
-    "0.64x on writes; benchmarks/defaults.py"
+    "measured 9-16x faster than 9p with Lima's options on stat and tree walks; reads 0.5-1.2x "
+    "and writes 0.55-0.64x its speed (two runs); benchmarks/defaults.py"
 )
 
 
