@@ -37,8 +37,8 @@ from vmshare.state import ShareRecord, State, StateStore
 # (event, step): "start", "done", "failed", "undo", "redo" (restoring a replaced share)
 Progress = Callable[[str, Step], None]
 
-# Test hook for the crash harness: "POINT:INDEX:SIGNAL" makes the executor send SIGNAL (kill or
-# int) to itself at POINT (intent, effect, completed) of the INDEX-th step (0-based).
+# Test hook for the crash harness: "POINT:INDEX:SIGNAL" makes the executor send SIGNAL (kill,
+# int or stop) to itself at POINT (intent, effect, completed) of the INDEX-th step (0-based).
 FAULT_ENV = "VMSHARE_TEST_FAULT"
 FAULT_POINTS = ("intent", "effect", "completed")
 
@@ -232,8 +232,9 @@ def _fault(point: str, index: int) -> None:
     """The crash harness's hook (see FAULT_ENV); does nothing unless the variable is set."""
     wanted = os.environ.get(FAULT_ENV)
     if wanted and wanted.rsplit(":", 1)[0] == f"{point}:{index}":
-        sig = signal.SIGKILL if wanted.endswith(":kill") else signal.SIGINT
-        os.kill(os.getpid(), sig)
+        # stop: the fault tests pause here, break a service, then resume (tests/testbed/faults.py)
+        signals = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
+        os.kill(os.getpid(), signals.get(wanted.rsplit(":", 1)[1], signal.SIGINT))
 
 
 def execute(

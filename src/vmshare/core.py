@@ -135,7 +135,7 @@ class Session:
             try:
                 facts.guest = self.guest(vm).inspect(targets)
             except GuestError as exc:
-                facts.guest = GuestFacts(reachable=False, error=exc.message)
+                facts.guest = GuestFacts(reachable=False, error=exc.message, hint=exc.hint)
         return facts
 
     def close(self) -> None:

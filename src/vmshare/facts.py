@@ -110,6 +110,7 @@ class GuestFacts(BaseModel):
     reachable: bool = False
     channel: str | None = None
     error: str | None = None
+    hint: str | None = None  # what the channel's error said to do (e.g. resume a paused VM)
     mounts: dict[str, GuestMount] = {}  # by mount point; the last mount over a point wins
     fstab_entries: dict[str, str] = {}  # vmshare entry id -> fstab line
     existing_dirs: list[str] = []

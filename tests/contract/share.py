@@ -14,14 +14,18 @@ An opt-in leaves out a test it cannot run by setting it to ``None`` with the rea
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from pprint import pformat
 
 import pytest
 
+from tests.testbed.faults import Fault, run_with_fault, step_index
 from tests.testbed.fixtures import (
     Guest,
     Vmshare,
@@ -123,6 +127,8 @@ class ShareTestbed:
     # Windows host); None: its local path (and spec files may name it relative to ``tmp``)
     source_of: Callable[[Path], str] | None = None
     share_lines: list[str] = field(default_factory=list)  # more lines for each spec [[share]]
+    # the faults this backend and protocol can meet mid-add (tests/testbed/faults.py)
+    faults: list[Fault] = field(default_factory=list)
 
     def tree(self, name: str) -> Path:
         return make_tree(self.tmp / name, self.owner)
@@ -155,6 +161,15 @@ class ShareTestbed:
         now = self.snapshot()
         names = ("the VM's definition", "fstab", "device (persistent)", "export")
         left = [name for name, a, b in zip(names, before, now, strict=True) if a != b]
+        for name, a, b in zip(names, before, now, strict=True):
+            if a != b:  # what differs, for the failure's report
+                print(
+                    f"{name} differs:",
+                    *difflib.unified_diff(
+                        pformat(a).splitlines(), pformat(b).splitlines(), lineterm=""
+                    ),
+                    sep="\n",
+                )
         if tag in self.devices(True):
             left.append("device (live)")
         if target in guest.mounts():
@@ -295,6 +310,43 @@ class ShareContract:
                 left[f"{point}:{index}"] = found
             assert tree_digest(src) == digest
         print(f"crash harness: {len(points)} SIGINT point(s), {len(left)} left something")
+        assert left == {}
+
+    def test_faults_mid_add_end_in_bounded_time_and_leave_nothing(self, testbed):
+        """Issue 14's faults: each lands while `vmshare add` is paused at its step; vmshare ends
+        within the fault's bound with one error line naming the cause and rolls back. Where the
+        rollback itself cannot reach the broken part (exit 4), `remove` cleans once the fault is
+        over. Either way nothing is left and the host tree is untouched."""
+        tb = testbed
+        assert tb.faults, "every test bed names the faults its backend can meet"
+        src = tb.tree("fault")
+        target = "/mnt/fault"
+        share = f"{tb.vm}:{target}"
+        argv = ["add", tb.source(src), share, *tb.add_args]
+        steps = tb.cli.json(*argv, "--dry-run")["data"]["plan"]["steps"]
+        before, digest = tb.snapshot(), tree_digest(src)
+        left: dict[str, list[str]] = {}
+        for fault in tb.faults:
+            index = step_index(steps, fault.step)
+            args = [*argv, *fault.args]
+            try:
+                run = run_with_fault(lambda env, a=args: tb.cli.start(*a, env=env), index, fault)
+            finally:
+                fault.restore()
+            tb.cli.transcript += [run.proc.stdout, run.proc.stderr]
+            print(f"\nfault {fault.name}: exit {run.proc.returncode} in {run.seconds:.1f} s")
+            print(run.proc.stderr)
+            assert run.proc.returncode in (3, 4), (fault.name, run.proc.stderr)
+            assert re.search(fault.error, run.error_line), (fault.name, run.error_line)
+            assert run.seconds < fault.bound
+            if run.proc.returncode == 4:  # the rollback kept what it could not undo: remove it
+                assert "vmshare remove" in run.proc.stderr, run.proc.stderr
+                removed = tb.cli("remove", share, *tb.remove_args)
+                assert removed.returncode == 0, (fault.name, removed.stderr)
+            if found := tb.leftovers(target, before):
+                left[fault.name] = found
+            assert tree_digest(src) == digest
+        print(f"faults: {len(tb.faults)} injected, {len(left)} left something")
         assert left == {}
 
     @pytest.mark.parametrize("name", HOSTILE_NAMES)

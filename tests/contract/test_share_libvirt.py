@@ -10,6 +10,9 @@ Which tests run where (CI time: every class shares one booted guest):
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 import pytest
 
 from tests.contract.share import (
@@ -18,18 +21,69 @@ from tests.contract.share import (
     ShareTestbed,
     network_expectations,
 )
+from tests.testbed.domain import wait_for_agent
+from tests.testbed.faults import Fault
 from tests.testbed.fixtures import OWNER, FileServers, Guest, Vmshare, exported
+from tests.testbed.stalls import FreezableProxy
 
 pytestmark = pytest.mark.integration
 
 
 def domain_xml(guest: Guest) -> tuple[str, str]:
-    return guest.dom.XMLDesc(0), guest.dom.XMLDesc(2)  # live, persistent
+    """The domain's live and persistent XML, without the live domain's id and the paths named
+    after it (new ones at each start: the guest-powered-off fault starts it again)."""
+    live = re.sub(r"^<domain type='(\w+)' id='\d+'", r"<domain type='\1'", guest.dom.XMLDesc(0))
+    return re.sub(r"/domain-\d+-", "/domain-N-", live), guest.dom.XMLDesc(2)
+
+
+def guest_faults(guest: Guest, step: str) -> list[Fault]:
+    """The guest frozen (paused) and the guest powered off, right after ``step``."""
+
+    def power_on() -> None:
+        if not guest.dom.isActive():
+            guest.dom.create()
+            wait_for_agent(guest.dom)
+
+    return [
+        Fault(
+            "guest frozen",
+            step,
+            inject=guest.dom.suspend,
+            restore=guest.dom.resume,
+            error="is paused",
+            point="completed",
+        ),
+        Fault(
+            "guest powered off",
+            step,
+            inject=guest.dom.destroy,
+            restore=power_on,
+            error="is shut off",
+            point="completed",
+        ),
+    ]
+
+
+@pytest.fixture
+def libvirt_proxy() -> Iterator[FreezableProxy]:
+    """A path to libvirtd that can stop answering: "a hypervisor that accepts and never
+    answers", mid-add."""
+    with FreezableProxy() as proxy:
+        yield proxy
 
 
 class TestLibvirtVirtiofs(ShareContract):
     @pytest.fixture
-    def testbed(self, guest: Guest, vmshare: Vmshare, open_tmp):
+    def testbed(self, guest: Guest, vmshare: Vmshare, open_tmp, libvirt_proxy: FreezableProxy):
+        silent = Fault(
+            "libvirtd never answers",
+            "hypervisor.attach",
+            inject=libvirt_proxy.freeze,
+            restore=libvirt_proxy.thaw,
+            error="libvirt",
+            point="completed",
+            args=("-c", libvirt_proxy.uri),
+        )
         return ShareTestbed(
             vm=guest.name,
             guest=guest,
@@ -42,6 +96,7 @@ class TestLibvirtVirtiofs(ShareContract):
             exports=dict,
             vm_config=lambda: domain_xml(guest),
             fstab_line=lambda tag, target: f"{tag} {target} virtiofs rw,nofail 0 0",
+            faults=[silent, *guest_faults(guest, "hypervisor.attach")],
         )
 
 
@@ -64,6 +119,9 @@ class TestLibvirt9p(ShareContract):
             spec_protocol="9p",
         )
 
+    # each fault's add restarts the VM twice (~20 s under TCG); virtiofs meets them all
+    test_faults_mid_add_end_in_bounded_time_and_leave_nothing = None
+
     # each 9p add and remove restarts the VM: see the module's docstring
     test_hostile_host_and_guest_paths_share_correctly = None
     test_failure_in_the_guest_rolls_back = None
@@ -75,6 +133,19 @@ class TestLibvirt9p(ShareContract):
     # compares; the plan, journal and executor it kills are the ones virtiofs's harness runs
     test_sigkill_mid_add_then_rerun_converges_and_remove_leaves_nothing = None
     test_sigint_mid_add_rolls_back_to_exactly_before = None
+
+
+def server_stopped(servers: FileServers, protocol: str) -> Fault:
+    """The protocol's file server stopped right after vmshare exported the share on it."""
+    server = servers.ganesha if protocol == "nfs" else servers.samba
+    return Fault(
+        f"{server.name} stopped",
+        "host.nfs_export" if protocol == "nfs" else "host.smb_share",
+        inject=server.stop,
+        restore=lambda: server.pid is None and server.restart(),
+        error="mount|refused|not running",
+        point="completed",
+    )
 
 
 def network_testbed(guest, vmshare, servers, open_tmp, protocol) -> ShareTestbed:
@@ -92,6 +163,7 @@ def network_testbed(guest, vmshare, servers, open_tmp, protocol) -> ShareTestbed
         add_args=["--protocol", protocol],
         spec_protocol=protocol,
         status_checks={"probe": "ok", "export": "ok"},
+        faults=[server_stopped(servers, protocol)],
         **network_expectations(protocol),
     )
 

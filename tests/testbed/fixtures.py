@@ -117,21 +117,33 @@ class Vmshare:
     env: dict[str, str] = field(default_factory=dict)
     transcript: list[str] = field(default_factory=list)  # every output, to grep for secrets
 
+    def environ(self, env: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, "VMSHARE_STATE_DIR": str(self.state_dir), **self.env, **(env or {})}
+
     def __call__(
         self, *args: str, check: bool | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "VMSHARE_STATE_DIR": str(self.state_dir), **self.env, **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "vmshare.cli", *args],
             capture_output=True,
             text=True,
-            env=env,
+            env=self.environ(env),
             timeout=600,
         )
         self.transcript += [proc.stdout, proc.stderr]
         if check:
             assert proc.returncode == 0, f"vmshare {args} -> {proc.returncode}\n{proc.stderr}"
         return proc
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """This vmshare run started, not awaited (the fault tests pause and resume it)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "vmshare.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.environ(env),
+        )
 
     def json(self, *args: str) -> dict:
         proc = self(*args, "--json")

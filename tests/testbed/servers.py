@@ -58,12 +58,14 @@ class _Server:
         self.port = port
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
+        self._argv: list[str] = []
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def _spawn(self, argv: list[str]) -> None:
+        self._argv = argv
         if port_open(self.port):  # else the wait below would take another server for ours
             raise RuntimeError(f"{HOST}:{self.port} is already in use")
         with open(self.workdir / f"{self.name}.stderr", "ab") as stderr:
@@ -80,6 +82,11 @@ class _Server:
         except BaseException:
             self.stop()
             raise
+
+    def restart(self) -> None:
+        """Stopped (if it runs) and started again as before: a fault test's server is back."""
+        self.stop()
+        self._spawn(self._argv)
 
     def _wait_for_port(self) -> None:
         assert self._proc is not None

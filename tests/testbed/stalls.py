@@ -90,6 +90,9 @@ class FreezableProxy(_UnixServer):
     def freeze(self) -> None:
         self.frozen.set()
 
+    def thaw(self) -> None:
+        self.frozen.clear()
+
     def serve(self, client: socket.socket) -> None:
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         upstream.connect(self.target)

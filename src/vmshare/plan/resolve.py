@@ -213,7 +213,7 @@ def _power_change(vm_name: str, vm: VmFacts, out: VmSteps) -> tuple[str, str, st
 def raise_guest_unreachable(vm_name: str, vm: VmFacts) -> None:
     raise GuestError(
         f"cannot reach inside VM {vm_name!r}: {vm.guest.error or 'no guest channel answered'}",
-        hint=vm.guest_hint,
+        hint=vm.guest.hint or vm.guest_hint,
     )
 
 

@@ -77,11 +77,10 @@ class AgentChannel:
             text = str(exc.get_error_message() or exc)
             code = exc.get_error_code()
             if code == libvirt.VIR_ERR_OPERATION_INVALID:  # refused before it reached the agent
+                state, verb = self._stopped_state()
                 raise GuestError(
-                    f"VM {self.vm!r} is not running (paused?): its guest agent cannot take "
-                    f"{execute} ({text})",
-                    hint=f"resume or start it (`virsh resume {self.vm}`), then run the command "
-                    "again",
+                    f"VM {self.vm!r} is {state}: its guest agent cannot take {execute} ({text})",
+                    hint=f"{verb} it (`virsh {verb} {self.vm}`), then run the command again",
                 ) from None
             unanswered = code == libvirt.VIR_ERR_AGENT_UNRESPONSIVE and "not responding" in text
             if unanswered or exc.get_error_domain() == libvirt.VIR_FROM_RPC:  # maybe delivered
@@ -96,6 +95,19 @@ class AgentChannel:
                 f"guest agent of VM {self.vm!r} did not answer: {text}", hint=AGENT_HINT
             ) from None
         return json.loads(reply)["return"]
+
+    def _stopped_state(self) -> tuple[str, str]:
+        """How a VM that refuses agent commands stands, and the virsh verb that brings it back:
+        the error names the cause (paused and shut off need different commands)."""
+        try:
+            state = self._domain().state()[0]
+        except libvirt.libvirtError:
+            return "not running", "start"
+        if state == libvirt.VIR_DOMAIN_PAUSED:
+            return "paused", "resume"
+        if state in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTDOWN):
+            return "shut off", "start"
+        return "not running", "start"
 
     def ping(self, timeout: int = PING_TIMEOUT) -> bool:
         try:
