@@ -224,8 +224,8 @@ def server(protocol: str, folder: Path, account: str) -> Iterator[Server]:
 
 # What the watch may see run through sudo (a sample every few ms misses most short commands)
 ROOT_PROGRAMS = {
-    "smb": {"useradd", "smbpasswd", "pdbedit", "tee", "mv", "smbcontrol", "userdel", "rm"},
-    "nfs": {"tee", "mv", "cp", "pkill"},
+    "smb": {"useradd", "smbpasswd", "pdbedit", "tee", "sync", "mv", "smbcontrol", "userdel", "rm"},
+    "nfs": {"tee", "sync", "mv", "cp", "pkill"},
 }
 
 

@@ -22,7 +22,13 @@ def every_exporter() -> list[HostSettings]:
 
 
 def listed() -> list[tuple[str, ...]]:
-    return [c.argv for s in every_exporter() for c in privileged.commands(s)]
+    """Every exporter's list, on Linux and macOS hosts (the file flush differs)."""
+    found = []
+    for bsd in (False, True):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(privileged, "BSD_SYNC", bsd)
+            found += [c.argv for s in every_exporter() for c in privileged.commands(s)]
+    return found
 
 
 def privileged_calls() -> list[tuple[str, list[ast.expr]]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,15 @@ def config_files(settings: HostSettings) -> list[tuple[Path, bool]]:
     return [(real_file(f), removable) for f, removable in files]
 
 
+# BSD sync takes no file and flushes every file system; coreutils' fsyncs the file or folder given
+BSD_SYNC = sys.platform == "darwin"
+
+
+def _flushes(path: str) -> list[Privileged]:
+    """The fsync of a staged file or its folder (host/rootfiles.py ``_flush``)."""
+    return [Privileged("FILES", ("sync",) if BSD_SYNC else ("sync", "--", path))]
+
+
 def file_commands(path: Path, *, removable: bool) -> list[Privileged]:
     """The commands that write and back up one config file, put its backup back, and remove
     the file (``removable``: vmshare's own file, which goes with its last entry) and backup."""
@@ -72,7 +82,9 @@ def file_commands(path: Path, *, removable: bool) -> list[Privileged]:
         commands += [
             Privileged("FILES", ("cp", "-p", "--", str(target), staged)),
             Privileged("FILES", ("tee", staged)),
+            *_flushes(staged),
             Privileged("FILES", ("mv", "-f", "--", staged, str(target))),
+            *_flushes(str(target.parent)),
             Privileged("FILES", ("rm", "-f", "--", staged)),
         ]
         if removable or target != path:

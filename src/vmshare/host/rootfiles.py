@@ -1,8 +1,8 @@
 """Writing a file server's config file: directly when vmshare may (root, or a folder it can
 write), else through ``sudo -n`` with the exact commands of ``privileged.file_commands``.
 
-Either way the change is atomic (a whole new file renamed over the old one) and the previous
-version is kept as ``.vmshare-bak`` when asked.
+Either way the change is atomic (a whole new file, fsynced, renamed over the old one, and the
+folder fsynced) and the previous version is kept as ``.vmshare-bak`` when asked.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from vmshare import hostexec
 from vmshare.errors import HostCommandError
 from vmshare.fsutil import atomic_write, real_file
+from vmshare.host import privileged
 from vmshare.host.privileged import backup_of, staged_path
 
 
@@ -39,6 +40,7 @@ def write(path: Path, data: bytes, *, keep_backup: bool = False) -> None:
                 ["cp", "-p", "--", str(real), str(staged)], privileged=True, timeout=hostexec.QUICK
             )
         hostexec.run(["tee", str(staged)], input=data, privileged=True, timeout=hostexec.QUICK)
+        _flush(staged)  # on disk before the rename, as atomic_write does: never an empty file
         if keep_backup and real.exists():
             backup = str(backup_of(real))
             hostexec.run(
@@ -47,10 +49,19 @@ def write(path: Path, data: bytes, *, keep_backup: bool = False) -> None:
         hostexec.run(
             ["mv", "-f", "--", str(staged), str(real)], privileged=True, timeout=hostexec.QUICK
         )
+        _flush(real.parent)  # the rename itself on disk
     except HostCommandError:
         with contextlib.suppress(HostCommandError):  # the error above is the one to report
             hostexec.run(["rm", "-f", "--", str(staged)], privileged=True, timeout=hostexec.QUICK)
         raise
+
+
+def _flush(path: Path) -> None:
+    """fsync ``path`` (a file or folder) as root (privileged.BSD_SYNC: how)."""
+    if privileged.BSD_SYNC:
+        hostexec.run(["sync"], privileged=True, timeout=hostexec.QUICK)
+    else:
+        hostexec.run(["sync", "--", str(path)], privileged=True, timeout=hostexec.QUICK)
 
 
 def remove(path: Path) -> None:
