@@ -27,7 +27,7 @@ from vmshare.errors import (
 )
 from vmshare.facts import GuestFacts, PathFact, VmFacts, gather, probe_path
 from vmshare.guest import Guest, GuestOs, guest_for
-from vmshare.host import Host
+from vmshare.host import Host, privileged
 from vmshare.host.local import LocalHost
 from vmshare.plan.choice import NETWORK_PROTOCOLS, network_protocols
 from vmshare.plan.model import Plan
@@ -64,6 +64,19 @@ class Session:
         if self._servers is None:
             self._servers = HostServers.from_settings(load_host_settings(self.spec))
         return self._servers
+
+    def check_privileges(self, plan: Plan) -> None:
+        """Would sudo run every root command the plan's steps on this host need? Asked before
+        any change (host/privileged.py ``preflight``); as root, nothing is asked."""
+        protocols = {
+            step.action.split("_", 1)[0]
+            for step in plan.steps
+            if step.layer == "host"
+            and step.action.startswith(("nfs_", "smb_"))
+            and self.host(step.vm) is self.local_host
+        }
+        if protocols:
+            privileged.preflight(self.servers.settings, protocols)
 
     def exports(self, protocol: str) -> dict[str, str]:
         return self.servers.entries(protocol)
@@ -467,6 +480,7 @@ def _confirmed(plan: Plan, confirm: Confirm | None, session: Session) -> None:
         _explain(plan, session)  # a plan that removes shares is shown before it is confirmed
     if plan.steps and confirm is not None and not confirm(plan):
         raise Declined("not confirmed; nothing changed")
+    session.check_privileges(plan)
 
 
 def _remove_orphans(

@@ -277,12 +277,13 @@ def test_an_unprivileged_user_shares_with_exactly_the_printed_sudoers_lines(
         assert check.returncode == 0, check.stdout + check.stderr
 
         try:
-            # without the lines: refused at the first command that needs root, nothing changed
+            # without the lines: refused before the first step (sudo -l), nothing changed
             refused = run(*add)
             assert refused.returncode != 0, refused.stderr
             (error,) = [x for x in refused.stderr.splitlines() if x.startswith("error: ")]
             (hint,) = [x for x in refused.stderr.splitlines() if x.startswith("hint: ")]
-            assert "sudo refused to run" in error and "everything is as before" in error, error
+            assert "sudo would refuse" in error and "nothing was changed" in error, error
+            assert "✓" not in refused.stderr and "↶" not in refused.stderr, refused.stderr
             assert "`vmshare doctor --sudoers`" in hint, hint
             assert {f: f.read_bytes() for f in bed.files} == before
             assert not account_exists(account)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import vmshare
-from vmshare.errors import UsageError
+from vmshare import hostexec
+from vmshare.errors import PrivilegeRefused, UsageError
 from vmshare.host import privileged
 from vmshare.spec import HostSettings, NfsHost, SmbHost
 
@@ -98,3 +99,24 @@ def test_a_path_sudoers_cannot_name_exactly_is_refused_with_a_hint(smb_conf):
 def test_a_user_name_sudoers_cannot_hold_is_refused():
     with pytest.raises(UsageError, match="not a user name"):
         privileged.sudoers(HostSettings(), "alice ALL=(ALL) ALL")
+
+
+def test_preflight_asks_sudo_about_exactly_the_protocols_commands(monkeypatch):
+    settings = HostSettings(nfs=NfsHost(exporter="ganesha"))
+    asked: list[list[str]] = []
+
+    def sudo_l(argv, **kw):
+        asked.append(argv)
+        return hostexec.CommandResult(tuple(argv), 1 if "smbcontrol" in argv[4] else 0, b"", b"")
+
+    monkeypatch.setattr(privileged.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(hostexec, "run", sudo_l)
+    privileged.preflight(settings, {"nfs"})  # every NFS command allowed
+    nfs = [c for c in privileged.commands(settings) if c.protocol == "nfs"]
+    assert len(asked) == len(nfs) and all(a[:4] == ["sudo", "-n", "-l", "--"] for a in asked)
+    with pytest.raises(PrivilegeRefused, match=r"sudo would refuse 2 of the .* SMB"):
+        privileged.preflight(settings, {"smb"})
+    monkeypatch.setattr(privileged.os, "geteuid", lambda: 0)
+    asked.clear()
+    privileged.preflight(settings, {"nfs", "smb"})  # root: nothing to ask
+    assert asked == []

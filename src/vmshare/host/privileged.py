@@ -18,17 +18,19 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vmshare.errors import UsageError
+from vmshare import hostexec
+from vmshare.errors import PrivilegeRefused, UsageError
 from vmshare.fsutil import BACKUP_SUFFIX, real_file
-from vmshare.hostexec import program
+from vmshare.hostexec import SUDOERS_HINT, program
 from vmshare.spec import HostSettings
 
 STAGED_SUFFIX = ".vmshare-new"
 # vmshare's Samba share names (mount tags): vmshare- and 16 hex digits
 SHARE_NAME = "vmshare-[0-9a-f]{16}"
+SAMPLE_SHARE = "vmshare-0123456789abcdef"  # a name SHARE_NAME matches, for `sudo -l`
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Privileged:
     argv: tuple[str, ...]
     pattern: str | None = None  # a regular expression for the last argument, where exactness
     # cannot be had (the argv's last item is then a placeholder)
+    protocol: str = ""  # the protocol that needs it: "nfs" or "smb"
 
 
 def staged_path(path: Path) -> Path:
@@ -50,18 +53,21 @@ def backup_of(path: Path) -> Path:
     return path.with_name(path.name + BACKUP_SUFFIX)
 
 
-def config_files(settings: HostSettings) -> list[tuple[Path, bool]]:
+def config_files(settings: HostSettings) -> list[tuple[Path, bool, str]]:
     """Every server config file vmshare may write for these settings, symlinks followed (the
-    file that changes is the real one), each with whether vmshare may remove it: its own files
-    go with their last entry, a server's main config never."""
+    file that changes is the real one), each with whether vmshare may remove it (its own files
+    go with their last entry, a server's main config never) and the protocol it serves."""
     from vmshare.protocols.nfs import GaneshaExporter, MacNfsExporter, exporter_for
 
     exporter = exporter_for(settings.nfs)
-    files = [(exporter.path, not isinstance(exporter, MacNfsExporter))]
+    files = [(exporter.path, not isinstance(exporter, MacNfsExporter), "nfs")]
     if isinstance(exporter, GaneshaExporter):
-        files.append((Path(settings.nfs.ganesha_config), False))
-    files += [(Path(settings.smb.include_file), True), (Path(settings.smb.smb_conf), False)]
-    return [(real_file(f), removable) for f, removable in files]
+        files.append((Path(settings.nfs.ganesha_config), False, "nfs"))
+    files += [
+        (Path(settings.smb.include_file), True, "smb"),
+        (Path(settings.smb.smb_conf), False, "smb"),
+    ]
+    return [(real_file(f), removable, protocol) for f, removable, protocol in files]
 
 
 # BSD sync takes no file and flushes every file system; coreutils' fsyncs the file or folder given
@@ -120,9 +126,35 @@ def commands(settings: HostSettings) -> list[Privileged]:
         Privileged("SMB", ("useradd", *USERADD, account)),
         Privileged("SMB", ("userdel", account)),
     ]
-    for path, removable in config_files(settings):
-        found += file_commands(path, removable=removable)
-    return found
+    for path, removable, protocol in config_files(settings):
+        found += [replace(c, protocol=protocol) for c in file_commands(path, removable=removable)]
+    return [c if c.protocol else replace(c, protocol=c.group.lower()) for c in found]
+
+
+def preflight(settings: HostSettings, protocols: set[str]) -> None:
+    """Before any change, when vmshare is not root: would ``sudo -n`` run every root command
+    that shares over ``protocols`` need? A missing rule then refuses the whole run up front,
+    instead of failing at its first root step and rolling back. ``sudo -l`` runs nothing."""
+    if not protocols or not hasattr(os, "geteuid") or os.geteuid() == 0:
+        return
+    wanted = [c for c in commands(settings) if c.protocol in protocols]
+    refused = []
+    for command in wanted:
+        argv = [*command.argv[:-1], SAMPLE_SHARE] if command.pattern else list(command.argv)
+        checked = hostexec.run(
+            ["sudo", "-n", "-l", "--", program(argv[0]), *argv[1:]],
+            check=False,
+            timeout=hostexec.QUICK,
+        )
+        if checked.returncode != 0:
+            refused.append(" ".join(argv))
+    if refused:
+        raise PrivilegeRefused(
+            f"sudo would refuse {len(refused)} of the {len(wanted)} root commands these "
+            f"{'/'.join(sorted(protocols)).upper()} shares need (first: `{refused[0]}`); "
+            "nothing was changed",
+            hint=SUDOERS_HINT,
+        )
 
 
 # ----------------------------------------------------------------------------- sudoers
