@@ -23,6 +23,7 @@ from tests.contract.share import (
     ShareTestbed,
     network_expectations,
 )
+from tests.testbed.faults import Fault
 from tests.testbed.fixtures import (
     OWNER,
     VM,
@@ -34,6 +35,7 @@ from tests.testbed.fixtures import (
 )
 from tests.testbed.hyperv import HyperVHost, Vm
 from tests.testbed.wsman.fixture import PASSWORD_ENV, WsmanBed
+from tests.testbed.wsman.server import WsmanEndpoint
 from vmshare.spec import SmbHost
 
 pytestmark = pytest.mark.integration
@@ -53,6 +55,55 @@ def host_table(vm: str, bed: WsmanBed, guest: SshGuest) -> str:
         f'ssh_port = {access.ssh_port}\nssh_key = "{access.ssh_key}"\n'
         f'ssh_known_hosts = "{access.ssh_known_hosts}"\n'
     )
+
+
+def faults(endpoint: WsmanEndpoint, standin: HyperVHost, guest: SshGuest) -> list[Fault]:
+    """What a Hyper-V add can meet mid-way: the host's WinRM service stopped, or silent, or
+    answering with an error; the guest frozen. Each lands as the SMB share is about to be made
+    (the folder's account made already: there is something to roll back), or as the guest is
+    about to mount it."""
+    url = re.escape(endpoint.url)
+    return [
+        Fault(
+            "WinRM endpoint stopped",
+            "host.smb_share",
+            inject=endpoint.halt,
+            restore=endpoint.restart,
+            error=f"nothing accepts connections at the WinRM endpoint {url}",
+            bound=30,
+        ),
+        Fault(
+            "WinRM endpoint never answers",
+            "host.smb_share",
+            inject=endpoint.hold,
+            restore=endpoint.release,
+            error=f"the WinRM endpoint {url} did not answer within 30 s",
+            bound=60,
+        ),
+        Fault(
+            "WinRM call returns an error stream",
+            "host.smb_share",
+            inject=lambda: standin.fail_next(
+                "New-SmbShare",
+                "The Server service is not started.",
+                "NotSpecified: (MSFT_SMBShare:ROOT/Microsoft/Windows/SMB/MSFT_SMBShare) "
+                "[New-SmbShare], CimException",
+                "Windows System Error 2114,New-SmbShare",
+            ),
+            restore=standin.failures.clear,
+            # PowerShell's own message, and nothing of the CLIXML or of the record's other lines
+            error=r"on the Windows host: New-SmbShare : The Server service is not started\.;",
+            bound=30,
+        ),
+        Fault(
+            "guest frozen",
+            "guest.",
+            inject=guest.dom.suspend,
+            restore=guest.dom.resume,
+            error=r"ssh to 127\.0\.0\.1 port \d+ failed: Connection timed out",
+            bound=60,
+        ),
+    ]
 
 
 class TestHypervSmb(ShareContract):
@@ -120,6 +171,7 @@ class TestHypervSmb(ShareContract):
             vm_config=vm_config,
             # the folder and the share are the Windows host's, asked of it over WinRM
             status_checks={"host": "ok", "export": "ok", "mount": "ok", "probe": "ok"},
+            faults=faults(wsman.http, standin, ssh_guest),
             **network_expectations(
                 "smb",
                 # a Windows file name cannot hold '"'; two spaces in a row it can (the

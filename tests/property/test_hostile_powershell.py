@@ -47,7 +47,7 @@ CASES = {
     "account_query": lambda n, p, a: scripts.account_query_script(a),
     "account_remove": lambda n, p, a: scripts.account_remove_script(a),
     "rights": lambda n, p, a: scripts.rights_script(p, a, True),
-    "unrights": lambda n, p, a: scripts.unrights_script(n, a),
+    "unrights": lambda n, p, a: scripts.unrights_script(n, a, p),
     "psdirect_host": lambda n, p, a: psdirect.host_script(n, a),
     "smb_share": lambda n, p, a: SMB.share_script(n, p, a, False),
     "smb_unshare": lambda n, p, a: SMB.unshare_script(n),

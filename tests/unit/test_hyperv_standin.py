@@ -107,6 +107,25 @@ def test_share_lifecycle_leaves_the_model_clean(backend, standin, runner, tmp_pa
     assert not (tmp_path / "windows" / "C" / "data").exists()
 
 
+def test_unshare_takes_the_rights_back_where_the_share_was_never_made(backend, standin, tmp_path):
+    """The share step gave the rights, then New-SmbShare failed: its undo finds no share and
+    takes the rights back from the folder the plan names (a rollback that says "everything is
+    as before" must mean it)."""
+    host = backend.host(SecretStore(tmp_path / "state"))
+    folder = "C:\\data"
+    host.mkdir(folder)
+    settings = {"account": "vmshare"}
+    standin.fail_next("New-SmbShare", "The Server service is not started.", "x", "y")
+    with pytest.raises(HostCommandError, match="New-SmbShare : The Server service"):
+        host.smb_share(settings, {"entry_id": TAG, "path": folder, "readonly": False})
+    assert standin.shares == {} and standin.acls[folder.lower()] == {"vmshare": "Modify"}
+    host.smb_unshare(settings, TAG)  # without the folder (an older journal): nothing to find
+    assert standin.acls[folder.lower()] == {"vmshare": "Modify"}
+    host.smb_unshare(settings, TAG, folder)
+    assert standin.acls[folder.lower()] == {}
+    host.smb_unshare(settings, TAG, "C:\\gone")  # a folder that is not there: nothing to do
+
+
 def test_a_user_account_vmshare_did_not_make_is_kept(backend, standin, tmp_path):
     standin.users["vmshare"] = {"description": "someone's", "password": "x"}
     host = backend.host(SecretStore(tmp_path / "state"))

@@ -7,7 +7,7 @@ import pytest
 
 from vmshare.backends.libvirt.domain_xml import filesystem_xml, filesystems, with_shared_memory
 from vmshare.facts import FsDevice
-from vmshare.guest.ssh import remote_command, ssh_argv
+from vmshare.guest.ssh import remote_command, ssh_argv, ssh_failure
 from vmshare.spec import GuestAccess
 
 HOSTILE = [
@@ -98,3 +98,18 @@ def test_shared_memory_is_added_once_and_keeps_other_settings():
     assert len(backing.findall("source")) == 1 and len(backing.findall("access")) == 1
     fresh = ET.fromstring(with_shared_memory("<domain><memory>1</memory><devices/></domain>"))
     assert [child.tag for child in fresh] == ["memory", "memoryBacking", "devices"]
+
+
+def test_an_ssh_failure_is_one_line_and_a_silent_guest_is_not_a_key_problem():
+    """What OpenSSH printed when the Hyper-V fault test froze the guest mid-add."""
+    access = GuestAccess(ssh_host="127.0.0.1", ssh_port=48351)
+    said = (
+        "Connection timed out during banner exchange\r\n"
+        "Connection to 127.0.0.1 port 48351 timed out\r\n"
+    )
+    error = ssh_failure(access, said)
+    assert "\n" not in error.message and "\r" not in error.message
+    assert error.message.endswith("banner exchange; Connection to 127.0.0.1 port 48351 timed out")
+    assert "not paused" in (error.hint or "") and "ssh_key" not in (error.hint or "")
+    refused = ssh_failure(access, "Permission denied (publickey).\n")
+    assert "ssh_key" in (refused.hint or "")

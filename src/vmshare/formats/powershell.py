@@ -209,6 +209,12 @@ class LocalPowerShell:
 _DENIED = ("access is denied", "requires elevation", "permission", "unauthorizedaccess")
 
 
+def is_denied(message: str) -> bool:
+    """Whether PowerShell's ``message`` says the account lacks a right (the fix is the account's,
+    not the script's)."""
+    return any(word in message.lower() for word in _DENIED)
+
+
 def checked(result: PsResult, what: str) -> PsResult:
     """``result`` if the script succeeded. A non-zero exit or anything on the error stream is a
     ``HostCommandError`` naming ``what`` (a verb phrase: "look up VM 'devvm'") with the first
@@ -219,7 +225,7 @@ def checked(result: PsResult, what: str) -> PsResult:
     error = lines[0] if lines else ""
     if result.exit_code != 0 or error:
         detail = redact(error)[:300] if error else f"exit code {result.exit_code}"
-        denied = any(word in error.lower() for word in _DENIED)
+        denied = is_denied(error)
         raise HostCommandError(
             f"could not {what} on the Windows host: {detail}",
             hint="run vmshare as an Administrator of the Hyper-V host, or over WinRM as a "

@@ -64,10 +64,23 @@ class SshChannel:
         except HostCommandError as exc:
             raise GuestError(f"ssh to the guest failed: {exc.message}", hint=exc.hint) from None
         if result.returncode == 255:
-            raise GuestError(
-                f"ssh to {self.access.ssh_host} failed: "
-                f"{result.stderr.decode('utf-8', 'replace').strip()[:200]}",
-                hint="check ssh_host/ssh_port/ssh_user/ssh_key, that the key is authorised in the "
-                "guest, and that its host key is in known_hosts (or set ssh_known_hosts)",
-            )
+            raise ssh_failure(self.access, result.stderr.decode("utf-8", "replace"))
         return GuestResult(result.returncode, result.stdout, result.stderr)
+
+
+def ssh_failure(access: GuestAccess, stderr: str) -> GuestError:
+    """ssh's own failure (exit 255) as one line: its messages joined, and a hint for what they
+    say (a guest that does not answer is not a key to check)."""
+    said = "; ".join(line.strip() for line in stderr.splitlines() if line.strip())[:300]
+    where = f"{access.ssh_host} port {access.ssh_port}"
+    if "timed out" in said.lower():
+        return GuestError(
+            f"ssh to {where} failed: {said or 'no message'}",
+            hint=f"the guest did not answer ssh within {CONNECT_TIMEOUT} s: check that it runs "
+            "(not paused, hung or overloaded), then run the command again",
+        )
+    return GuestError(
+        f"ssh to {where} failed: {said or 'no message'}",
+        hint="check ssh_host/ssh_port/ssh_user/ssh_key, that the key is authorised in the "
+        "guest, and that its host key is in known_hosts (or set ssh_known_hosts)",
+    )

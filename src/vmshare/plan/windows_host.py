@@ -98,6 +98,7 @@ class WindowsHostShareSteps(StepMaker):
                 f"remove the SMB share {self.tag} and {account}'s rights on {self.source}",
                 settings=self.settings,
                 entry_id=self.tag,
+                path=self.source,  # the rights go back even where the share was never made
             )
             out.host.append(
                 self.step(

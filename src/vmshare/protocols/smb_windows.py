@@ -17,9 +17,11 @@ from vmshare.formats.powershell import (
     assign,
     command,
     ensure_fits,
+    is_denied,
     pipeline,
     script,
 )
+from vmshare.secret_value import redact
 
 MAX_SHARE_NAME = 80
 _FORBIDDEN_IN_NAME = set('"/\\[]:|<>+=;,*?')
@@ -178,7 +180,7 @@ class WindowsSmbExporter:
     # Actions.
 
     def export(self, name: str, path: str, account: str, *, readonly: bool) -> None:
-        self._run(self.share_script(name, path, account, readonly), f"share {path!r} as {name!r}")
+        self._run(self.share_script(name, path, account, readonly), f"share {path} as {name}")
 
     def unexport(self, name: str) -> None:
         self._run(self.unshare_script(name), f"remove SMB share {name!r}")
@@ -197,11 +199,14 @@ class WindowsSmbExporter:
         ensure_fits(script_text)  # same limit whatever the runner, so behaviour does not vary
         result = self._runner.run(script_text)
         if result.exit_code != 0:
-            # Only the first line: the script's catch prints the bare exception message there.
+            # Only the first line: the script's catch prints the bare exception message there,
+            # and an error no catch saw puts its message first (then the failing script line)
             lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-            detail = lines[0][:300] if lines else f"exit {result.exit_code}, no message"
+            detail = redact(lines[0])[:300] if lines else f"exit {result.exit_code}, no message"
             raise HostCommandError(
-                f"could not {action}: {detail}",
-                hint="run vmshare as an administrator on the Windows host, then retry",
+                f"could not {action} on the Windows host: {detail}",
+                hint="run vmshare as an administrator on the Windows host, then retry"
+                if is_denied(detail)
+                else "the message is PowerShell's; `vmshare plan` shows the script vmshare runs",
             )
         return result

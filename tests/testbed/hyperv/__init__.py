@@ -13,6 +13,7 @@ from __future__ import annotations
 import grp
 import ntpath
 import pwd
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.testbed.hyperv.evaluate import (
     parse,
     prop,
 )
+from tests.testbed.wsman.commandline import uncaught_error
 from vmshare.backends.hyperv.psdirect import GUEST_BLOCK
 from vmshare.errors import UsageError
 from vmshare.protocols.smb import SambaExporter, SmbShare, check_path
@@ -111,12 +113,23 @@ class HyperVHost:
         self.guest_answer: Callable[[str, str, str], tuple[int, str, str]] = (
             lambda vm, script, given: (0, "", "")
         )
+        # fail_next: (cmdlet, its uncaught error as powershell.exe writes it), oldest first
+        self.failures: list[tuple[str, str]] = []
+
+    def fail_next(self, cmdlet: str, message: str, category: str, error_id: str) -> None:
+        """The next script that calls ``cmdlet`` fails before it changes anything, as Windows
+        reports an error no script caught: exit 1, the error record on stderr in CLIXML."""
+        self.failures.append((cmdlet, uncaught_error(f"{cmdlet} ...", message, category, error_id)))
 
     # ----------------------------------------------------------------- entry
 
     def handle(self, script_text: str, stdin: str = "") -> tuple[int, str, str]:
         """Answer one decoded script as the Windows host would: (exit code, stdout, stderr)."""
         self.scripts.append(script_text)
+        for index, (cmdlet, error) in enumerate(self.failures):
+            if re.search(rf"(?<![\w-]){re.escape(cmdlet)}(?![\w-])", script_text):
+                del self.failures[index]
+                return 1, "", error
         ev = Evaluator(self._cmdlets(), PARAMETERS, self._types(ev_ref := []), stdin)
         ev_ref.append(ev)
         return ev.run(script_text)

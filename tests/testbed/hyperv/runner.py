@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 
 from tests.testbed.hyperv import HyperVHost
+from vmshare.formats.clixml import plain_stderr
 from vmshare.formats.powershell import PsResult, encoded_command
 
 
@@ -26,4 +27,4 @@ class StandInPowerShell:
         self.argvs.append(argv)
         decoded = base64.b64decode(argv[-1]).decode("utf-16-le")
         code, out, err = self.host.handle(decoded, data)
-        return PsResult(code, out, err)
+        return PsResult(code, out, plain_stderr(err))  # as both real transports read it

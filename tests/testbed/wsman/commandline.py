@@ -25,8 +25,8 @@ BAD_ENCODING = (
     "properly encoded. The value must be Base64 encoded.\r\n"
 )
 
-CLIXML_PROGRESS = (
-    "#< CLIXML\r\n"
+CLIXML_HEADER = "#< CLIXML\r\n"
+CLIXML_PROGRESS = CLIXML_HEADER + (
     '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
     '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject'
     '</T><T>System.Object</T></TN><MS><I64 N="SourceId">1</I64><PR N="Record">'
@@ -49,6 +49,31 @@ def clixml_errors(text: str) -> str:
         '#< CLIXML\r\n<Objs Version="1.1.0.1" '
         f'xmlns="http://schemas.microsoft.com/powershell/2004/04">{lines}</Objs>'
     )
+
+
+def uncaught_error(command: str, message: str, category: str, error_id: str) -> str:
+    """How Windows PowerShell 5.1 writes an error no script caught, ``command`` failing with
+    ``message``: the message, where it happened (with the script line), the category and id,
+    as CLIXML error records (see ``clixml_errors``)."""
+    name = command.split(" ", 1)[0]
+    return clixml_errors(
+        f"{name} : {message}\r\n"
+        "At line:1 char:1\r\n"
+        f"+ {command}\r\n"
+        f"+ {'~' * len(command)}\r\n"
+        f"    + CategoryInfo          : {category}\r\n"
+        f"    + FullyQualifiedErrorId : {error_id}\r\n"
+        " \r\n"
+    )
+
+
+def _with_progress(stderr: str) -> str:
+    """powershell.exe's stderr: one CLIXML document, its progress record first, then the
+    records the script wrote; plain text (``[Console]::Error``) after it."""
+    if stderr.startswith(CLIXML_HEADER):
+        start = stderr.find(">", stderr.find("<Objs")) + 1
+        return CLIXML_PROGRESS.removesuffix("</Objs>") + stderr[start:]
+    return CLIXML_PROGRESS + stderr
 
 
 def takes_stdin(handler: Handler) -> bool:
@@ -106,5 +131,5 @@ def run(line: str, codepage: int, handler: Handler) -> tuple[int, bytes, bytes]:
     return (
         exit_code,
         stdout.encode(encoding, "replace"),
-        (CLIXML_PROGRESS + stderr).encode(encoding, "replace"),
+        _with_progress(stderr).encode(encoding, "replace"),
     )

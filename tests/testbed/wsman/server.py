@@ -12,6 +12,7 @@ file named by ``NTLM_USER_FILE`` (``DOMAIN:USER:PASSWORD`` lines), which this mo
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import ssl
@@ -43,8 +44,22 @@ class _Listener(ThreadingHTTPServer):
     daemon_threads = True
     endpoint: WsmanEndpoint
 
+    def __init__(self, address: tuple[str, int], endpoint: WsmanEndpoint) -> None:
+        self.endpoint = endpoint
+        self.connections: set[socket.socket] = set()  # open ones: a stopped service drops them
+        super().__init__(address, _Connection)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that hangs up or refuses our certificate is the client's business
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        for sock in list(self.connections):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
@@ -52,6 +67,7 @@ class _Listener(ThreadingHTTPServer):
         if tls is not None:
             # the handshake happens in the connection's own thread, at its first read
             sock = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        self.connections.add(sock)
         return sock, address
 
 
@@ -67,6 +83,10 @@ class _Connection(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         endpoint = self.server.endpoint
         body = self.rfile.read(int(self.headers.get("Content-Length", "0") or "0"))
+        if not endpoint.answering.is_set():  # held: the request is in, no reply ever leaves
+            endpoint.answering.wait()
+            self.close_connection = True
+            return
         user = self._authenticate(endpoint)
         if user is None:
             return
@@ -218,7 +238,11 @@ class WsmanEndpoint:
     """A WinRM listener on 127.0.0.1 (``url``); set ``handler`` to play PowerShell.
 
     ``auth`` holds "basic" and/or "ntlm"; ``users`` maps user names (``DOMAIN\\user`` or
-    ``user``) to passwords; ``tls`` (a server SSLContext) makes it HTTPS."""
+    ``user``) to passwords; ``tls`` (a server SSLContext) makes it HTTPS.
+
+    Faults (issue 14): ``halt``/``restart`` stop the WinRM service (connections refused, open
+    ones dropped, shells lost) and start it again on the same port with the same certificate;
+    ``hold``/``release`` make it accept connections and read requests but never answer."""
 
     def __init__(
         self,
@@ -239,10 +263,14 @@ class WsmanEndpoint:
         self.ntlm_user_file = self._dir / "ntlm-users"
         self.users: dict[str, str] = {}
         self.set_users(users or {})
-        self._listener = _Listener(("127.0.0.1", 0), _Connection)
-        self._listener.endpoint = self
+        self.answering = threading.Event()  # cleared: requests are held, never answered
+        self.answering.set()
+        self._listener = _Listener(("127.0.0.1", 0), self)
         self.port = self._listener.server_address[1]
-        self._thread = threading.Thread(
+        self._thread = self._serving_thread()
+
+    def _serving_thread(self) -> threading.Thread:
+        return threading.Thread(
             target=self._listener.serve_forever,
             kwargs={"poll_interval": 0.05},
             daemon=True,
@@ -271,10 +299,35 @@ class WsmanEndpoint:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._listener.shutdown()
+    def halt(self) -> None:
+        """The WinRM service stops: the port refuses connections, open ones are dropped and
+        the shells are gone."""
+        if self._thread.is_alive():
+            self._listener.shutdown()
+            self._thread.join(timeout=10)
         self._listener.server_close()
-        self._thread.join(timeout=10)
+        self._listener.drop_connections()
+        self.service.drop_shells()
+
+    def restart(self) -> None:
+        """The WinRM service starts again: same port, same certificate, same accounts."""
+        if self._thread.is_alive():
+            return
+        self._listener = _Listener(("127.0.0.1", self.port), self)
+        self._thread = self._serving_thread()
+        self._thread.start()
+
+    def hold(self) -> None:
+        """From now on connections are accepted and requests read, and nothing answers."""
+        self.answering.clear()
+
+    def release(self) -> None:
+        """Answer again; each held request's connection closes without a reply."""
+        self.answering.set()
+
+    def stop(self) -> None:
+        self.release()
+        self.halt()
         self.ntlm_user_file.unlink(missing_ok=True)
         self._dir.rmdir()
 

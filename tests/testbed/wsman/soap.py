@@ -114,6 +114,11 @@ class ShellService:
         with self._lock:
             return len(self._shells)
 
+    def drop_shells(self) -> None:
+        """The service stopped: its shells are gone."""
+        with self._lock:
+            self._shells.clear()
+
     def handle(self, body: bytes, user: str, endpoint_url: str) -> tuple[int, bytes]:
         """One SOAP request -> (HTTP status, SOAP reply)."""
         try:

@@ -147,10 +147,12 @@ class WindowsHost:
         )
         self.exporter.export(name, path, account, readonly=readonly)
 
-    def smb_unshare(self, settings: dict[str, Any], entry_id: str) -> None:
+    def smb_unshare(self, settings: dict[str, Any], entry_id: str, path: str = "") -> None:
+        """The share and the account's NTFS rights; ``path``, the share's folder, is where the
+        rights are taken back when the share is not there (its step failed part-way)."""
         account = settings["account"]
         checked(
-            self.runner.run(scripts.unrights_script(entry_id, account)),
+            self.runner.run(scripts.unrights_script(entry_id, account, path)),
             f"take {account}'s rights back from share {entry_id}",
         )
         self.exporter.unexport(entry_id)
@@ -203,7 +205,7 @@ def step_script(action: str, args: dict[str, Any]) -> str | None:
     if action == "smb_unshare":
         exporter = WindowsSmbExporter(_NoRunner())
         return (
-            scripts.unrights_script(args["entry_id"], account)
+            scripts.unrights_script(args["entry_id"], account, args.get("path", ""))
             + "\n\n"
             + exporter.unshare_script(args["entry_id"])
         )

@@ -297,14 +297,18 @@ def rights_script(path: str, account: str, readonly: bool) -> str:
     )
 
 
-def unrights_script(name: str, account: str) -> str:
-    """Take back every NTFS right ``account`` holds on the folder of share ``name``."""
+def unrights_script(name: str, account: str, path: str = "") -> str:
+    """Take back every NTFS right ``account`` holds on the folder of share ``name``; with no
+    such share, on ``path`` (the share step failed after the rights were given, or the share
+    was removed by hand)."""
     return _finished(
         assign("name", name),
         assign("account", account),
+        assign("folder", path),
         f"$share = {_where(command('Get-SmbShare'), 'Name', Var('name'))}",
-        "if ($share) {",
-        "$folder = $share.Path",
+        "if ($share) { $folder = $share.Path }",
+        "if ($folder) {",
+        "if (" + command("Test-Path", LiteralPath=Var("folder"), PathType="Container") + ") {",
         "$acl = " + command("Get-Acl", LiteralPath=Var("folder")),
         "$who = "
         + command(
@@ -314,6 +318,7 @@ def unrights_script(name: str, account: str) -> str:
         ),
         "$acl.PurgeAccessRules($who)",
         command("Set-Acl", LiteralPath=Var("folder"), AclObject=Var("acl")),
+        "}",
         "}",
     )
 

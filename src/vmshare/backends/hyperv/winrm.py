@@ -71,6 +71,10 @@ class WinRMPowerShell:
         self.url = endpoint_url(settings)
         self._secure = self.url.startswith("https://")
         self._password: Secret | None = None  # resolved once: a prompt asks once per run
+        self._waiting = 0.0  # s: the read timeout of the request in flight
+        # set once the endpoint let a request time out: later scripts of this run (a
+        # rollback's undo steps) fail at once rather than wait as long again each
+        self._silent: BackendUnavailable | None = None
 
     # -- the PowerShellRunner interface (and backends/hyperv's InputRunner) ----------------
 
@@ -84,6 +88,11 @@ class WinRMPowerShell:
 
     def _run(self, script: str, stdin: str | None, timeout: float) -> PsResult:
         argv = encoded_command(script)  # refuses a script over the limit before connecting
+        if self._silent is not None:
+            raise BackendUnavailable(
+                f"{self._silent.message} earlier in this run: not asked again",
+                hint=self._silent.hint,
+            )
         deadline = time.monotonic() + timeout
         protocol = self._protocol()
         started = False  # once the Command is sent the script may run: a timeout is then the
@@ -183,8 +192,7 @@ class WinRMPowerShell:
             if done:
                 return b"".join(stdout), b"".join(stderr), int(code)
 
-    @staticmethod
-    def _budget(protocol: Any, deadline: float) -> None:
+    def _budget(self, protocol: Any, deadline: float) -> None:
         """Fit the next request into what is left of the deadline."""
         left = deadline - time.monotonic()
         if left <= 0:
@@ -192,6 +200,7 @@ class WinRMPowerShell:
         operation = max(1, min(OPERATION_TIMEOUT, int(left)))
         protocol.operation_timeout_sec = operation
         protocol.transport.read_timeout_sec = min(operation + NETWORK_MARGIN, left + 2)
+        self._waiting = protocol.transport.read_timeout_sec
 
     def _quietly(self, protocol: Any, action: Callable[[], object]) -> None:
         """Clean-up after the result is known (or lost): its failure changes nothing, and it
@@ -214,7 +223,17 @@ class WinRMPowerShell:
             yield
         except VmshareError:
             raise
-        except (TimeoutError, requests.exceptions.Timeout):
+        except requests.exceptions.Timeout:
+            # one request got no answer at all (not even WinRM's "still running")
+            self._silent = BackendUnavailable(
+                f"the WinRM endpoint {self.url} did not answer within {self._waiting:.0f} s",
+                hint="the script may have run: check the host before trying again"
+                if started()
+                else f"check that the host's WinRM service answers (winrm = {settings.winrm!r} "
+                f"in [vm.{settings.name}]) and that its firewall lets WinRM through",
+            )
+            raise self._silent from None
+        except TimeoutError:
             if started():
                 raise HostCommandTimeout(
                     f"a PowerShell script on {self.url} did not finish within {timeout:g} s",
@@ -266,7 +285,7 @@ class WinRMPowerShell:
             )
         if "refused" in text:
             return BackendUnavailable(
-                f"nothing accepts connections at {self.url}",
+                f"nothing accepts connections at the WinRM endpoint {self.url}",
                 hint=f"check winrm = {settings.winrm!r} in {where} (WinRM listens on 5985 for "
                 "winrm://, 5986 for winrms://); on the host, Enable-PSRemoting starts it",
             )
