@@ -270,6 +270,9 @@ def execute(
                     note = run_step(runtime, step)
                     _fault("effect", index)
             except (Exception, KeyboardInterrupt) as exc:
+                if getattr(exc, "never_ran", False) and begun and begun[-1] is step:
+                    begun.pop()  # its action never reached the target: nothing to undo
+                    journal.undone(step)
                 ctrl = isinstance(exc, KeyboardInterrupt)
                 cause = "interrupted (Ctrl-C)" if ctrl else _describe(exc)
                 report("failed", step)

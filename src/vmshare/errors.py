@@ -27,7 +27,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeVar
 
 
 def closest(value: str, choices: Iterable[str]) -> str | None:
@@ -59,6 +59,10 @@ class ExitCode(IntEnum):
 
 class VmshareError(Exception):
     exit_code: ExitCode = ExitCode.FAILURE
+    # True when the failed action provably never reached its target (a connection refused, a
+    # VM that refused the request): the executor then does not undo the step that raised it,
+    # an undo that would meet the same refusal and leave a rollback "incomplete" for nothing
+    never_ran: bool = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -168,3 +172,12 @@ class FleetFailed(ApplyFailed):
     are done and stay so."""
 
     exit_code = ExitCode.PARTIAL
+
+
+E = TypeVar("E", bound=VmshareError)
+
+
+def never_ran(error: E) -> E:
+    """``error``, marked as raised before its action reached the target (see ``never_ran``)."""
+    error.never_ran = True
+    return error

@@ -6,7 +6,7 @@ from factories import fresh_vm, spec_of
 from test_plan import plan_for
 
 from vmshare.apply import Journal, execute
-from vmshare.errors import ApplyFailed, GuestError, RollbackIncomplete
+from vmshare.errors import ApplyFailed, GuestError, RollbackIncomplete, never_ran
 from vmshare.plan.removal import removal_plan
 from vmshare.state import StateStore
 
@@ -14,9 +14,10 @@ from vmshare.state import StateStore
 class Recorder:
     """Runtime whose layers record every action; ``fail`` names actions that raise."""
 
-    def __init__(self, fail=(), interrupt=(), fail_undo=()):
+    def __init__(self, fail=(), interrupt=(), fail_undo=(), refused=()):
         self.calls: list[str] = []
         self.fail, self.interrupt, self.fail_undo = set(fail), set(interrupt), set(fail_undo)
+        self.refused = set(refused)  # actions whose target refuses them: they never ran
 
     def layer(self, layer, vm):
         recorder = self
@@ -30,6 +31,8 @@ class Recorder:
                         os.kill(os.getpid(), signal.SIGINT)
                     if name in recorder.fail | recorder.fail_undo:
                         raise GuestError(f"{name} broke")
+                    if name in recorder.refused:
+                        raise never_ran(GuestError(f"{name} refused: the VM is paused"))
                     return None
 
                 return call

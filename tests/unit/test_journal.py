@@ -139,6 +139,18 @@ def test_the_failed_step_is_undone_too_because_it_may_have_half_happened(store):
     assert store.load().shares == {}
 
 
+def test_a_step_whose_target_refused_it_is_not_undone(store):
+    """A refusal that proves the action never ran (a paused VM, a refused connection) leaves
+    nothing of the step: its undo, which would meet the same refusal, is skipped."""
+    plan = plan_for(spec_of("/srv/x testvm:/mnt/x"), fresh_vm())
+    runtime = Recorder(refused={"guest.mkdir", "guest.rmdir_empty"})
+    with pytest.raises(ApplyFailed) as info:
+        run(plan, runtime, store)
+    assert runtime.calls == ["hypervisor.attach_share", "guest.mkdir", "hypervisor.detach_share"]
+    assert "undid 1 step(s)" in info.value.message and "as before" in info.value.message
+    assert store.load().shares == {}
+
+
 # ------------------------------------------------------------------------------ Ctrl-C
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 
 from vmshare import hostexec
-from vmshare.errors import GuestError, GuestTimeout, HostCommandError, HostCommandTimeout
+from vmshare.errors import (
+    GuestError,
+    GuestTimeout,
+    HostCommandError,
+    HostCommandTimeout,
+    never_ran,
+)
 from vmshare.guest.channel import GuestResult
 from vmshare.spec import GuestAccess
 
@@ -73,6 +80,18 @@ def ssh_failure(access: GuestAccess, stderr: str) -> GuestError:
     say (a guest that does not answer is not a key to check)."""
     said = "; ".join(line.strip() for line in stderr.splitlines() if line.strip())[:300]
     where = f"{access.ssh_host} port {access.ssh_port}"
+    if _NOT_CONNECTED.search(said):  # the command never reached the guest
+        return never_ran(_ssh_failure(where, said))
+    return _ssh_failure(where, said)
+
+
+# ssh's words for a connection that never came up (no command was sent)
+_NOT_CONNECTED = re.compile(
+    r"connect to host|Connection refused|during banner exchange|Could not resolve hostname"
+)
+
+
+def _ssh_failure(where: str, said: str) -> GuestError:
     if "timed out" in said.lower():
         return GuestError(
             f"ssh to {where} failed: {said or 'no message'}",

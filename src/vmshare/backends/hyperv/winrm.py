@@ -29,6 +29,7 @@ from vmshare.errors import (
     HostCommandTimeout,
     UsageError,
     VmshareError,
+    never_ran,
 )
 from vmshare.formats.clixml import plain_stderr
 from vmshare.formats.powershell import PsResult, encoded_command
@@ -279,15 +280,19 @@ class WinRMPowerShell:
         host = urlsplit(self.url).hostname
         where = f"[vm.{settings.name}]"
         if "NameResolution" in text or "Name or service not known" in text or "getaddrinfo" in text:
-            return BackendUnavailable(
-                f"cannot resolve the WinRM host {host!r}",
-                hint=f"check the host name in winrm = {settings.winrm!r} in {where}",
+            return never_ran(
+                BackendUnavailable(
+                    f"cannot resolve the WinRM host {host!r}",
+                    hint=f"check the host name in winrm = {settings.winrm!r} in {where}",
+                )
             )
         if "refused" in text:
-            return BackendUnavailable(
-                f"nothing accepts connections at the WinRM endpoint {self.url}",
-                hint=f"check winrm = {settings.winrm!r} in {where} (WinRM listens on 5985 for "
-                "winrm://, 5986 for winrms://); on the host, Enable-PSRemoting starts it",
+            return never_ran(
+                BackendUnavailable(
+                    f"nothing accepts connections at the WinRM endpoint {self.url}",
+                    hint=f"check winrm = {settings.winrm!r} in {where} (WinRM listens on 5985 for "
+                    "winrm://, 5986 for winrms://); on the host, Enable-PSRemoting starts it",
+                )
             )
         return BackendUnavailable(
             f"cannot reach the WinRM endpoint {self.url}: {type(exc).__name__}",

@@ -20,7 +20,7 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-from vmshare.errors import GuestError, GuestTimeout
+from vmshare.errors import GuestError, GuestTimeout, never_ran
 from vmshare.guest.channel import GuestResult
 
 REPLY_TIMEOUT = 10  # s: one request to the agent (libvirt's timeout argument, whole seconds)
@@ -78,9 +78,12 @@ class AgentChannel:
             code = exc.get_error_code()
             if code == libvirt.VIR_ERR_OPERATION_INVALID:  # refused before it reached the agent
                 state, verb = self._stopped_state()
-                raise GuestError(
-                    f"VM {self.vm!r} is {state}: its guest agent cannot take {execute} ({text})",
-                    hint=f"{verb} it (`virsh {verb} {self.vm}`), then run the command again",
+                raise never_ran(
+                    GuestError(
+                        f"VM {self.vm!r} is {state}: its guest agent cannot take {execute} "
+                        f"({text})",
+                        hint=f"{verb} it (`virsh {verb} {self.vm}`), then run the command again",
+                    )
                 ) from None
             unanswered = code == libvirt.VIR_ERR_AGENT_UNRESPONSIVE and "not responding" in text
             if unanswered or exc.get_error_domain() == libvirt.VIR_FROM_RPC:  # maybe delivered
