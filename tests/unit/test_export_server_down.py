@@ -8,6 +8,7 @@ fails both, with the file put back. Real processes and real smbcontrol, no serve
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -185,6 +186,35 @@ def test_a_samba_share_on_a_stopped_smbd_fails_and_its_removal_stands(tmp_path):
     conf.write_text(ownedblock.with_entry(original, "include", f"include = {tmp_path}/vm.conf"))
     samba.unshare("vmshare-a")
     assert conf.read_text() == original and not (tmp_path / "vm.conf").exists()
+
+
+@pytest.fixture
+def exportfs(tmp_path, monkeypatch) -> Path:
+    """A stand-in exportfs first on PATH that records its arguments: no kernel NFS server can
+    run here (tests/testbed), and this kernel runs no nfsd threads."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    calls = tmp_path / "exportfs.calls"
+    (folder / "exportfs").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (folder / "exportfs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    return calls
+
+
+def test_the_kernel_server_not_running_fails_an_export_and_lets_a_removal_stand(tmp_path, exportfs):
+    exports = tmp_path / "exports.d" / "vmshare.exports"
+    exports.parent.mkdir()
+    kernel = nfs.KernelNfsExporter(NfsHost(exporter="kernel", exports_file=str(exports)))
+    with pytest.raises(ServerNotRunning) as info:
+        kernel.export(EXPORT)
+    assert info.value.message == "the kernel NFS server is not running (no nfsd threads run)"
+    assert "systemctl start nfs-server" in str(info.value.hint)
+    assert sorted(p.name for p in exports.parent.iterdir()) == []
+    # exportfs -ra synced the table with the file, and again once the file was put back
+    assert exportfs.read_text() == "-ra\n-ra\n"
+    exports.write_text(ownedblock.with_entry("", "vmshare-a", kernel.render(EXPORT)))
+    kernel.unexport("vmshare-a")
+    assert kernel.entries() == {} and exportfs.read_text() == "-ra\n" * 3
 
 
 # ------------------------------------------------------------ the decision in edit()
