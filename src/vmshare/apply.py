@@ -28,6 +28,7 @@ from vmshare.errors import (
     Interrupted,
     PrivilegeRefused,
     RollbackIncomplete,
+    ServerNotRunning,
     VmshareError,
 )
 from vmshare.plan.model import Plan
@@ -276,8 +277,9 @@ def execute(
                 ctrl = isinstance(exc, KeyboardInterrupt)
                 cause = "interrupted (Ctrl-C)" if ctrl else _describe(exc)
                 report("failed", step)
-                # a refusal's own hint (`vmshare doctor --sudoers`) says what to fix
-                fix = exc.hint if isinstance(exc, PrivilegeRefused) else None
+                # a refusal's own hint (`vmshare doctor --sudoers`) says what to fix, and a
+                # stopped server's how to start it
+                fix = exc.hint if isinstance(exc, (PrivilegeRefused, ServerNotRunning)) else None
                 raise _rollback(
                     runtime, journal, begun, replaced, outcome, step, cause, report, fix
                 ) from None

@@ -22,6 +22,7 @@ from vmshare.errors import VmshareError
 from vmshare.state import StateStore
 
 if TYPE_CHECKING:
+    from vmshare.protocols.exportfile import OwnedConfigFile
     from vmshare.spec import HostSettings, Spec
 
 VIRTIOFSD_PATHS = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/lib/virtiofsd")
@@ -130,6 +131,7 @@ def _backends(connection: str | None) -> list[Check]:
 def _file_servers() -> list[Check]:
     """Which NFS exporter and Samba vmshare would use, and whether their tools are there."""
     from vmshare.protocols.nfs import exporter_for
+    from vmshare.protocols.smb import SambaExporter
     from vmshare.spec import load_host_settings
 
     try:
@@ -165,20 +167,23 @@ def _file_servers() -> list[Check]:
         )
     else:
         checks.append(
-            Check(
-                name="nfs exporter",
-                status="ok",
-                detail=f"{exporter.name} ({how}), entries in {exporter.path}{installed}",
+            _running(
+                Check(
+                    name="nfs exporter",
+                    status="ok",
+                    detail=f"{exporter.name} ({how}), entries in {exporter.path}{installed}",
+                ),
+                exporter,
+                "nfs",
             )
         )
     if shutil.which("smbcontrol") and Path(settings.smb.smb_conf).exists():
-        checks.append(
-            Check(
-                name="smb exporter",
-                status="ok",
-                detail=f"samba, sections in {settings.smb.include_file}",
-            )
+        samba = Check(
+            name="smb exporter",
+            status="ok",
+            detail=f"samba, sections in {settings.smb.include_file}",
         )
+        checks.append(_running(samba, SambaExporter(settings.smb), "smb"))
     else:
         checks.append(
             Check(
@@ -190,6 +195,21 @@ def _file_servers() -> list[Check]:
         )
     checks.append(_root_commands(settings))
     return checks
+
+
+def _running(check: Check, exporter: OwnedConfigFile, protocol: str) -> Check:
+    """``check`` as a warning when the exporter's server does not run (as far as vmshare can
+    tell: a server it cannot probe keeps the row as it is)."""
+    evidence = exporter.liveness()
+    if evidence.running is not False:
+        return check
+    down = exporter.not_running(evidence)
+    return Check(
+        name=check.name,
+        status="warn",
+        detail=f"{check.detail}; {down.message}: --protocol {protocol} will fail",
+        hint=down.hint,
+    )
 
 
 def _root_commands(settings: HostSettings) -> Check:

@@ -10,7 +10,8 @@ do, and the process exit code. Only ``cli.py`` catches them and prints.
     ├── BackendUnavailable          exit 1: SDK missing or hypervisor not reachable
     ├── HostCommandError            exit 1: a host command failed
     │   ├── PrivilegeRefused        exit 1: sudo refused a command that needs root
-    │   └── HostCommandTimeout      exit 1: it did not finish within its deadline (it was killed)
+    │   ├── HostCommandTimeout      exit 1: it did not finish within its deadline (it was killed)
+    │   └── ServerNotRunning        exit 1: the file server that would read the change does not run
     ├── GuestError                  exit 1: the guest channel or a guest command failed
     │   └── GuestTimeout            exit 1: a guest command missed its deadline: it may have run
     ├── LockTimeout                 exit 1: another vmshare run holds the lock
@@ -104,6 +105,12 @@ class PrivilegeRefused(HostCommandError):
 
 class HostCommandTimeout(HostCommandError):
     """A host command did not finish within its deadline; it was killed."""
+
+
+class ServerNotRunning(HostCommandError):
+    """The file server (nfs-ganesha, kernel nfsd, smbd...) that should reload a config does not
+    run. Adding an entry then fails; removing one does not: nothing serves the entry, and the
+    server reads the edited file when it starts."""
 
 
 class GuestError(VmshareError):

@@ -135,21 +135,43 @@ class TestLibvirt9p(ShareContract):
     test_sigint_mid_add_rolls_back_to_exactly_before = None
 
 
-def server_stopped(servers: FileServers, protocol: str) -> Fault:
-    """The protocol's file server stopped right after vmshare exported the share on it."""
-    server = servers.ganesha if protocol == "nfs" else servers.samba
-    return Fault(
-        f"{server.name} stopped",
-        "host.nfs_export" if protocol == "nfs" else "host.smb_share",
-        inject=server.stop,
-        restore=lambda: server.pid is None and server.restart(),
-        error="mount|refused|not running",
-        point="completed",
-    )
+def server_stopped(servers: FileServers, protocol: str) -> list[Fault]:
+    """The protocol's file server stopped right after vmshare exported the share on it (the
+    guest's mount is refused), and already stopped when vmshare exports it (the reload finds
+    no server). Both roll back completely: an entry taken out of a stopped server's config
+    needs no reload."""
+    if protocol == "nfs":
+        server, step, what = servers.ganesha, "host.nfs_export", "NFS"
+        down = r"nfs-ganesha is not running \(no pid file .*ganesha\.pid\)"
+    else:
+        server, step, what = servers.samba, "host.smb_share", "SMB"
+        down = r"Samba is not running: smbcontrol finds no smbd for .*smb\.conf"
+    refused = rf"connection refused at 10\.0\.2\.2:{server.port}: the {what} server is not"
+    return [
+        Fault(
+            f"{server.name} stopped",
+            step,
+            inject=server.stop,
+            restore=lambda: server.pid is None and server.restart(),
+            error=refused,
+            point="completed",
+            bound=60,  # the mount retry bound (10 s) and a rollback, on a loaded TCG guest
+        ),
+        Fault(
+            f"{server.name} down before the export",
+            step,
+            inject=server.stop,
+            restore=lambda: server.pid is None and server.restart(),
+            error=down,
+            point="intent",
+            bound=30,  # no guest step runs: the reload fails at once
+        ),
+    ]
 
 
 def network_testbed(guest, vmshare, servers, open_tmp, protocol) -> ShareTestbed:
     vmshare.env["VMSHARE_HOST_CONFIG"] = str(servers.host_config)
+    faults = server_stopped(servers, protocol)
     return ShareTestbed(
         vm=guest.name,
         guest=guest,
@@ -163,7 +185,8 @@ def network_testbed(guest, vmshare, servers, open_tmp, protocol) -> ShareTestbed
         add_args=["--protocol", protocol],
         spec_protocol=protocol,
         status_checks={"probe": "ok", "export": "ok"},
-        faults=[server_stopped(servers, protocol)],
+        faults=faults,
+        fault_exits={fault.name: 3 for fault in faults},  # the rollback finishes: nothing left
         **network_expectations(protocol),
     )
 

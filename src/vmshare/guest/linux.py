@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import posixpath
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -116,6 +117,46 @@ def mount_argv(source: str, target: str, fstype: str, options: list[str]) -> lis
     return ["mount", "-t", fstype, "-o", ",".join(options), source, target]
 
 
+# mount.nfs retries a refused or timed-out connection for 2 minutes by default (retry=),
+# past the guest command's deadline; vmshare's live mounts try once and retry themselves
+# (MOUNT_RETRY_SECONDS). Only the live mount: fstab keeps the default for boot.
+NFS_TYPES = ("nfs", "nfs4")
+# a server the guest cannot reach: mount.nfs's words, and mount.cifs's errno (111 refused,
+# 110 timed out, 113 and 101 no route)
+_UNREACHABLE = (
+    ("connection refused", re.compile(r"connection refused|error\(111\)", re.I)),
+    ("connection timed out", re.compile(r"timed out|error\(110\)", re.I)),
+    ("no route", re.compile(r"no route to host|network is unreachable|error\((113|101)\)", re.I)),
+)
+SERVERS = {"nfs": ("NFS", 2049), "nfs4": ("NFS", 2049), "cifs": ("SMB", 445)}
+
+
+def live_mount_options(fstype: str, options: list[str]) -> list[str]:
+    """The options of vmshare's own mount now: NFS tries once unless the user set retry=."""
+    if fstype in NFS_TYPES and not any(o.startswith("retry=") for o in options):
+        return [*options, "retry=0"]
+    return options
+
+
+def unreachable_server(error: str, source: str, fstype: str, options: list[str]) -> str | None:
+    """What a mount error means when the guest could not reach the server at all ("connection
+    refused at HOST:PORT: the NFS server is not answering"); None for any other error."""
+    if fstype not in SERVERS:
+        return None
+    cause = next((name for name, pattern in _UNREACHABLE if pattern.search(error)), None)
+    if cause is None:
+        return None
+    what, port = SERVERS[fstype]
+    if fstype == "cifs":
+        host = source.removeprefix("//").split("/", 1)[0]
+    else:
+        host = source.split(":/", 1)[0]
+    for option in options:
+        if option.startswith("port=") and option[5:].isdigit() and int(option[5:]):
+            port = int(option[5:])
+    return f"{cause} at {host}:{port}: the {what} server is not answering"
+
+
 def default_gateway(route_table: str) -> str | None:
     """The IPv4 default gateway from /proc/net/route (little-endian hex fields)."""
     for line in route_table.splitlines()[1:]:
@@ -209,14 +250,24 @@ class LinuxGuest:
         deadline = time.monotonic() + MOUNT_RETRY_SECONDS
         while True:
             for kind, opts in tries:
-                argv = mount_argv(source, target, str(kind), list(opts))
+                live = live_mount_options(str(kind), list(opts))
+                argv = mount_argv(source, target, str(kind), live)
                 result = self.channel.run([*guard, *argv])
                 if result.exit_code == 0:
                     return
+                cause = unreachable_server(result.error_line, source, str(kind), live)
+                if cause:  # no other version helps: the server does not answer at all
+                    break
             if time.monotonic() > deadline:
+                bound = f"retried for {MOUNT_RETRY_SECONDS:g} s, the mount retry bound"
+                if cause:
+                    raise GuestError(
+                        f"mounting {target} in VM {self.vm!r} failed: {cause} ({bound})",
+                        hint=f"start the file server on the host (`vmshare doctor {self.vm}` "
+                        "checks it from the guest) and run the command again",
+                    )
                 raise GuestError(
-                    f"mounting {target} in VM {self.vm!r} failed (retried for "
-                    f"{MOUNT_RETRY_SECONDS:g} s, the mount retry bound): {result.error_line}",
+                    f"mounting {target} in VM {self.vm!r} failed ({bound}): {result.error_line}",
                     hint=f"check that the guest kernel supports {fstype}; vmshare undid its steps",
                 )
             time.sleep(MOUNT_RETRY_INTERVAL)

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vmshare import hostexec
-from vmshare.errors import HostCommandError, UsageError
+from vmshare.errors import HostCommandError, ServerNotRunning, UsageError
 from vmshare.formats import ownedblock
 from vmshare.fsutil import read_text
-from vmshare.host import rootfiles
+from vmshare.host import liveness, rootfiles
+from vmshare.host.liveness import Liveness
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.spec import NfsHost
 
@@ -100,7 +101,7 @@ class NfsExporter(OwnedConfigFile):
         self.edit(lambda text: ownedblock.with_entry(text, export.entry_id, body))
 
     def unexport(self, entry_id: str) -> None:
-        self.edit(lambda text: ownedblock.without_entry(text, entry_id))
+        self.edit(lambda text: ownedblock.without_entry(text, entry_id), removing=True)
 
     def prepare(self) -> None:
         """Make sure the server reads vmshare's file at all."""
@@ -143,7 +144,12 @@ class KernelNfsExporter(NfsExporter):
         ]
         return f"{_octal_escape(export.path)} {export.client}({','.join(options)})"
 
+    def liveness(self) -> Liveness:
+        return liveness.kernel_nfsd()
+
     def reload(self) -> None:
+        """``exportfs -ra`` (it syncs the export table whether nfsd runs or not), then whether
+        nfsd runs to serve it."""
         try:
             hostexec.run(["exportfs", "-ra"], privileged=True, timeout=hostexec.RELOAD)
         except HostCommandError as exc:
@@ -152,7 +158,17 @@ class KernelNfsExporter(NfsExporter):
                     "exportfs not found: the kernel NFS server is not installed",
                     hint="apt install nfs-kernel-server, or set [nfs] exporter in host.toml",
                 ) from None
+            if (evidence := self.liveness()).running is False:
+                raise self.not_running(evidence) from None
             raise
+        if (evidence := self.liveness()).running is False:
+            raise self.not_running(evidence)
+
+    def not_running(self, evidence: Liveness) -> ServerNotRunning:
+        return ServerNotRunning(
+            f"the kernel NFS server is not running ({evidence.detail})",
+            hint="start it: systemctl start nfs-server (on Debian nfs-kernel-server)",
+        )
 
 
 class GaneshaExporter(NfsExporter):
@@ -221,13 +237,19 @@ class GaneshaExporter(NfsExporter):
         if self.entries():
             return
         main = MainConfig(Path(self.settings.ganesha_config), self)
-        if main.edit(lambda text: ownedblock.without_entry(text, "include")):
+        if main.edit(lambda text: ownedblock.without_entry(text, "include"), removing=True):
             rootfiles.remove(self.path)
             rootfiles.remove(self.path.with_name(self.path.name + ".vmshare-bak"))
 
+    def liveness(self) -> Liveness:
+        return liveness.pidfile_process(Path(self.settings.ganesha_pidfile), "ganesha.nfsd")
+
     def reload(self) -> None:
         """SIGHUP to the pid in ganesha's pidfile, through pkill (one exact command that sudo
-        can allow, where a pid would need a wildcard)."""
+        can allow, where a pid would need a wildcard); never to a stale pidfile's pid."""
+        before = self.liveness()
+        if before.running is False:
+            raise self.not_running(before)
         pidfile = Path(self.settings.ganesha_pidfile)
         result = hostexec.run(
             ["pkill", "-HUP", "-F", str(pidfile)],
@@ -235,12 +257,30 @@ class GaneshaExporter(NfsExporter):
             check=False,
             timeout=hostexec.QUICK,
         )
-        if result.returncode != 0:
-            detail = result.stderr.decode("utf-8", "replace").strip() or "no such process"
-            raise HostCommandError(
-                f"cannot signal nfs-ganesha to reload ({pidfile}: {detail})",
-                hint="is ganesha.nfsd running? set [nfs] ganesha_pidfile in host.toml",
-            )
+        if result.returncode == 0:
+            return
+        detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        after = self.liveness()
+        # pkill runs as root: "pidfile not valid" (none, or no pid in it) and exit 1 without a
+        # word (no process has that pid) are what it says of a server that does not run
+        if after.running is False or (
+            after.running is None
+            and result.returncode == 1
+            and (not detail or "pidfile not valid" in detail[0])
+        ):
+            raise self.not_running(after)
+        raise HostCommandError(
+            f"cannot signal nfs-ganesha to reload ({pidfile}: "
+            f"{detail[0] if detail else 'no such process'})",
+            hint="is ganesha.nfsd running? set [nfs] ganesha_pidfile in host.toml",
+        )
+
+    def not_running(self, evidence: Liveness) -> ServerNotRunning:
+        return ServerNotRunning(
+            f"nfs-ganesha is not running ({evidence.detail})",
+            hint="start it (systemctl start nfs-ganesha); if it runs with another pid file, set "
+            "[nfs] ganesha_pidfile in host.toml",
+        )
 
 
 class MacNfsExporter(NfsExporter):
@@ -262,9 +302,35 @@ class MacNfsExporter(NfsExporter):
             return " ".join([quoted, *flags])
         return " ".join([quoted, *flags, export.client])
 
+    def liveness(self) -> Liveness:
+        """``nfsd status``: "nfsd is running" or "nfsd is not running" (exit 1 then)."""
+        try:
+            status = hostexec.run(["nfsd", "status"], check=False, timeout=hostexec.QUICK)
+        except HostCommandError as exc:
+            return Liveness(None, exc.message)
+        text = (status.stdout + status.stderr).decode("utf-8", "replace")
+        if "nfsd is not running" in text:
+            return Liveness(False, "nfsd status: nfsd is not running")
+        if "nfsd is running" in text:
+            return Liveness(True, "nfsd status: nfsd is running")
+        return Liveness(None, "nfsd status said neither")
+
     def reload(self) -> None:
         hostexec.run(["nfsd", "checkexports"], privileged=True, timeout=hostexec.QUICK)
-        hostexec.run(["nfsd", "update"], privileged=True, timeout=hostexec.RELOAD)
+        try:
+            hostexec.run(["nfsd", "update"], privileged=True, timeout=hostexec.RELOAD)
+        except HostCommandError:
+            # launchd may start nfsd by itself once /etc/exports has entries, so only a
+            # failed update is taken to mean it does not run (not checked on a Mac here)
+            if (evidence := self.liveness()).running is False:
+                raise self.not_running(evidence) from None
+            raise
+
+    def not_running(self, evidence: Liveness) -> ServerNotRunning:
+        return ServerNotRunning(
+            f"the macOS NFS server is not running ({evidence.detail})",
+            hint="start it: sudo nfsd enable; sudo nfsd start",
+        )
 
 
 def _netmask(prefix: int) -> str:

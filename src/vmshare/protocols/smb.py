@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from vmshare import hostexec
-from vmshare.errors import HostCommandError, UsageError
+from vmshare.errors import HostCommandError, ServerNotRunning, UsageError
 from vmshare.formats import ownedblock
 from vmshare.fsutil import backup_path
 from vmshare.host import rootfiles
+from vmshare.host.liveness import Liveness, smbcontrol_found_no_smbd
 from vmshare.protocols.exportfile import MainConfig, OwnedConfigFile
 from vmshare.secret_value import Secret
 from vmshare.spec import SmbHost
@@ -121,10 +122,47 @@ class SambaExporter(OwnedConfigFile):
         return Path(self.settings.include_file)
 
     def reload(self) -> None:
-        hostexec.run(
+        result = hostexec.run(
             ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "reload-config"],
             privileged=True,
+            check=False,
             timeout=hostexec.RELOAD,
+        )
+        if result.returncode == 0:
+            return
+        stderr = result.stderr.decode("utf-8", "replace").strip()
+        if smbcontrol_found_no_smbd(stderr):
+            raise self.not_running(self._no_smbd())
+        lines = stderr.splitlines()
+        raise HostCommandError(
+            f"smbcontrol failed (exit {result.returncode}): {lines[-1] if lines else 'no output'}",
+            hint="see the message above; vmshare changed nothing it did not undo",
+        )
+
+    def liveness(self) -> Liveness:
+        """smbcontrol's ping (as root; another user cannot message smbd, and is told so)."""
+        try:
+            ping = hostexec.run(
+                ["smbcontrol", "-s", self.settings.smb_conf, "smbd", "ping"],
+                check=False,
+                timeout=hostexec.QUICK,
+            )
+        except HostCommandError as exc:
+            return Liveness(None, exc.message)
+        if ping.returncode == 0:
+            return Liveness(True, "smbd answers smbcontrol's ping")
+        if smbcontrol_found_no_smbd(ping.stderr.decode("utf-8", "replace")):
+            return self._no_smbd()
+        return Liveness(None, "smbcontrol cannot ask smbd (not root?)")
+
+    def _no_smbd(self) -> Liveness:
+        return Liveness(False, f"smbcontrol finds no smbd for {self.settings.smb_conf}")
+
+    def not_running(self, evidence: Liveness) -> ServerNotRunning:
+        return ServerNotRunning(
+            f"Samba is not running: {evidence.detail}",
+            hint="start it (systemctl start smbd); if it runs with another config, set [smb] "
+            "smb_conf in host.toml",
         )
 
     def share(self, share: SmbShare) -> None:
@@ -138,7 +176,7 @@ class SambaExporter(OwnedConfigFile):
             raise
 
     def unshare(self, entry_id: str) -> None:
-        self.edit(lambda text: ownedblock.without_entry(text, entry_id))
+        self.edit(lambda text: ownedblock.without_entry(text, entry_id), removing=True)
         # A reload alone keeps the share reachable for a client already connected to the
         # server: close it explicitly (an unknown share is not an error).
         hostexec.run(
@@ -165,7 +203,7 @@ class SambaExporter(OwnedConfigFile):
         if present:
             main.edit(lambda text: ownedblock.with_entry(text, "include", line))
         else:
-            main.edit(lambda text: ownedblock.without_entry(text, "include"))
+            main.edit(lambda text: ownedblock.without_entry(text, "include"), removing=True)
 
     def ensure_account(self, secret: Secret) -> dict[str, bool]:
         """The dedicated Unix + Samba account, with the password vmshare keeps; which of the

@@ -32,7 +32,7 @@ from vmshare.facts import Capabilities, DeviceCapability, Prerequisite, Scope, V
 from vmshare.formats import fstab
 from vmshare.formats import vmx as vmxfmt
 from vmshare.guest.channel import GuestChannel
-from vmshare.guest.linux import mount_argv
+from vmshare.guest.linux import live_mount_options, mount_argv
 from vmshare.guest.ssh import SshChannel
 from vmshare.plan.step import Step
 from vmshare.protocols.hgfs import HGFS
@@ -399,7 +399,8 @@ class VmwareDesktopBackend(Backend):
     def _explain_guest(self, step: Step) -> list[str]:
         args = step.args
         if step.action == "mount":
-            command = mount_argv(args["source"], args["target"], args["fstype"], args["options"])
+            options = live_mount_options(args["fstype"], args["options"])
+            command = mount_argv(args["source"], args["target"], args["fstype"], options)
             lines = [f"guest: {shlex.join(command)}"]
             if not self._uses_ssh():
                 user = self.vm_settings.guest.login_user
