@@ -65,3 +65,21 @@ def test_power_tasks_finish_with_progress(vs: VsphereBackend, sim: Vcsim) -> Non
         wait_task(other.obj.PowerOnVM_Task(), "power on", progress=lambda *a: seen.append(a))
     assert seen == [("power on", 100)]  # done before the first poll: one final report
     assert vm_properties(vs.content, other.obj)["runtime.powerState"] == "poweredOn"
+
+
+def test_a_failed_reconfigure_task_is_mapped_and_writes_no_record(
+    vs: VsphereBackend, sim: Vcsim
+) -> None:
+    """The launcher's task fault (a full datastore): the task vmshare waits on ends in error."""
+    sim.fail_next_task("ReconfigVM_Task", "Unable to write VMX file: No space left on device")
+    with pytest.raises(HypervisorError) as caught, vs.sdk_errors():
+        vs.record_share(vm=sim.vm, tag="failed-task", record={"key": "x"})
+    assert caught.value.message == (
+        f"vSphere could not change the VM's configuration (https://127.0.0.1:{sim.port}: "
+        "Unable to write VMX file: No space left on device)"
+    )
+    with vs.sdk_errors():
+        assert "failed-task" not in vs.inspect(sim.vm).records
+        vs.record_share(vm=sim.vm, tag="failed-task", record={"key": "x"})  # disarmed: one call
+        assert vs.inspect(sim.vm).records["failed-task"] == {"key": "x"}
+        vs.forget_share(vm=sim.vm, tag="failed-task")

@@ -291,11 +291,12 @@ class VsphereBed:
         return vm
 
 
-def vsphere_table(vcsim: Vcsim) -> str:
+def vsphere_table(vcsim: Vcsim, server: str | None = None) -> str:
+    """The VM's [vm.NAME] table; ``server``: another host:port in front of the simulator."""
     return (
         f'[vm."{vcsim.vm}"]\n'
         'backend = "vsphere"\n'
-        f'server = "{vcsim.host}:{vcsim.port}"\n'
+        f'server = "{server or f"{vcsim.host}:{vcsim.port}"}"\n'
         f'user = "{vcsim.username}"\n'
         'password_env = "VMSHARE_IT_VC_PASSWORD"\n'
         f'ca_file = "{vcsim.ca_file}"\n'

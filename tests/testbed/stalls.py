@@ -4,6 +4,8 @@
 - FreezableProxy: forwards a Unix socket to another (libvirtd's) until frozen, then holds every
   byte in both directions: a daemon that answered and then went silent.
 - stop_guest_agent: SIGSTOP the guest's qemu-ga, with a timer in the guest that resumes it.
+- TcpProxy: a loopback TCP port in front of a server (the vCenter simulator) that can be stopped
+  (refuses and resets, as a killed server) or frozen (accepts and never answers).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -127,3 +130,114 @@ def stop_guest_agent(dom: libvirt.virDomain, seconds: int) -> None:
         'kill -STOP "$p"'
     )
     agent_command(dom, "guest-exec", {"path": "sh", "arg": ["-c", script, "sh", str(seconds)]})
+
+
+class TcpProxy:
+    """A loopback TCP port in front of a server (the vCenter simulator's) that a test can cut.
+
+    ``stop()``: the port refuses new connections and every open one is reset (RST), which is
+    what a client sees of a server that was killed; ``start()`` listens again on the same port.
+    ``freeze()``: connections are accepted and bytes are held both ways, a server that accepts
+    and never answers; ``thaw()`` resets what was held (stale requests are not replayed) and
+    forwards again. The server behind keeps its state, so what a client left there can be
+    checked after the fault."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.frozen = threading.Event()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self.start()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                return
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(64)
+            self.port = listener.getsockname()[1]
+            self._listener = listener
+        threading.Thread(target=self._accept_loop, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                with contextlib.suppress(OSError):
+                    listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+                listener.close()
+        self._reset_all()
+
+    def freeze(self) -> None:
+        self.frozen.set()
+
+    def thaw(self) -> None:
+        self._reset_all()
+        self.frozen.clear()
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _reset_all(self) -> None:
+        with self._lock:
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # linger 0: close sends RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:  # stopped meanwhile
+                    client.close()
+                    upstream.close()
+                    return
+                self._open |= {client, upstream}
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        peer = {client: upstream, upstream: client}
+        try:
+            while True:
+                if self.frozen.is_set():  # hold everything: read nothing, forward nothing
+                    time.sleep(0.05)
+                    with self._lock:
+                        if client not in self._open:
+                            return
+                    continue
+                readable, _, _ = select.select(list(peer), [], [], 0.1)
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    peer[sock].sendall(data)
+        except (OSError, ValueError):  # reset or closed by stop()/thaw()
+            return
+        finally:
+            with self._lock:
+                self._open -= {client, upstream}
+            client.close()
+            upstream.close()

@@ -1,5 +1,6 @@
 """vSphere faults become vmshare errors by type (the nearest in the fault hierarchy)."""
 
+import http.client
 import ssl
 
 import pytest
@@ -52,4 +53,54 @@ def test_tls_and_network_failures_are_backend_unavailable_with_hints():
     with pytest.raises(BackendUnavailable, match="did not answer"), vim_errors("vc"):
         raise TimeoutError()
     with pytest.raises(BackendUnavailable, match="cannot be reached"), vim_errors("vc"):
-        raise ConnectionRefusedError(111, "refused")
+        raise OSError(113, "No route to host")
+
+
+def test_a_server_that_stops_answering_is_named_with_the_deadline_it_missed():
+    with pytest.raises(BackendUnavailable) as info, vim_errors("https://vc:443", 30):
+        raise TimeoutError("The read operation timed out")
+    assert info.value.message == "vSphere at https://vc:443 did not answer within 30 s"
+    assert "overloaded" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionResetError(104, "Connection reset by peer"),
+        BrokenPipeError(32, "Broken pipe"),
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:2427)"),
+        http.client.RemoteDisconnected("Remote end closed connection without response"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_server_that_stopped_mid_request_is_said_so_in_plain_words(exc):
+    with pytest.raises(BackendUnavailable) as info, vim_errors("https://vc:443", 30):
+        raise exc
+    assert info.value.message == "vSphere at https://vc:443 dropped the connection mid-request"
+    assert "_ssl.c" not in info.value.message
+
+
+def test_a_server_that_is_not_running_refuses_the_connection():
+    with pytest.raises(BackendUnavailable) as info, vim_errors("https://vc:443", 30):
+        raise ConnectionRefusedError(111, "Connection refused")
+    assert info.value.message == (
+        "vSphere at https://vc:443 refused the connection (nothing listens on its port)"
+    )
+
+
+def test_a_failed_reconfigure_task_says_the_configuration_could_not_change():
+    fault = vim.fault.GenericVmConfigFault(msg="Unable to write VMX file: No space left on device")
+    mapped = map_fault(fault, "https://vc:443")
+    assert type(mapped) is HypervisorError
+    assert mapped.message == (
+        "vSphere could not change the VM's configuration (https://vc:443: Unable to write VMX "
+        "file: No space left on device)"
+    )
+    assert "datastore" in (mapped.hint or "")
+
+
+def test_a_power_state_fault_names_the_state_the_vm_is_in():
+    fault = vim.fault.InvalidPowerState(requestedState="poweredOn", existingState="poweredOff")
+    mapped = map_fault(fault, "vc")
+    assert "(vc: the VM is powered off, this needs it powered on)" in mapped.message
+    assert "start the VM" in (mapped.hint or "")

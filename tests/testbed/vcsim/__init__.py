@@ -197,6 +197,7 @@ class Vcsim:
     this run's self-signed certificate), vm (the guest VM's name), vm_ref, guest_vms (with
     ``guest_vms=N``: N VMs, ``vm`` and ``vm``-2 .., all forwarding to the one guest), vms, guest_ip,
     guest_user, guest_password, start_seconds (launch to first answer), launcher.
+    ``fail_next_task`` arms a failed vSphere task (fault tests).
     """
 
     def __init__(
@@ -227,6 +228,8 @@ class Vcsim:
         self._workdir = workdir
         self._stack = contextlib.ExitStack()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._pending = b""  # stdout read past the last line handled
+        self._commands = threading.Lock()
 
     def __enter__(self) -> Vcsim:
         try:
@@ -328,7 +331,43 @@ class Vcsim:
                         code = self.proc.wait(5)
                         raise RuntimeError(f"vcsim exited with {code}{self._log_tail()}")
                     buffer += chunk
-        return json.loads(buffer.split(b"\n", 1)[0])
+        line, self._pending = buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def command(self, line: str, timeout: float = 10) -> dict[str, Any]:
+        """Send the launcher one stdin command (see main.go) and return its one-line answer."""
+        assert self.proc is not None and self.proc.stdin is not None and "\n" not in line
+        with self._commands:
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+            answer = self._read_line(time.monotonic() + timeout)
+        if not answer.get("ok"):
+            raise RuntimeError(f"vcsim refused {line!r}: {answer}")
+        return answer
+
+    def fail_next_task(self, method: str, message: str) -> None:
+        """The next call of task ``method`` (e.g. ReconfigVM_Task) on a guest VM returns a task
+        that ends in a GenericVmConfigFault with ``message``; nothing of the call is applied."""
+        self.command(f"fail-task {method} {message}")
+
+    def clear_faults(self) -> None:
+        self.command("clear")
+
+    def _read_line(self, deadline: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"vcsim did not answer a command in time{self._log_tail()}")
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.proc.stdout, selectors.EVENT_READ)
+                if selector.select(remaining):
+                    chunk = os.read(self.proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        raise RuntimeError(f"vcsim exited{self._log_tail()}")
+                    self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return json.loads(line)
 
     def _wait_answers(self, deadline: float) -> None:
         """The SDK endpoint answers over TLS with this run's certificate."""

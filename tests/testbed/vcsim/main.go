@@ -13,10 +13,14 @@
 // run and each file transfer, for -guest-vm only, to -forward: a loopback HTTP endpoint of the
 // Python test bed that runs argv in the project's real QEMU test guest through its guest agent.
 //
+// Its stdin takes one command a line, each answered by one JSON line on stdout (see
+// taskFaults.command): "fail-task METHOD MESSAGE" makes the next call of that task method on a
+// -guest-vm VM end in error (a failed vSphere task, for vmshare's fault tests); "clear" undoes it.
 // It exits on SIGTERM/SIGINT and when its stdin reaches end of file (its parent is gone).
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -29,6 +33,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"encoding/xml"
 	"errors"
 	"flag"
 	"fmt"
@@ -133,6 +138,8 @@ func run(c config) error {
 	model.Service.Listen = &url.URL{Host: c.listen, User: url.UserPassword(c.user, c.password)}
 	server := model.Service.NewServer()
 	defer server.Close()
+	faults := &taskFaults{vms: guest.vms, next: map[string]string{}}
+	server.Config.Handler = faults.wrap(server.Config.Handler) // before the first request
 
 	refs, names, err := prepareGuestVMs(c, server.URL)
 	if err != nil {
@@ -171,8 +178,12 @@ func run(c config) error {
 
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	go func() { // the parent closes our stdin (or dies): stop
-		_, _ = io.Copy(ioutil.Discard, os.Stdin)
+	go func() { // commands, until the parent closes our stdin (or dies): then stop
+		lines := bufio.NewScanner(os.Stdin)
+		for lines.Scan() {
+			reply, _ := json.Marshal(faults.command(lines.Text()))
+			fmt.Println(string(reply))
+		}
 		stop <- syscall.SIGTERM
 	}()
 	<-stop
@@ -883,4 +894,95 @@ func (m *fileManager) DeleteDirectoryInGuest(ctx *simulator.Context, req *types.
 		body.Fault_ = fault(&types.FileNotFound{FileFault: file})
 	}
 	return body
+}
+
+// --- task faults ---------------------------------------------------------------------------
+
+// taskFaults makes the next call of a task method (ReconfigVM_Task...) on a guest VM return a
+// task that ends in error, as a real vCenter's task does when the host cannot do it (a full
+// datastore: "Unable to write VMX file"). Nothing of the call is applied.
+type taskFaults struct {
+	mu   sync.Mutex
+	vms  map[types.ManagedObjectReference]bool
+	next map[string]string // task method -> the message of its fault
+}
+
+// command runs one stdin command and returns its answer.
+func (f *taskFaults) command(line string) map[string]interface{} {
+	words := strings.SplitN(strings.TrimSpace(line), " ", 3)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case len(words) == 3 && words[0] == "fail-task" && strings.HasSuffix(words[1], "_Task"):
+		f.next[words[1]] = words[2]
+	case len(words) == 1 && words[0] == "clear":
+		f.next = map[string]string{}
+	default:
+		return map[string]interface{}{"ok": false, "error": "unknown command: " + line}
+	}
+	return map[string]interface{}{"ok": true}
+}
+
+// take returns the armed fault of this call and disarms it.
+func (f *taskFaults) take(method *simulator.Method) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	message, ok := f.next[method.Name]
+	if !ok || !f.vms[method.This] {
+		return "", false
+	}
+	delete(f.next, method.Name)
+	return message, true
+}
+
+func (f *taskFaults) armed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.next) > 0
+}
+
+// wrap answers an armed call in place of the simulator; every other request passes through.
+func (f *taskFaults) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && f.armed() {
+			body, err := ioutil.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = ioutil.NopCloser(bytes.NewReader(body))
+			if method, err := simulator.UnmarshalBody(types.TypeFunc(), body); err == nil {
+				if message, ok := f.take(method); ok {
+					failedTask(w, method, message)
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// failedTask answers the call with a new task of its VM that has ended in a
+// GenericVmConfigFault (the fault vSphere reports when a VM's configuration cannot be written).
+func failedTask(w http.ResponseWriter, method *simulator.Method, message string) {
+	vm := simulator.Map.Get(method.This).(mo.Reference)
+	id := strings.TrimSuffix(method.Name, "_Task")
+	task := simulator.CreateTask(vm, strings.ToLower(id[:1])+id[1:], nil)
+	now := time.Now()
+	simulator.Map.Update(task, []types.PropertyChange{
+		{Name: "info.startTime", Val: now},
+		{Name: "info.completeTime", Val: now},
+		{Name: "info.state", Val: types.TaskInfoStateError},
+		{Name: "info.error", Val: types.LocalizedMethodFault{
+			Fault:            &types.GenericVmConfigFault{Reason: message},
+			LocalizedMessage: message,
+		}},
+	})
+	log.Printf("%s on %s: task %s ends in error: %s", method.Name, method.This.Value, task.Self.Value, message)
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	fmt.Fprintf(w, `%s<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" `+
+		`xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" `+
+		`xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>`+
+		`<%sResponse xmlns="urn:vim25"><returnval type="Task">%s</returnval></%sResponse>`+
+		`</soapenv:Body></soapenv:Envelope>`, xml.Header, method.Name, task.Self.Value, method.Name)
 }

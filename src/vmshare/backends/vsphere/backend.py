@@ -30,7 +30,12 @@ from vmshare.backends.vsphere.lookup import (
     vm_index,
     vm_properties,
 )
-from vmshare.backends.vsphere.session import Endpoint, close_session, open_session
+from vmshare.backends.vsphere.session import (
+    CONNECT_TIMEOUT,
+    Endpoint,
+    close_session,
+    open_session,
+)
 from vmshare.backends.vsphere.settings import VsphereVm
 from vmshare.backends.vsphere.transfer import Transfer
 from vmshare.errors import (
@@ -92,7 +97,7 @@ class VsphereBackend(Backend):
 
     @contextmanager
     def sdk_errors(self) -> Iterator[None]:
-        with vim_errors(self.endpoint.label):
+        with vim_errors(self.endpoint.label, CONNECT_TIMEOUT):
             yield
 
     @property

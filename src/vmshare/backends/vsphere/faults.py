@@ -71,8 +71,8 @@ FAULTS: dict[type[Exception], tuple[ErrorType, str, str]] = {
     vim.fault.GuestOperationsUnavailable: (
         GuestError,
         "VMware Tools in the guest does not answer guest operations",
-        "install and start VMware Tools (open-vm-tools) in the guest, or set "
-        '[vm.NAME.guest] channel = "ssh"',
+        "check that the guest runs (not frozen or overloaded) and that VMware Tools "
+        '(open-vm-tools) runs in it, or set [vm.NAME.guest] channel = "ssh"',
     ),
     vim.fault.InvalidGuestLogin: (
         GuestError,
@@ -104,6 +104,12 @@ FAULTS: dict[type[Exception], tuple[ErrorType, str, str]] = {
         "a guest operation failed",
         "check VMware Tools in the guest, or use the ssh channel",
     ),
+    vim.fault.VmConfigFault: (
+        HypervisorError,
+        "vSphere could not change the VM's configuration",
+        "check the VM's datastore (free space, access) and its tasks and events in the "
+        "vSphere client, then run the command again",
+    ),
     vim.fault.InvalidState: (
         HypervisorError,
         "the VM is in a state that does not allow this operation",
@@ -132,19 +138,42 @@ FAULTS: dict[type[Exception], tuple[ErrorType, str, str]] = {
 }
 
 
+# a connection the server (or something between) dropped: reset, closed, or TLS cut short
+_DROPPED = (
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+    http.client.RemoteDisconnected,
+    http.client.IncompleteRead,
+)
+
+_POWER = {"poweredOn": "powered on", "poweredOff": "powered off", "suspended": "suspended"}
+
+
+def _detail(fault: Exception) -> str:
+    """What the fault itself says: its states where it has them, else its message or type."""
+    if isinstance(fault, vim.fault.InvalidPowerState) and fault.existingState:
+        now = _POWER.get(fault.existingState, fault.existingState)
+        wanted = _POWER.get(fault.requestedState or "", fault.requestedState)
+        return f"the VM is {now}" + (f", this needs it {wanted}" if wanted else "")
+    return getattr(fault, "msg", None) or type(fault).__name__
+
+
 def map_fault(fault: Exception, server: str) -> VmshareError:
     """The vmshare error for a pyVmomi fault (the nearest type in FAULTS)."""
     for kind in type(fault).__mro__:
         if kind in FAULTS:
             error, what, hint = FAULTS[kind]
-            detail = getattr(fault, "msg", None) or type(fault).__name__
-            return error(f"{what} ({server}: {detail})", hint=hint)
+            return error(f"{what} ({server}: {_detail(fault)})", hint=hint)
     return HypervisorError(f"vSphere at {server} failed: {fault}", hint="see the message")
 
 
 @contextmanager
-def vim_errors(server: str) -> Iterator[None]:
-    """Faults, TLS failures and lost connections as vmshare errors (see FAULTS)."""
+def vim_errors(server: str, timeout: float | None = None) -> Iterator[None]:
+    """Faults, TLS failures and lost connections as vmshare errors (see FAULTS); ``timeout``:
+    the deadline of each request (s), which a server that stops answering is said to miss."""
     try:
         yield
     except vmodl.MethodFault as fault:
@@ -157,10 +186,16 @@ def vim_errors(server: str) -> Iterator[None]:
         ) from None
     except (OSError, http.client.HTTPException) as exc:
         if isinstance(exc, socket.timeout | TimeoutError):
-            what = "did not answer in time"
+            what = "did not answer " + (f"within {timeout:g} s" if timeout else "in time")
+            hint = "check that the server runs and is not overloaded, then run the command again"
+        elif isinstance(exc, ConnectionRefusedError):
+            what = "refused the connection (nothing listens on its port)"
+            hint = "check the server address and port, and that it runs"
+        elif isinstance(exc, _DROPPED):  # mid-request: the server stopped or restarted
+            what = "dropped the connection mid-request"
+            hint = "check that the server runs (it may have stopped or restarted), then run the "
+            "command again"
         else:
             what = f"cannot be reached: {exc}"
-        raise BackendUnavailable(
-            f"vSphere at {server} {what}",
-            hint="check the server address and port, and that it runs",
-        ) from None
+            hint = "check the server address and port, and that it runs"
+        raise BackendUnavailable(f"vSphere at {server} {what}", hint=hint) from None

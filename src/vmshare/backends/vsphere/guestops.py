@@ -19,6 +19,7 @@ from typing import Any
 from pyVmomi import vim
 
 from vmshare.backends.vsphere.faults import vim_errors
+from vmshare.backends.vsphere.session import CONNECT_TIMEOUT
 from vmshare.backends.vsphere.transfer import Transfer
 from vmshare.errors import GuestError, GuestTimeout, VmshareError
 from vmshare.guest.channel import GuestResult
@@ -62,7 +63,7 @@ class ToolsChannel:
         if not argv:
             raise GuestError("empty guest command", hint="a bug: report it")
         deadline = time.monotonic() + timeout
-        with vim_errors(self.server):
+        with vim_errors(self.server, CONNECT_TIMEOUT):
             auth = self.auth()
             folder = self._files.CreateTemporaryDirectoryInGuest(
                 self.vm, auth, "vmshare-", "", None
@@ -84,7 +85,7 @@ class ToolsChannel:
 
     def upload(self, path: str, data: bytes, auth: Any | None = None) -> None:
         """Write ``data`` to ``path`` in the guest (mode 0600), replacing it."""
-        with vim_errors(self.server):
+        with vim_errors(self.server, CONNECT_TIMEOUT):
             attributes = vim.vm.guest.FileManager.PosixFileAttributes(permissions=0o600)
             url = self._files.InitiateFileTransferToGuest(
                 self.vm, auth or self.auth(), path, attributes, len(data), True
@@ -92,7 +93,7 @@ class ToolsChannel:
             self.transfer.put(url, data)
 
     def download(self, path: str, auth: Any | None = None) -> bytes:
-        with vim_errors(self.server):
+        with vim_errors(self.server, CONNECT_TIMEOUT):
             info = self._files.InitiateFileTransferFromGuest(self.vm, auth or self.auth(), path)
             return self.transfer.get(info.url)
 

@@ -1,10 +1,11 @@
 """One vSphere session per server per run: TLS verified unless the VM's settings say insecure,
-every wait bounded, logged out at the end."""
+every wait bounded (each request, and the logout at the end)."""
 
 from __future__ import annotations
 
 import contextlib
 import ssl
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from pyVim import connect
 from vmshare.backends.vsphere.faults import vim_errors
 
 CONNECT_TIMEOUT = 30.0  # s: each HTTP request to the server (connect and answer)
+LOGOUT_TIMEOUT = 5.0  # s: the logout at the end of a run
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Endpoint:
 
 def open_session(endpoint: Endpoint, password: str, timeout: float = CONNECT_TIMEOUT) -> Any:
     """A logged-in ServiceInstance (faults and TLS refusals as vmshare errors)."""
-    with vim_errors(endpoint.label):
+    with vim_errors(endpoint.label, timeout):
         return connect.SmartConnect(
             host=endpoint.host,
             port=endpoint.port,
@@ -50,7 +52,15 @@ def open_session(endpoint: Endpoint, password: str, timeout: float = CONNECT_TIM
         )
 
 
-def close_session(instance: Any) -> None:
-    """Log out; a session the server already dropped is fine."""
+def close_session(instance: Any, timeout: float = LOGOUT_TIMEOUT) -> None:
+    """Log out, waiting at most ``timeout``; a session the server already dropped is fine, and a
+    server that stopped answering is not waited for a whole request deadline again: the server
+    ends the session itself once it is idle."""
+    logout = threading.Thread(target=_logout, args=(instance,), daemon=True)
+    logout.start()
+    logout.join(timeout)
+
+
+def _logout(instance: Any) -> None:
     with contextlib.suppress(Exception):  # logging out is best effort at the end of a run
         connect.Disconnect(instance)

@@ -10,7 +10,7 @@ import http.client
 import ssl
 from urllib.parse import urlsplit
 
-from vmshare.errors import GuestError
+from vmshare.errors import BackendUnavailable, GuestError
 
 TRANSFER_TIMEOUT = 60.0  # s: for one guest file transfer
 
@@ -48,6 +48,13 @@ class Transfer:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read()
+        except TimeoutError:  # its own deadline, not the session's: say which
+            raise BackendUnavailable(
+                f"the guest file transfer ({method}) at https://{host}:{port} did not answer "
+                f"within {self.timeout:g} s",
+                hint="check that the ESXi host runs and is not overloaded, then run the command "
+                "again",
+            ) from None
         finally:
             connection.close()
         if response.status >= 300:
