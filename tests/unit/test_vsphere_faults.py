@@ -104,3 +104,11 @@ def test_a_power_state_fault_names_the_state_the_vm_is_in():
     mapped = map_fault(fault, "vc")
     assert "(vc: the VM is powered off, this needs it powered on)" in mapped.message
     assert "start the VM" in (mapped.hint or "")
+
+
+def test_faults_raised_before_the_operation_started_mark_it_never_ran():
+    """The executor skips the undo of a step vCenter refused before starting it."""
+    off = map_fault(vim.fault.InvalidPowerState(existingState="poweredOff"), "vc")
+    tools = map_fault(vim.fault.GuestOperationsUnavailable(), "vc")
+    other = map_fault(vim.fault.GuestProcessNotFound(), "vc")
+    assert off.never_ran and tools.never_ran and not other.never_ran

@@ -22,6 +22,7 @@ from vmshare.errors import (
     HypervisorError,
     NotFoundError,
     VmshareError,
+    never_ran,
 )
 
 ErrorType = type[VmshareError]
@@ -161,12 +162,17 @@ def _detail(fault: Exception) -> str:
     return getattr(fault, "msg", None) or type(fault).__name__
 
 
+# faults vCenter raises before it starts the operation: the step that met one never ran
+_REFUSED_BEFORE = (vim.fault.InvalidPowerState, vim.fault.GuestOperationsUnavailable)
+
+
 def map_fault(fault: Exception, server: str) -> VmshareError:
     """The vmshare error for a pyVmomi fault (the nearest type in FAULTS)."""
     for kind in type(fault).__mro__:
         if kind in FAULTS:
             error, what, hint = FAULTS[kind]
-            return error(f"{what} ({server}: {_detail(fault)})", hint=hint)
+            mapped = error(f"{what} ({server}: {_detail(fault)})", hint=hint)
+            return never_ran(mapped) if isinstance(fault, _REFUSED_BEFORE) else mapped
     return HypervisorError(f"vSphere at {server} failed: {fault}", hint="see the message")
 
 
@@ -191,6 +197,7 @@ def vim_errors(server: str, timeout: float | None = None) -> Iterator[None]:
         elif isinstance(exc, ConnectionRefusedError):
             what = "refused the connection (nothing listens on its port)"
             hint = "check the server address and port, and that it runs"
+            raise never_ran(BackendUnavailable(f"vSphere at {server} {what}", hint=hint)) from None
         elif isinstance(exc, _DROPPED):  # mid-request: the server stopped or restarted
             what = "dropped the connection mid-request"
             hint = "check that the server runs (it may have stopped or restarted), then run the "
