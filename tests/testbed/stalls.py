@@ -17,6 +17,7 @@ import struct
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -78,6 +79,24 @@ class _UnixServer:
         self.close()
 
 
+def pump(
+    a: socket.socket, b: socket.socket, frozen: threading.Event, done: Callable[[], bool]
+) -> None:
+    """Forward bytes both ways until a side closes or ``done()``; while ``frozen`` is set, hold
+    everything (read nothing, forward nothing): a peer that accepts and never answers."""
+    peer = {a: b, b: a}
+    while not done():
+        if frozen.is_set():
+            time.sleep(0.05)
+            continue
+        readable, _, _ = select.select(list(peer), [], [], 0.1)
+        for sock in readable:
+            data = sock.recv(65536)
+            if not data:
+                return
+            peer[sock].sendall(data)
+
+
 class HungSocket(_UnixServer):
     """Accepts every connection and never answers."""
 
@@ -103,20 +122,8 @@ class FreezableProxy(_UnixServer):
         threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
-        peer = {client: upstream, upstream: client}
-        while not self._closed.is_set():
-            if self.frozen.is_set():  # hold everything: read nothing, forward nothing
-                time.sleep(0.1)
-                continue
-            try:
-                readable, _, _ = select.select(list(peer), [], [], 0.1)
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    peer[sock].sendall(data)
-            except OSError:
-                return
+        with contextlib.suppress(OSError):
+            pump(client, upstream, self.frozen, self._closed.is_set)
 
 
 def stop_guest_agent(dom: libvirt.virDomain, seconds: int) -> None:
@@ -219,21 +226,12 @@ class TcpProxy:
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
-        peer = {client: upstream, upstream: client}
+        def dropped() -> bool:
+            with self._lock:
+                return client not in self._open
+
         try:
-            while True:
-                if self.frozen.is_set():  # hold everything: read nothing, forward nothing
-                    time.sleep(0.05)
-                    with self._lock:
-                        if client not in self._open:
-                            return
-                    continue
-                readable, _, _ = select.select(list(peer), [], [], 0.1)
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    peer[sock].sendall(data)
+            pump(client, upstream, self.frozen, dropped)
         except (OSError, ValueError):  # reset or closed by stop()/thaw()
             return
         finally:
