@@ -64,9 +64,12 @@ class SshChannel:
         except HostCommandError as exc:
             raise GuestError(f"ssh to the guest failed: {exc.message}", hint=exc.hint) from None
         if result.returncode == 255:
+            # ssh's complaint may span lines ("... during banner exchange", "Connection to ...
+            # timed out"): the error stays one line
+            text = result.stderr.decode("utf-8", "replace")
+            said = "; ".join(line.strip() for line in text.splitlines() if line.strip())
             raise GuestError(
-                f"ssh to {self.access.ssh_host} failed: "
-                f"{result.stderr.decode('utf-8', 'replace').strip()[:200]}",
+                f"ssh to {self.access.ssh_host} failed: {said[:200]}",
                 hint="check ssh_host/ssh_port/ssh_user/ssh_key, that the key is authorised in the "
                 "guest, and that its host key is in known_hosts (or set ssh_known_hosts)",
             )
