@@ -5,11 +5,13 @@ mounts: so the guest's mount shows virtiofs, with the folder's name as its sourc
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
 from tests.contract.share import CrashHarnessInFullRunOnly, ShareContract, ShareTestbed
+from tests.testbed.faults import Fault
 from tests.testbed.fixtures import FileServers, Guest, VboxBed, Vmshare, vbox_vm
 from tests.testbed.vbox.model import live_folders
 
@@ -54,6 +56,65 @@ def share_testbed(
     )
 
 
+def lock_held(bed: VboxBed, vm: str, step: str) -> Fault:
+    """Another client (the GUI's settings dialog, a second VBoxManage) locks the VM when
+    vmshare's ``step`` wants the lock: VirtualBox refuses vmshare at once, vmshare asks again for
+    a few seconds, gives up and rolls back. The other client lets go once the rollback asks to
+    start the VM again (the user closing the dialog), which the rollback's own wait sees."""
+    stop = threading.Event()
+
+    def let_go_at_the_rollbacks_start(seen: int) -> None:
+        while not stop.wait(0.1):
+            if any(r["call"] == "launchVMProcess" for r in bed.model.refusals()[seen:]):
+                bed.model.release(vm)
+                return
+
+    def inject() -> None:
+        bed.model.hold(vm)
+        seen = len(bed.model.refusals())
+        threading.Thread(target=let_go_at_the_rollbacks_start, args=(seen,), daemon=True).start()
+
+    def restore() -> None:
+        stop.set()
+        bed.model.release(vm)
+
+    return Fault(
+        "session lock held by someone else",
+        step,
+        inject=inject,
+        restore=restore,
+        error=r"already locked for a session.*held the VM's session lock for \d+ s",
+        bound=60,
+    )
+
+
+def silent(bed: VboxBed, step: str, prefix: str) -> Fault:
+    """VirtualBox never answers the VBoxManage calls that start with ``prefix`` from vmshare's
+    ``step`` on (VBoxSVC stuck in that change): vmshare's deadline ends each one."""
+    return Fault(
+        "VBoxManage never answers",
+        step,
+        inject=lambda: bed.freeze(prefix),
+        restore=bed.thaw,
+        error=r"`VBoxManage sharedfolder add .*` did not finish within its 30 s deadline",
+        bound=90,
+    )
+
+
+def guest_frozen(guest: Guest, step: str) -> Fault:
+    """The guest frozen (its domain paused) right after ``step``: Guest Additions never start
+    a guest session."""
+    return Fault(
+        "guest frozen",
+        step,
+        inject=guest.dom.suspend,
+        restore=lambda: guest.dom.resume() if guest.dom.info()[0] == 3 else None,
+        error="did not start a session within 5 s .*frozen",
+        point="completed",
+        bound=90,
+    )
+
+
 # VBoxManage changes a permanent folder only while the VM is off (the write lock): each change
 # of one stops the running VM and starts it again, which --restart allows; a rollback undoes
 # that stop and start too (the mount point, the start, the folders, the stop)
@@ -68,12 +129,17 @@ VBOXMANAGE = {
 class TestVirtualboxVBoxManage(CrashHarnessInFullRunOnly, ShareContract):
     @pytest.fixture
     def testbed(self, guest, vbox_bed, servers, vmshare, open_tmp):
+        step = "hypervisor.attach"  # the VM is off (the plan stopped it): a write lock
+        faults = [lock_held(vbox_bed, "vboxvm", step), silent(vbox_bed, step, "sharedfolder add")]
         return share_testbed(
-            "vboxmanage", guest, vbox_bed, servers, vmshare, open_tmp, **VBOXMANAGE
+            "vboxmanage", guest, vbox_bed, servers, vmshare, open_tmp, **VBOXMANAGE, faults=faults
         )
 
 
 class TestVirtualboxSdk(ShareContract):
     @pytest.fixture
     def testbed(self, guest, vbox_bed, servers, vmshare, open_tmp):
-        return share_testbed("sdk", guest, vbox_bed, servers, vmshare, open_tmp)
+        # the VM runs, so the SDK asks only for shared locks, which no other client's lock
+        # blocks (a lock held by someone else meets the VBoxManage class's write lock)
+        faults = [guest_frozen(guest, "hypervisor.attach")]
+        return share_testbed("sdk", guest, vbox_bed, servers, vmshare, open_tmp, faults=faults)

@@ -16,9 +16,12 @@ from tests.contract.share import (
     ShareTestbed,
     network_expectations,
 )
+from tests.contract.test_share_libvirt import server_stopped
+from tests.testbed.faults import Fault
 from tests.testbed.fixtures import (
     OWNER,
     FileServers,
+    Guest,
     Vmshare,
     VmwareBed,
     VmwareSshBed,
@@ -49,6 +52,33 @@ def vmx_config(bed: VmwareBed) -> bytes:
     return b"".join(line for line in lines if not line.startswith(b"sharedFolder.maxNum"))
 
 
+def vmrun_silent(bed: VmwareBed, command: str, step: str) -> Fault:
+    """vmrun's ``command`` never answers from ``step`` on (VMware waits on a dialog): vmshare's
+    deadline on each vmrun call ends it."""
+    return Fault(
+        "vmrun never answers",
+        step,
+        inject=lambda: bed.freeze(command),
+        restore=bed.thaw,
+        error=rf"vmrun {command} did not finish within its 30 s deadline",
+        bound=90,
+    )
+
+
+def guest_frozen(guest: Guest, step: str) -> Fault:
+    """The guest frozen (its domain paused) right after ``step``: its ssh server accepts and
+    never answers."""
+    return Fault(
+        "guest frozen",
+        step,
+        inject=guest.dom.suspend,
+        restore=lambda: guest.dom.resume() if guest.dom.info()[0] == 3 else None,
+        error="ssh",
+        point="completed",
+        bound=90,
+    )
+
+
 class TestVmwareDesktopHgfs(CrashHarnessInFullRunOnly, ShareContract):
     @pytest.fixture
     def testbed(self, vmware: VmwareBed, vmshare: Vmshare, open_tmp):
@@ -69,10 +99,11 @@ class TestVmwareDesktopHgfs(CrashHarnessInFullRunOnly, ShareContract):
                 f".host:/{tag} {fstab.escape(target)} fuse.vmhgfs-fuse rw,allow_other,"
                 f"subtype=vmhgfs-fuse,fsname=.host:/{tag},uid=0,gid=0,nofail 0 0"
             ),
+            faults=[vmrun_silent(vmware, "addSharedFolder", "hypervisor.attach")],
         )
 
 
-def network_testbed(bed: VmwareSshBed, vmshare, servers, open_tmp, protocol):
+def network_testbed(bed: VmwareSshBed, vmshare, servers, open_tmp, protocol, faults):
     vmshare.env.update(bed.env)
     return ShareTestbed(
         vm=bed.vm,
@@ -88,6 +119,7 @@ def network_testbed(bed: VmwareSshBed, vmshare, servers, open_tmp, protocol):
         add_args=["--protocol", protocol],
         spec_protocol=protocol,
         status_checks={"probe": "ok", "export": "ok"},
+        faults=faults,
         **network_expectations(protocol),
     )
 
@@ -101,6 +133,7 @@ class TestVmwareDesktopNfsOverSsh(ShareContract):
             servers,
             open_tmp,
             "nfs",
+            [guest_frozen(vmware_ssh.guest, "host.nfs_export")],
         )
 
     # prune finds a nfs share by its export and fstab line as on libvirt (TestLibvirtNfs):
@@ -117,6 +150,7 @@ class TestVmwareDesktopSmbOverSsh(CrashHarnessInFullRunOnly, ShareContract):
             servers,
             open_tmp,
             "smb",
+            [server_stopped(servers, "smb")],
         )
 
     # prune finds a smb share by its export and fstab line as on libvirt (TestLibvirtSmb):

@@ -387,6 +387,17 @@ class VmwareBed:
         assert isinstance(vm, VmwareDesktopVm)
         return vm
 
+    def freeze(self, command: str = "") -> None:
+        """vmrun commands starting with ``command`` (all: "") hang until ``thaw``."""
+        from tests.testbed.vmrun.cli import FREEZE
+
+        (self.bin_dir / FREEZE).write_text(command)
+
+    def thaw(self) -> None:
+        from tests.testbed.vmrun.cli import FREEZE
+
+        (self.bin_dir / FREEZE).unlink(missing_ok=True)
+
     def reset_vmx(self) -> None:
         """The .vmx as the test bed made it (the user's own folder in it), the VM running."""
         folders = {k for k in self.guest.filesystems() if k.startswith("vmshare-")}

@@ -4,10 +4,13 @@ VBoxManage stand-in on PATH, over one machine model that enforces VirtualBox's r
 from __future__ import annotations
 
 import shlex
+import threading
+import time
 
 import pytest
 from tests.testbed.fixtures import VboxBed
 
+from vmshare.backends.virtualbox import results
 from vmshare.backends.virtualbox.adapter import Adapter, Folder
 from vmshare.errors import HypervisorError, NotFoundError, VmshareError
 
@@ -135,13 +138,54 @@ def test_removing_a_folder_that_is_not_there_is_not_found(adapter, vbox_bed):
     assert info.value.hint
 
 
-def test_a_vm_locked_by_another_session_is_object_state_with_a_hint(adapter, vbox_bed):
+def test_a_vm_locked_by_another_session_is_waited_for_then_refused_naming_the_lock(
+    adapter, vbox_bed, monkeypatch
+):
+    """VirtualBox refuses the write lock and the start at once while another client holds the
+    VM (the GUI's settings dialog): vmshare asks again for LOCK_WAIT s, then says what holds it."""
+    monkeypatch.setattr(results, "LOCK_WAIT", 0.6)
     vbox_bed.model.create("devvm")
-    vbox_bed.model.lock("devvm", "the-gui", "write")  # the GUI's settings dialog is open
+    vbox_bed.model.hold("devvm")  # the GUI's settings dialog is open
+    for change in (lambda: adapter.add_folder("devvm", Folder("vmshare-l", "/srv/l")),
+                   lambda: adapter.start("devvm")):  # fmt: skip
+        asked = len(vbox_bed.model.refusals())
+        started = time.monotonic()
+        with pytest.raises(HypervisorError) as info:
+            change()
+        assert time.monotonic() - started >= 0.6
+        assert len(vbox_bed.model.refusals()) - asked >= 2  # asked again meanwhile
+        assert "already locked" in info.value.message
+        assert "another program held the VM's session lock for 0.6 s" in info.value.message
+        assert "VirtualBox GUI" in (info.value.hint or "")
+    machine = vbox_bed.model.machine("devvm")
+    assert machine["folders"] == [] and machine["state"] == "poweroff"
+
+
+def test_a_lock_let_go_within_the_wait_is_taken(adapter, vbox_bed, monkeypatch):
+    monkeypatch.setattr(results, "LOCK_WAIT", 20.0)
+    vbox_bed.model.create("devvm")
+    vbox_bed.model.hold("devvm")
+    threading.Timer(0.5, vbox_bed.model.release, ["devvm"]).start()
+    adapter.add_folder("devvm", Folder("vmshare-l", "/srv/l"))
+    assert [f["name"] for f in vbox_bed.model.machine("devvm")["folders"]] == ["vmshare-l"]
+    vbox_bed.model.hold("devvm")
+    threading.Timer(0.5, vbox_bed.model.release, ["devvm"]).start()
+    adapter.start("devvm")
+    assert vbox_bed.model.machine("devvm")["state"] == "running"
+
+
+def test_the_running_vm_s_own_lock_is_not_waited_for(adapter, vbox_bed, monkeypatch):
+    """VBoxManage's write lock on a running VM: its own process holds it for as long as it runs,
+    so the refusal comes at once, with the hint to stop it (--restart)."""
+    monkeypatch.setattr(results, "LOCK_WAIT", 20.0)
+    vbox_bed.model.create("devvm", running=True)
+    if adapter.permanent_while_running:
+        return  # the API changes a running VM's folder under a shared lock
+    started = time.monotonic()
     with pytest.raises(HypervisorError) as info:
-        adapter.add_folder("devvm", Folder("vmshare-l", "/srv/l"))
-    assert "already locked" in info.value.message
-    assert "another program holds the VM's lock" in (info.value.hint or "")
+        adapter.add_folder("devvm", Folder("vmshare-p", "/srv/p"))
+    assert time.monotonic() - started < 10
+    assert "--restart" in (info.value.hint or "")
 
 
 def test_extradata_is_set_read_and_deleted(adapter, vbox_bed):

@@ -230,3 +230,34 @@ def test_the_guest_password_goes_only_into_a_private_file_that_is_deleted(monkey
     assert seen["content"] == "s3cr3t pass" and seen["mode"] == 0o600
     assert not os.path.exists(seen["path"])
     assert seen["argv"][:4] == ["VBoxManage", "guestcontrol", "devvm", "run"]
+
+
+def test_the_stand_in_refuses_a_start_and_a_write_lock_while_another_session_holds_the_vm(
+    vbox_bed: VboxBed,
+):
+    """The GUI's settings dialog holds a stopped VM (an exclusive write lock): VirtualBox 7.0
+    refuses VBoxManage's write lock and its start with VBOX_E_INVALID_OBJECT_STATE and its own
+    words, and logs each refusal; once it lets go, both work."""
+    vbox_bed.model.create("devvm")
+    vbox_bed.model.hold("devvm")
+    started = vboxmanage("startvm", "devvm", "--type", "headless")
+    assert started.returncode == 1
+    assert started.stderr.splitlines() == [
+        "VBoxManage: error: The machine 'devvm' is already locked by a session (or being locked "
+        "or unlocked)",
+        "VBoxManage: error: Details: code VBOX_E_INVALID_OBJECT_STATE (0x80bb0007), component "
+        "MachineWrap, interface IMachine, callee nsISupports",
+        'VBoxManage: error: Context: "LaunchVMProcess(a->session, sessionType.raw(), '
+        'ComSafeArrayAsInParam(aBstrEnv), progress.asOutParam())" at line 881 of file '
+        "VBoxManageMisc.cpp",
+    ]
+    added = vboxmanage("sharedfolder", "add", "devvm", "--name", "n", "--hostpath", "/n")
+    assert added.returncode == 1
+    assert "already locked for a session (or being unlocked)" in added.stderr
+    assert [r["call"] for r in vbox_bed.model.refusals()] == ["launchVMProcess", "lockMachine"]
+    vbox_bed.model.release("devvm")
+    assert (
+        vboxmanage("sharedfolder", "add", "devvm", "--name", "n", "--hostpath", "/n").returncode
+        == 0
+    )
+    assert vboxmanage("startvm", "devvm", "--type", "headless").returncode == 0

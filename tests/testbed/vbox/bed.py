@@ -58,6 +58,17 @@ class VboxBed:
 
         return VBoxManageAdapter()
 
+    def freeze(self, prefix: str = "") -> None:
+        """VBoxManage calls starting with ``prefix`` (all: "") hang until ``thaw``."""
+        from tests.testbed.vbox.vboxmanage import FREEZE
+
+        self.model.path.with_name(FREEZE).write_text(prefix)
+
+    def thaw(self) -> None:
+        from tests.testbed.vbox.vboxmanage import FREEZE
+
+        self.model.path.with_name(FREEZE).unlink(missing_ok=True)
+
     def unplug_all(self) -> None:
         """Take every device the bridge plugged in for this bed's VMs out of their domains."""
         from tests.testbed.vbox.bridge import unplug

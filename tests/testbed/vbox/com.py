@@ -21,6 +21,7 @@ from tests.testbed.vbox.model import (
     Fault,
     Model,
     check_folder,
+    domain_frozen,
     live_folders,
     run_in_domain,
 )
@@ -259,6 +260,8 @@ class ComGuestSession:
 
     @property
     def status(self) -> int:
+        if self._domain and domain_frozen(self._domain):
+            return 10  # Starting: a frozen guest's Guest Additions never start the session
         return 100 if self._domain else 800  # Started / Error (a wrong login)
 
     def processCreateEx(

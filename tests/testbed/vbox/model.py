@@ -49,6 +49,7 @@ CODE_NAMES = {
     INVALID_ARG: "E_INVALIDARG",
 }
 VM_PROCESS = "vm-process"  # the session a running VM's own process holds
+HOLDER = "someone-else"  # another client's session (the GUI, a second VBoxManage): fault tests
 RUNNING = ("running", "paused")
 ENV = "VMSHARE_VBOX_MODEL"
 
@@ -141,23 +142,59 @@ class Model:
     # ---------------------------------------------------------------- sessions
 
     def lock(self, ref: str, session: str, kind: str) -> None:
+        refused: Fault | None = None
         with self.change() as data:
             machine = find(data, ref)
             holders = machine["sessions"]
             if any(h["id"] == session for h in holders):
                 raise Fault(INVALID_OBJECT_STATE, "The given session is busy")
             if kind == "write" and holders:
-                raise Fault(
+                # VirtualBox 7.0's MachineImpl.cpp, lockMachine (VBoxManage prints it too)
+                refused = Fault(
                     INVALID_OBJECT_STATE,
                     f"The machine '{machine['name']}' is already locked for a session "
                     "(or being unlocked)",
                 )
-            if kind == "shared" and not holders:
+                self._refused(machine, "lockMachine")
+            elif kind == "shared" and not holders:
                 raise Fault(
                     INVALID_OBJECT_STATE,
                     f"The machine '{machine['name']}' is not locked by a session",
                 )
-            holders.append({"id": session, "kind": kind})
+            else:
+                holders.append({"id": session, "kind": kind})
+        if refused is not None:
+            raise refused
+
+    def hold(self, ref: str, session: str = HOLDER) -> None:
+        """Another client locks the machine as ``lockMachine(LockType_Shared)`` does: a link to
+        the session that holds it, or VirtualBox's exclusive write lock when none does (the GUI's
+        settings dialog of a stopped VM). The fault tests' "lock held by someone else"."""
+        kind = "shared" if self.machine(ref)["sessions"] else "write"
+        self.lock(ref, session, kind)
+
+    def release(self, ref: str, session: str = HOLDER) -> None:
+        """The other client lets go (nothing to do when it holds no lock)."""
+        with self.change() as data:
+            machine = find(data, ref)
+            machine["sessions"] = [h for h in machine["sessions"] if h["id"] != session]
+
+    def refusals(self) -> list[dict[str, str]]:
+        """Every lock VirtualBox refused (``lockMachine``, ``launchVMProcess``), oldest first:
+        a log beside the model, which it leaves as it was."""
+        try:
+            text = self._refusals.read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines()]
+
+    @property
+    def _refusals(self) -> Path:
+        return self.path.with_name("refusals.jsonl")
+
+    def _refused(self, machine: dict[str, Any], call: str) -> None:
+        with self._refusals.open("a") as log:  # under the model's flock (``change``)
+            log.write(json.dumps({"vm": machine["name"], "call": call}) + "\n")
 
     def unlock(self, ref: str, session: str) -> None:
         with self.change() as data:
@@ -233,24 +270,34 @@ class Model:
                 extradata.pop(key, None)
 
     def start(self, ref: str) -> None:
+        refused: Fault | None = None
         with self.change() as data:
             machine = find(data, ref)
             if machine["state"] in RUNNING:
                 raise Fault(INVALID_VM_STATE, f"The machine '{machine['name']}' is already running")
             if machine["sessions"]:
-                raise Fault(
+                # MachineImpl.cpp, launchVMProcess: any lock (a stopped VM's write lock) blocks it
+                refused = Fault(
                     INVALID_OBJECT_STATE,
-                    f"The machine '{machine['name']}' is already locked by a session",
+                    f"The machine '{machine['name']}' is already locked by a session "
+                    "(or being locked or unlocked)",
                 )
-            machine["state"] = "running"
-            machine["sessions"].append({"id": VM_PROCESS, "kind": "vm"})
-            props = {}
-            if machine["ga"]:
-                props["/VirtualBox/GuestAdd/Version"] = machine["ga"]
-                for n, address in enumerate(machine["addresses"]):
-                    props[f"/VirtualBox/GuestInfo/Net/{n}/V4/IP"] = address
-            machine["properties"] = props
-            self._sync(machine)
+                self._refused(machine, "launchVMProcess")
+            else:
+                self._power_on(machine)
+        if refused is not None:
+            raise refused
+
+    def _power_on(self, machine: dict[str, Any]) -> None:
+        machine["state"] = "running"
+        machine["sessions"].append({"id": VM_PROCESS, "kind": "vm"})
+        props = {}
+        if machine["ga"]:
+            props["/VirtualBox/GuestAdd/Version"] = machine["ga"]
+            for n, address in enumerate(machine["addresses"]):
+                props[f"/VirtualBox/GuestInfo/Net/{n}/V4/IP"] = address
+        machine["properties"] = props
+        self._sync(machine)
 
     def stop(self, ref: str) -> None:
         with self.change() as data:
@@ -298,6 +345,18 @@ def live_folders(machine: dict[str, Any]) -> dict[str, dict[str, Any]]:
     live = {f["name"]: f for f in machine["folders"]}
     live.update({f["name"]: f for f in machine["transient"]})
     return live
+
+
+def domain_frozen(domain: str) -> bool:
+    """Whether the libvirt test domain that stands for a VM is paused: its guest is frozen (the
+    VirtualBox VM runs, but nothing in the guest answers)."""
+    import libvirt
+
+    conn = libvirt.open("qemu:///system")
+    try:
+        return bool(conn.lookupByName(domain).info()[0] == libvirt.VIR_DOMAIN_PAUSED)
+    finally:
+        conn.close()
 
 
 def run_in_domain(

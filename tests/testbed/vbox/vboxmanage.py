@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from tests.testbed.vbox.model import (
     CODE_NAMES,
+    INVALID_OBJECT_STATE,
     OBJECT_IN_USE,
     RUNNING,
     Fault,
@@ -38,6 +40,16 @@ VANISH = "VMSHARE_VBOX_VANISH"
 SYNTAX = 2
 # where VirtualBox 7.0.14's VBoxManageMisc.cpp locks the machine for a permanent folder
 WRITE_LOCK_LINE = {"add": 1673, "remove": 1769}
+# startvm's call, as VBoxManage 7.0 prints it when the machine is locked
+LAUNCH_CONTEXT = (
+    "LaunchVMProcess(a->session, sessionType.raw(), ComSafeArrayAsInParam(aBstrEnv), "
+    "progress.asOutParam())",
+    881,
+)
+# "the hypervisor never answers": while this file (next to the model) exists, every call whose
+# arguments start with its text (all calls when it is empty) waits for VBoxSVC, which never
+# answers: the caller's deadline ends it
+FREEZE = "freeze"
 
 
 class Syntax(Exception):
@@ -248,7 +260,12 @@ def startvm(model: Model, args: list[str]) -> None:
     options, (ref,) = parse(args, {"--type": True}, 1)
     if options.get("--type", "gui") not in ("gui", "headless", "sdl", "separate"):
         raise Syntax(f"Invalid session type '{options['--type']}'")
-    model.start(ref)
+    try:
+        model.start(ref)
+    except Fault as exc:
+        if exc.hresult != INVALID_OBJECT_STATE:
+            raise
+        fail(exc, "MachineWrap", "IMachine", LAUNCH_CONTEXT)
     print(f'VM "{ref}" has been successfully started.')
 
 
@@ -333,6 +350,14 @@ COMMANDS: dict[str, Callable[[Model, list[str]], None]] = {
 }
 
 
+def frozen(model: Model, argv: list[str]) -> bool:
+    try:
+        prefix = model.path.with_name(FREEZE).read_text()
+    except FileNotFoundError:
+        return False
+    return " ".join(argv).startswith(prefix)
+
+
 def main(argv: list[str]) -> Any:
     if argv == ["--version"]:
         print(VERSION)
@@ -341,6 +366,8 @@ def main(argv: list[str]) -> Any:
         print(f"VBoxManage: error: Invalid command '{argv[0] if argv else ''}'", file=sys.stderr)
         return SYNTAX
     model = Model.from_env()
+    while frozen(model, argv):
+        time.sleep(0.2)
     vanish = os.environ.get(VANISH, "")  # fault injection: the VM is deleted at this command
     if vanish and " ".join(argv).startswith(vanish.partition("@")[2]):
         with contextlib.suppress(Fault):

@@ -46,13 +46,37 @@ class VmrunError(Exception):
         self.status = status
 
 
+# "the hypervisor never answers": while this file (next to the program) exists, a command whose
+# name starts with its text (every command when it is empty) waits for VMware, which never answers
+# (a modal dialog in Workstation): the caller's deadline ends it
+FREEZE = "vmrun-freeze"
+
+
 def main(argv: Sequence[str]) -> int:
     config = json.loads(Path(argv[0]).with_name(CONFIG).read_text())
+    command = next((a for i, a in enumerate(argv[1:]) if _is_command(argv[1:], i)), "")
+    while _frozen(Path(argv[0]).with_name(FREEZE), command):
+        time.sleep(0.2)
     try:
         return run(list(argv[1:]), config)
     except VmrunError as exc:
         print(f"Error: {exc}")
         return exc.status
+
+
+def _is_command(args: Sequence[str], index: int) -> bool:
+    """Whether ``args[index]`` is vmrun's command: the first word that is no flag's value."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2
+    return index == i
+
+
+def _frozen(switch: Path, command: str) -> bool:
+    try:
+        return command.startswith(switch.read_text())
+    except FileNotFoundError:
+        return False
 
 
 def run(args: list[str], config: dict[str, Any]) -> int:

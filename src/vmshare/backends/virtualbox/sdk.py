@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from vmshare.backends.virtualbox.adapter import Adapter, Folder, Machine, Quote, python_quote
-from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, vbox_error
+from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, vbox_error, waiting_for_lock
 from vmshare.errors import GuestError, GuestTimeout, VmshareError
 from vmshare.guest.channel import GuestResult
 from vmshare.secret_value import Secret
@@ -41,6 +41,7 @@ STATES = {
     13: "restoring",
 }
 NAT = 1  # NetworkAttachmentType.NAT
+SESSION_START_WAIT = 5.0  # s: pyvbox's IGuest.create_session waits 50 x 0.1 s for the start
 
 
 class SdkAdapter(Adapter):
@@ -109,8 +110,13 @@ class SdkAdapter(Adapter):
         from virtualbox.library import LockType
 
         session = self.new_session()
-        with sdk_call(what):
-            machine.lock_machine(session, LockType.write if kind == "write" else LockType.shared)
+        lock_type = LockType.write if kind == "write" else LockType.shared
+
+        def lock() -> None:
+            with sdk_call(what):
+                machine.lock_machine(session, lock_type)
+
+        waiting_for_lock(lock)  # another client's lock is often let go within moments
         try:
             with sdk_call(what):
                 yield session
@@ -154,8 +160,13 @@ class SdkAdapter(Adapter):
     def start(self, vm: str) -> None:
         found = self._find(vm)
         session = self.new_session()
+
+        def launch() -> Any:
+            with sdk_call(f"start VM {vm!r}"):
+                return found.launch_vm_process(session, "headless", [])
+
+        progress = waiting_for_lock(launch)  # a stopped VM's lock blocks its start
         with sdk_call(f"start VM {vm!r}"):
-            progress = found.launch_vm_process(session, "headless", [])
             progress.wait_for_completion(-1)
         with contextlib.suppress(Exception):
             session.unlock_machine()
@@ -187,9 +198,11 @@ class SdkAdapter(Adapter):
                 gs = session.console.guest.create_session(user, password.reveal(), "", "vmshare")
             except SystemError as exc:  # pyvbox's "GuestSession failed to start"
                 raise GuestError(
-                    f"VirtualBox guest control in VM {vm!r} did not start a session: {exc}",
-                    hint="check Guest Additions in the guest and [vm.NAME.guest] login_user "
-                    "and login_password",
+                    f"VirtualBox guest control in VM {vm!r} did not start a session within "
+                    f"{SESSION_START_WAIT:g} s ({exc}): the guest is frozen or still booting, "
+                    "or the login is wrong",
+                    hint="check that the guest runs and answers, Guest Additions in it, and "
+                    "[vm.NAME.guest] login_user and login_password",
                 ) from None
             try:
                 return run_process(gs, argv, stdin or b"", timeout)

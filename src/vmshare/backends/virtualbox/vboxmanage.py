@@ -20,8 +20,15 @@ import tempfile
 from collections.abc import Iterator, Sequence
 
 from vmshare import hostexec
-from vmshare.backends.virtualbox.adapter import Adapter, Folder, Machine, Quote, shell_quote
-from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, from_vboxmanage
+from vmshare.backends.virtualbox.adapter import (
+    RUNNING_STATES,
+    Adapter,
+    Folder,
+    Machine,
+    Quote,
+    shell_quote,
+)
+from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, from_vboxmanage, waiting_for_lock
 from vmshare.errors import GuestError, GuestTimeout, HostCommandTimeout, UsageError
 from vmshare.guest.channel import GuestResult
 from vmshare.secret_value import Secret
@@ -108,17 +115,35 @@ class VBoxManageAdapter(Adapter):
     def set_extradata(self, vm: str, key: str, value: str) -> None:
         self._run(extradata_argv(vm, key, value)[1:], f"set extradata of VM {vm!r}")
 
+    def _locking(
+        self, vm: str, args: Sequence[str], what: str, timeout: float = hostexec.QUICK
+    ) -> None:
+        """A call that locks the machine (a permanent folder's write lock, a start): asked again
+        for a while when another session holds the VM (``results.waiting_for_lock``); at once
+        when the VM runs, whose own process holds it."""
+        waiting_for_lock(
+            lambda: self._run(args, what, timeout=timeout),
+            futile=lambda: self._state(vm) in RUNNING_STATES,
+        )
+
+    def _state(self, vm: str) -> str:
+        proc = hostexec.run(
+            [TOOL, "showvminfo", vm_ref(vm), "--machinereadable"],
+            check=False,
+            timeout=hostexec.QUICK,
+        )
+        return parse_machinereadable(proc.text).get("VMState", "")
+
     def add_folder(self, vm: str, folder: Folder) -> None:
-        self._run(add_argv(vm, folder)[1:], f"add shared folder {folder.name} to VM {vm!r}")
+        self._locking(vm, add_argv(vm, folder)[1:], f"add shared folder {folder.name} to VM {vm!r}")
 
     def remove_folder(self, vm: str, name: str, *, transient: bool) -> None:
         argv = remove_argv(vm, name, transient=transient)
-        self._run(argv[1:], f"remove shared folder {name} from VM {vm!r}")
+        self._locking(vm, argv[1:], f"remove shared folder {name} from VM {vm!r}")
 
     def start(self, vm: str) -> None:
-        self._run(
-            ["startvm", vm_ref(vm), "--type", "headless"], f"start VM {vm!r}", timeout=START_TIMEOUT
-        )
+        args = ["startvm", vm_ref(vm), "--type", "headless"]
+        self._locking(vm, args, f"start VM {vm!r}", timeout=START_TIMEOUT)
 
     def stop(self, vm: str, *, force: bool) -> None:
         verb = "poweroff" if force else "acpipowerbutton"
