@@ -113,5 +113,7 @@ def test_an_ssh_failure_is_one_line_and_a_silent_guest_is_not_a_key_problem():
     assert "not paused" in (error.hint or "") and "ssh_key" not in (error.hint or "")
     refused = ssh_failure(access, "Permission denied (publickey).\n")
     assert "ssh_key" in (refused.hint or "")
-    # no command reached the guest: the executor will not undo the step
-    assert error.never_ran and not refused.never_ran
+    # no command reached the guest: the executor will not undo the step; a connection lost
+    # mid-command may have run it
+    lost = ssh_failure(access, "Timeout, server 127.0.0.1 not responding.\n")
+    assert error.never_ran and refused.never_ran and not lost.never_ran

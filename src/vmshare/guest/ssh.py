@@ -85,9 +85,10 @@ def ssh_failure(access: GuestAccess, stderr: str) -> GuestError:
     return _ssh_failure(where, said)
 
 
-# ssh's words for a connection that never came up (no command was sent)
+# ssh's words for a connection that never came up or never logged in (no command was sent)
 _NOT_CONNECTED = re.compile(
     r"connect to host|Connection refused|during banner exchange|Could not resolve hostname"
+    r"|Permission denied \(|Host key verification failed"
 )
 
 
