@@ -22,7 +22,7 @@ from typing import Any
 
 from vmshare.backends.virtualbox.adapter import Adapter, Folder, Machine, Quote, python_quote
 from vmshare.backends.virtualbox.results import OBJECT_NOT_FOUND, vbox_error, waiting_for_lock
-from vmshare.errors import GuestError, GuestTimeout, VmshareError
+from vmshare.errors import GuestError, GuestTimeout, VmshareError, never_ran
 from vmshare.guest.channel import GuestResult
 from vmshare.secret_value import Secret
 
@@ -197,12 +197,15 @@ class SdkAdapter(Adapter):
             try:
                 gs = session.console.guest.create_session(user, password.reveal(), "", "vmshare")
             except SystemError as exc:  # pyvbox's "GuestSession failed to start"
-                raise GuestError(
-                    f"VirtualBox guest control in VM {vm!r} did not start a session within "
-                    f"{SESSION_START_WAIT:g} s ({exc}): the guest is frozen or still booting, "
-                    "or the login is wrong",
-                    hint="check that the guest runs and answers, Guest Additions in it, and "
-                    "[vm.NAME.guest] login_user and login_password",
+                # no session, so no process was started: the step never ran
+                raise never_ran(
+                    GuestError(
+                        f"VirtualBox guest control in VM {vm!r} did not start a session within "
+                        f"{SESSION_START_WAIT:g} s ({exc}): the guest is frozen or still booting, "
+                        "or the login is wrong",
+                        hint="check that the guest runs and answers, Guest Additions in it, and "
+                        "[vm.NAME.guest] login_user and login_password",
+                    )
                 ) from None
             try:
                 return run_process(gs, argv, stdin or b"", timeout)
