@@ -217,6 +217,13 @@ def test_samba_refuses_line_breaks_anywhere():
         smb.render_section(section("/srv/x", force_user="root\n[evil]"))
 
 
+@pytest.mark.parametrize("field", ["force_user", "force_group", "account"])
+def test_samba_refuses_a_value_ending_in_a_backslash(field):
+    # a trailing backslash continues the line: `force user = x\` swallowed `force group`
+    with pytest.raises(UsageError, match="trailing backslash"):
+        smb.render_section(section("/srv/x", **{field: "DOMAIN\\"}))
+
+
 def test_samba_guest_mount_options():
     source, fstype, options = smb.guest_mount(
         section("/srv/x", readonly=False), SmbHost(port=4450), "10.0.2.2", 1000, 100

@@ -75,10 +75,12 @@ def check_path(path: str) -> None:
 
 def _value(text: str) -> str:
     """``text`` as an smb.conf value: Samba trims blanks at either end and substitutes '%'
-    (force user = %U would be whoever connects), so neither can be carried."""
-    if any(ch in text for ch in "\n\r\x00%") or text != text.strip():
+    (force user = %U would be whoever connects), so neither can be carried; a trailing
+    backslash continues the line, so the next option would become part of this value."""
+    if any(ch in text for ch in "\n\r\x00%") or text != text.strip() or text.endswith("\\"):
         raise UsageError(
-            f"an smb.conf value cannot hold a line break, '%' or blanks at either end: {text!r}",
+            "an smb.conf value cannot hold a line break, '%', blanks at either end or a "
+            f"trailing backslash: {text!r}",
             hint="rename it",
         )
     return text
