@@ -316,8 +316,13 @@ def _rollback(
 ) -> ApplyFailed:
     undone: list[str] = []
     failures: list[str] = []
+    # a restart's undo (a restart) comes last: only then has the VM's definition lost the
+    # devices it must restart without (a 9p device cannot be hot-unplugged)
+    newest_first = sorted(
+        reversed(begun), key=lambda s: s.undo is not None and s.undo.action == "restart"
+    )
     with sigint_handled_by(signal.SIG_IGN):
-        for step in reversed(begun):
+        for step in newest_first:
             assert step.undo is not None
             report("undo", step.undo)
             try:

@@ -164,3 +164,30 @@ def test_a_stopped_vm_needs_no_stop(tmp_path):
     plan = plan_for(w, spec(tmp_path), State(), allow_restart=True)
     assert names(plan)[:2] == ["hypervisor.attach_share", "hypervisor.start"]
     assert "hypervisor.stop" not in names(plan)
+
+
+def test_a_rollback_after_a_restart_for_a_device_that_cannot_unplug_restarts_again(tmp_path):
+    # 9p: the device reaches the running VM only through the restart, and leaves it only at
+    # another: a rollback that stopped at the detach left it live in the guest (crash harness)
+    ninep = DeviceCapability(
+        protocol="vboxsf",
+        semantics="9p-like",
+        hotplug=False,
+        hotplug_off="this device cannot be hot-plugged",
+        unplug=False,
+    )
+    w = FakeWorld(FakeBackend(FakeVm("vm1", Capabilities(devices=[ninep], network=[]))))
+    store, the_spec, state = StateStore(tmp_path / "state"), spec(tmp_path), State()
+    plan = plan_for(w, the_spec, state, allow_restart=True)
+    assert "hypervisor.restart" in names(plan)
+
+    def mount(**_kw):
+        raise GuestError("the guest refuses the mount")
+
+    w.guests["vm1"].mount = mount  # type: ignore[method-assign]
+    with pytest.raises(ApplyFailed) as info:
+        execute(plan, w, Journal(store, state, plan))
+    assert "everything is as before" in info.value.message
+    vm = w.backend.vms["vm1"]
+    assert vm.running and vm.persistent == {} and vm.live == {}
+    assert w.backend.calls[-2:] == [f"detach_share {TAG} running,persistent", "restart"]

@@ -175,6 +175,7 @@ def resolve(
                         vm=vm_name,
                         summary=summary,
                         reason=reason,
+                        undo=_restart_again(first, vm_name) if action == "restart" else None,
                     )
                 )
             else:
@@ -188,6 +189,19 @@ def resolve(
                 plan.removes.append(record.key)
                 plan.notes.append(f"{record.label}: no longer in the spec, so it would be removed")
     return plan
+
+
+def _restart_again(share: str, vm_name: str) -> Step:
+    """The restart's undo: a device that cannot be unplugged (9p) leaves the running VM only at
+    a restart, so a rollback restarts the VM once more after the rest is undone (apply.py)."""
+    return Step(
+        share=share,
+        layer="hypervisor",
+        action="restart",
+        vm=vm_name,
+        summary=f"restart VM {vm_name} again, without what was undone",
+        reason="a device that cannot be hot-unplugged leaves the running VM only at a restart",
+    )
 
 
 def _power_change(vm_name: str, vm: VmFacts, out: VmSteps) -> tuple[str, str, str, str] | None:
