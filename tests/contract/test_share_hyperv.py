@@ -23,7 +23,7 @@ from tests.contract.share import (
     ShareTestbed,
     network_expectations,
 )
-from tests.testbed.faults import Fault
+from tests.testbed.faults import Fault, guest_frozen
 from tests.testbed.fixtures import (
     OWNER,
     VM,
@@ -95,12 +95,11 @@ def faults(endpoint: WsmanEndpoint, standin: HyperVHost, guest: SshGuest) -> lis
             error=r"on the Windows host: New-SmbShare : The Server service is not started\.;",
             bound=30,
         ),
-        Fault(
-            "guest frozen",
+        guest_frozen(
+            guest.dom,
             "guest.",
-            inject=guest.dom.suspend,
-            restore=guest.dom.resume,
-            error=r"ssh to 127\.0\.0\.1 port \d+ failed: Connection timed out",
+            r"ssh to 127\.0\.0\.1 port \d+ failed: Connection timed out",
+            point="intent",
             bound=60,
         ),
     ]

@@ -23,7 +23,7 @@ from tests.contract.share import (
     network_expectations,
 )
 from tests.testbed.domain import wait_for_agent
-from tests.testbed.faults import Fault
+from tests.testbed.faults import Fault, guest_frozen
 from tests.testbed.fixtures import OWNER, FileServers, Guest, Vmshare, exported
 from tests.testbed.stalls import FreezableProxy
 
@@ -46,14 +46,7 @@ def guest_faults(guest: Guest, step: str) -> list[Fault]:
             wait_for_agent(guest.dom)
 
     return [
-        Fault(
-            "guest frozen",
-            step,
-            inject=guest.dom.suspend,
-            restore=guest.dom.resume,
-            error="is paused",
-            point="completed",
-        ),
+        guest_frozen(guest.dom, step, "is paused", bound=150),
         Fault(
             "guest powered off",
             step,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.contract.share import CrashHarnessInFullRunOnly, ShareContract, ShareTestbed
-from tests.testbed.faults import Fault
+from tests.testbed.faults import Fault, guest_frozen
 from tests.testbed.fixtures import FileServers, Guest, VboxBed, Vmshare, vbox_vm
 from tests.testbed.vbox.model import live_folders
 
@@ -101,20 +101,6 @@ def silent(bed: VboxBed, step: str, prefix: str) -> Fault:
     )
 
 
-def guest_frozen(guest: Guest, step: str) -> Fault:
-    """The guest frozen (its domain paused) right after ``step``: Guest Additions never start
-    a guest session."""
-    return Fault(
-        "guest frozen",
-        step,
-        inject=guest.dom.suspend,
-        restore=lambda: guest.dom.resume() if guest.dom.info()[0] == 3 else None,
-        error="did not start a session within 5 s .*frozen",
-        point="completed",
-        bound=90,
-    )
-
-
 # VBoxManage changes a permanent folder only while the VM is off (the write lock): each change
 # of one stops the running VM and starts it again, which --restart allows; a rollback undoes
 # that stop and start too (the mount point, the start, the folders, the stop)
@@ -141,5 +127,9 @@ class TestVirtualboxSdk(ShareContract):
     def testbed(self, guest, vbox_bed, servers, vmshare, open_tmp):
         # the VM runs, so the SDK asks only for shared locks, which no other client's lock
         # blocks (a lock held by someone else meets the VBoxManage class's write lock)
-        faults = [guest_frozen(guest, "hypervisor.attach")]
+        faults = [
+            guest_frozen(
+                guest.dom, "hypervisor.attach", "did not start a session within 5 s .*frozen"
+            )
+        ]
         return share_testbed("sdk", guest, vbox_bed, servers, vmshare, open_tmp, faults=faults)

@@ -17,11 +17,10 @@ from tests.contract.share import (
     network_expectations,
 )
 from tests.contract.test_share_libvirt import server_stopped
-from tests.testbed.faults import Fault
+from tests.testbed.faults import Fault, guest_frozen
 from tests.testbed.fixtures import (
     OWNER,
     FileServers,
-    Guest,
     Vmshare,
     VmwareBed,
     VmwareSshBed,
@@ -61,20 +60,6 @@ def vmrun_silent(bed: VmwareBed, command: str, step: str) -> Fault:
         inject=lambda: bed.freeze(command),
         restore=bed.thaw,
         error=rf"vmrun {command} did not finish within its 30 s deadline",
-        bound=90,
-    )
-
-
-def guest_frozen(guest: Guest, step: str) -> Fault:
-    """The guest frozen (its domain paused) right after ``step``: its ssh server accepts and
-    never answers."""
-    return Fault(
-        "guest frozen",
-        step,
-        inject=guest.dom.suspend,
-        restore=lambda: guest.dom.resume() if guest.dom.info()[0] == 3 else None,
-        error="ssh",
-        point="completed",
         bound=90,
     )
 
@@ -133,7 +118,7 @@ class TestVmwareDesktopNfsOverSsh(ShareContract):
             servers,
             open_tmp,
             "nfs",
-            [guest_frozen(vmware_ssh.guest, "host.nfs_export")],
+            [guest_frozen(vmware_ssh.guest.dom, "host.nfs_export", "ssh")],
         )
 
     # prune finds a nfs share by its export and fstab line as on libvirt (TestLibvirtNfs):

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import libvirt
 import pytest
 from pyVim.task import WaitForTask
 from pyVmomi import vim
 
 from tests.contract.share import ShareContract, ShareTestbed, network_expectations
-from tests.testbed.faults import Fault
+from tests.testbed.faults import Fault, guest_frozen
 from tests.testbed.fixtures import (
     OWNER,
     FileServers,
@@ -72,10 +71,6 @@ def set_power(vcsim: Vcsim, on: bool) -> Callable[[], None]:
 def vsphere_faults(vcsim: Vcsim, proxy: TcpProxy, guest: Guest) -> list[Fault]:
     vcenter = rf"vSphere at https://127\.0\.0\.1:{proxy.port}"
 
-    def resume_guest() -> None:
-        if guest.dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
-            guest.dom.resume()
-
     return [
         # killed right after the record was written: the record stays until `remove`
         Fault(
@@ -105,13 +100,10 @@ def vsphere_faults(vcsim: Vcsim, proxy: TcpProxy, guest: Guest) -> list[Fault]:
             error="vSphere could not change the VM's configuration .*No space left on device",
             bound=60,
         ),
-        Fault(
-            "guest frozen",
+        guest_frozen(
+            guest.dom,
             RECORD,
-            inject=guest.dom.suspend,
-            restore=resume_guest,
-            error="VMware Tools in the guest does not answer guest operations",
-            point="completed",
+            "VMware Tools in the guest does not answer guest operations",
             bound=60,
         ),
         Fault(

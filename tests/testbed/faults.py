@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import libvirt
+
 from vmshare.apply import FAULT_ENV
 
 PAUSE_WAIT = 600.0  # s: how long the CLI may take to reach its pause (a TCG guest under load)
@@ -106,3 +108,16 @@ def freeze(pid: Callable[[], int]) -> tuple[Callable[[], None], Callable[[], Non
             os.kill(held.pop(), signal.SIGCONT)
 
     return inject, restore
+
+
+def guest_frozen(
+    dom: libvirt.virDomain, step: str, error: str, point: str = "completed", bound: float = 90.0
+) -> Fault:
+    """The test guest frozen (its domain paused) at ``point`` of ``step``, resumed after: what
+    every backend's stand-in forwards guest work to stops answering."""
+
+    def resume() -> None:
+        if dom.info()[0] == libvirt.VIR_DOMAIN_PAUSED:
+            dom.resume()
+
+    return Fault("guest frozen", step, dom.suspend, resume, error, point=point, bound=bound)
