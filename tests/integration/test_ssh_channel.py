@@ -21,9 +21,10 @@ def test_unknown_host_key_is_refused(ssh_guest: SshGuest, tmp_path):
     access = ssh_guest.access
     (tmp_path / "empty").write_text("")
     stranger = access.model_copy(update={"ssh_known_hosts": str(tmp_path / "empty")})
-    with pytest.raises(GuestError, match=r"ssh to 127\.0\.0\.1 failed") as info:
+    with pytest.raises(GuestError, match=r"ssh to 127\.0\.0\.1 port \d+ failed") as info:
         SshChannel(stranger).run(["true"])
     assert "known_hosts" in info.value.hint
+    assert info.value.never_ran  # refused before login: no command reached the guest
 
 
 def test_a_share_through_the_ssh_channel(ssh_guest: SshGuest, tmp_path):
