@@ -8,6 +8,7 @@ VMSHARE_HYPOTHESIS_PROFILE picks one by name.
 """
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -28,3 +29,15 @@ settings.register_profile(
 settings.load_profile(
     os.environ.get("VMSHARE_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+
+@pytest.fixture(autouse=True)
+def _secrets_seen_stay_in_their_test() -> Iterator[None]:
+    """Each test starts with the redaction set as the session left it: a value one test (or a
+    generated example) made a Secret must not redact the text of the tests after it."""
+    from vmshare import secret_value
+
+    saved = set(secret_value._KNOWN)
+    yield
+    secret_value._KNOWN.clear()
+    secret_value._KNOWN.update(saved)

@@ -14,7 +14,8 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
-        if value:  # an empty value is in every text: redacting it would mangle them all
+        # an empty or blank value is in nearly every text: redacting it would mangle them all
+        if value.strip():
             _KNOWN.add(value)
 
     def reveal(self) -> str:

@@ -161,10 +161,12 @@ def test_no_secret_reaches_state_json_or_any_model_text(monkeypatch, backend):
         assert redact(f"x {FAKE_VALUE} y") == "x *** y"  # a resolved secret is redacted too
 
 
-def test_an_empty_secret_redacts_nothing() -> None:
+def test_an_empty_or_blank_secret_redacts_nothing() -> None:
     from vmshare.secret_value import Secret, redact
 
     Secret("")
+    Secret(" \t")
+    Secret(" ")
     assert redact("The virtual machine is not powered on") == (
         "The virtual machine is not powered on"
     )
