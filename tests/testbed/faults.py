@@ -4,8 +4,9 @@ lands (a server stopped or frozen, the guest frozen or off, the hypervisor faili
 the CLI goes on. Each fault must end in bounded time with one clear error line, a rollback, and
 nothing half-configured once the fault is over.
 
-A frozen process (SIGSTOP) is how "accepts and never answers" is made: its listening socket
-stays open, the kernel completes the TCP handshake from its backlog, and no byte ever comes back.
+"Accepts and never answers" is made by a peer that holds every byte with its socket open (the
+proxies in tests/testbed/stalls.py, the WS-Man endpoint's hold()): the kernel completes the TCP
+handshake and no byte ever comes back.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Fault:
     point: str = "intent"  # "intent": before the step's effect; "completed": right after it
     bound: float = 150.0  # s from the resume to vmshare's exit: every deadline involved, plus room
     args: tuple[str, ...] = ()  # more arguments for this fault's add (e.g. -c a proxy's URI)
+    exit: int | None = None  # the one exit code it must end with (3: the rollback finished)
 
 
 @dataclass(frozen=True)
@@ -93,21 +95,6 @@ def run_with_fault(
             proc.kill()
             proc.wait()
     return FaultRun(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), seconds)
-
-
-def freeze(pid: Callable[[], int]) -> tuple[Callable[[], None], Callable[[], None]]:
-    """inject/restore for a Fault that freezes the process ``pid()``."""
-    held: list[int] = []
-
-    def inject() -> None:
-        held.append(pid())
-        os.kill(held[-1], signal.SIGSTOP)
-
-    def restore() -> None:
-        while held:
-            os.kill(held.pop(), signal.SIGCONT)
-
-    return inject, restore
 
 
 def guest_frozen(
